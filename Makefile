@@ -1,0 +1,46 @@
+# Two commands on a fresh machine with only Python 3: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck docs pytest servers bench clean
+
+$(STAMP): setup.py setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## demo: run examples/counter.py with 4 workers, send 1,000 requests, print the count
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+## test: lint, format check, mypy --strict, the docs build, then the whole test suite
+test: lint typecheck docs pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict sanic_synchro_ctx
+
+## docs: build the Sphinx site into docs/_build/html, warnings as errors
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+pytest: $(STAMP) servers
+	$(BIN)/pytest
+
+## bench: side-by-side benchmarks; prints a table and writes benchmarks/RESULTS.md
+bench: $(STAMP)
+	sh scripts/ensure-servers.sh bench
+	$(BIN)/python -m benchmarks.run
+
+## servers: install the server binaries the tests start (redis-server, memcached) when missing
+servers:
+	sh scripts/ensure-servers.sh
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

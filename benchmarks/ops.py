@@ -1,0 +1,315 @@
+"""Per-operation benchmarks: our async front end against the raw client doing the same work.
+
+Every interface runs get, set, increment, set_default, compare_and_set and a lock
+acquire+release; "raw" issues the same commands (or calls the same Store method, or runs
+the same Lua script) on the same connection settings, with keys and bytes prepared ahead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from multiprocessing import Manager
+from typing import Any
+
+import aiomcache
+import asyncio_redis
+import redis.asyncio as redis_asyncio
+from sanic import Sanic
+
+from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, Synchro, SyncManager
+from sanic_synchro_ctx.interfaces.redisscripts import COMPARE_AND_SET, LOCK_RELEASE
+from sanic_synchro_ctx.launcher import ManagerProcess
+from sanic_synchro_ctx.manager import connect
+
+from .timing import Ratio, alternate_async, time_sync
+
+Op = Callable[[], Awaitable[object]]
+DOC = {"user": "ada", "roles": ["admin", "dev"], "visits": 12}
+DOC_BYTES = b'{"roles":["admin","dev"],"user":"ada","visits":12}'
+
+
+def context(name: str, interface: Any) -> Any:
+    app = Sanic(name)
+    Synchro(app, interface=interface)
+    return app.ctx.synchro
+
+
+async def store_pairs(ctx: Any, store: Any) -> dict[str, tuple[Op, Op]]:
+    """InMemory / SyncManager: the raw side calls the very same Store methods."""
+    p = ctx.interface.prefix
+    await ctx.set("v", DOC)
+    lock_key = "\x00lock\x00" + p + "L"
+
+    async def raw_lock() -> None:
+        store.lock_acquire(lock_key, "token", 30.0)
+        store.lock_release(lock_key, "token")
+
+    async def ours_lock() -> None:
+        async with ctx.lock("L"):
+            pass
+
+    async def wrap(value: object) -> object:
+        return value
+
+    return {
+        "get": (lambda: ctx.get("v"), lambda: wrap(store.get(p + "v"))),
+        "set": (lambda: ctx.set("w", DOC), lambda: wrap(store.set(p + "w", DOC_BYTES, None))),
+        "increment": (lambda: ctx.increment("n"), lambda: wrap(store.increment(p + "n", 1))),
+        "set_default": (
+            lambda: ctx.set_default({"d": DOC}),
+            lambda: wrap(store.add_many([(p + "d", DOC_BYTES)], None)),
+        ),
+        "compare_and_set": (
+            lambda: ctx.compare_and_set("v", DOC, DOC),
+            lambda: wrap(store.compare_and_set(p + "v", DOC_BYTES, DOC_BYTES, None)),
+        ),
+        "lock acquire+release": (ours_lock, raw_lock),
+    }
+
+
+async def aioredis_pairs(ctx: Any, client: Any) -> dict[str, tuple[Op, Op]]:
+    p = ctx.interface.prefix.encode()
+    await ctx.set("v", DOC)
+    cas = client.register_script(COMPARE_AND_SET)
+    release = client.register_script(LOCK_RELEASE)
+    lock_key = b"\x00lock\x00" + p + b"L"
+
+    async def raw_lock() -> None:
+        await client.set(lock_key, "token", nx=True, px=30_000)
+        await release(keys=[lock_key], args=["token"])
+
+    async def ours_lock() -> None:
+        async with ctx.lock("L"):
+            pass
+
+    return {
+        "get": (lambda: ctx.get("v"), lambda: client.get(p + b"v")),
+        "set": (lambda: ctx.set("w", DOC), lambda: client.set(p + b"w", DOC_BYTES)),
+        "increment": (lambda: ctx.increment("n"), lambda: client.incrby(p + b"n", 1)),
+        "set_default": (
+            lambda: ctx.set_default({"d": DOC}),
+            lambda: client.set(p + b"d", DOC_BYTES, nx=True, get=True),
+        ),
+        "compare_and_set": (
+            lambda: ctx.compare_and_set("v", DOC, DOC),
+            lambda: cas(keys=[p + b"v"], args=[DOC_BYTES, DOC_BYTES, ""]),
+        ),
+        "lock acquire+release": (ours_lock, raw_lock),
+    }
+
+
+async def asyncio_redis_pairs(ctx: Any, pool: Any) -> dict[str, tuple[Op, Op]]:
+    p = ctx.interface.prefix.encode()
+    await ctx.set("v", DOC)
+    cas = await pool.register_script(COMPARE_AND_SET)
+    release = await pool.register_script(LOCK_RELEASE)
+    lock_key = b"\x00lock\x00" + p + b"L"
+
+    async def raw_cas() -> object:
+        reply = await cas.run(keys=[p + b"v"], args=[DOC_BYTES, DOC_BYTES, b""])
+        return await reply.return_value()
+
+    async def raw_lock() -> None:
+        await pool.set(lock_key, b"token", pexpire=30_000, only_if_not_exists=True)
+        reply = await release.run(keys=[lock_key], args=[b"token"])
+        await reply.return_value()
+
+    async def ours_lock() -> None:
+        async with ctx.lock("L"):
+            pass
+
+    return {
+        "get": (lambda: ctx.get("v"), lambda: pool.get(p + b"v")),
+        "set": (lambda: ctx.set("w", DOC), lambda: pool.set(p + b"w", DOC_BYTES)),
+        "increment": (lambda: ctx.increment("n"), lambda: pool.incrby(p + b"n", 1)),
+        "set_default": (
+            lambda: ctx.set_default({"d": DOC}),
+            lambda: pool.set(p + b"d", DOC_BYTES, only_if_not_exists=True),
+        ),
+        "compare_and_set": (lambda: ctx.compare_and_set("v", DOC, DOC), raw_cas),
+        "lock acquire+release": (ours_lock, raw_lock),
+    }
+
+
+async def memcache_pairs(ctx: Any, client: Any) -> dict[str, tuple[Op, Op]]:
+    await ctx.set("v", DOC)
+    await client.set(b"raw:v", DOC_BYTES)
+    await client.set(b"raw:n", b"0")
+
+    async def raw_set_default() -> object:
+        if not await client.add(b"raw:d", DOC_BYTES):
+            return await client.get(b"raw:d")
+        return DOC_BYTES
+
+    async def raw_cas() -> object:
+        value, token = await client.gets(b"raw:v")
+        return value == DOC_BYTES and await client.cas(b"raw:v", DOC_BYTES, token)
+
+    async def raw_lock() -> None:
+        await client.add(b"raw:lock", b"token", 31)
+        _, token = await client.gets(b"raw:lock")
+        await client.cas(b"raw:lock", b"", token, 2_592_001)
+
+    async def ours_lock() -> None:
+        async with ctx.lock("L"):
+            pass
+
+    return {
+        "get": (lambda: ctx.get("v"), lambda: client.get(b"raw:v")),
+        "set": (lambda: ctx.set("w", DOC), lambda: client.set(b"raw:w", DOC_BYTES)),
+        "increment": (lambda: ctx.increment("n"), lambda: client.incr(b"raw:n", 1)),
+        "set_default": (lambda: ctx.set_default({"d": DOC}), raw_set_default),
+        "compare_and_set": (lambda: ctx.compare_and_set("v", DOC, DOC), raw_cas),
+        "lock acquire+release": (ours_lock, raw_lock),
+    }
+
+
+async def compare(
+    group: str, pairs: dict[str, tuple[Op, Op]], *, count: int, rounds: int, target: str | None
+) -> list[Ratio]:
+    results = []
+    for name, (ours, raw) in pairs.items():
+        mine, theirs = await alternate_async(ours, raw, count=count, rounds=rounds)
+        results.append(Ratio(group, name, mine, theirs, "µs/op", target))
+    return results
+
+
+async def blocking_vs_async(group: str, ctx: Any, *, count: int, rounds: int) -> Ratio:
+    """increment through ``.sync`` (called on the loop's thread, as a def handler does)
+    against the async front end, alternating."""
+    blocking = ctx.sync
+    mine, theirs = [], []
+    for _ in range(rounds):
+        mine.append(time_sync(lambda: blocking.increment("b"), count))
+        started = time.perf_counter()
+        for _ in range(count):
+            await ctx.increment("b")
+        theirs.append((time.perf_counter() - started) / count * 1e6)
+    return Ratio(
+        "blocking / async front end",
+        f"{group} increment",
+        statistics.median(mine),
+        statistics.median(theirs),
+        "µs/op",
+        "<= 1.5x",
+    )
+
+
+def four_round_trip_increment(count: int, rounds: int, ctx: Any) -> Ratio:
+    """SyncManager.increment against lock+get+set+unlock through plain manager proxies."""
+    manager = Manager()
+    try:
+        lock, data = manager.Lock(), manager.dict()
+        data["n"] = 0
+
+        def naive() -> None:
+            lock.acquire()
+            try:
+                data["n"] = data.get("n", 0) + 1
+            finally:
+                lock.release()
+
+        blocking = ctx.sync
+        mine, theirs = [], []
+        for _ in range(rounds):
+            mine.append(time_sync(lambda: blocking.increment("naive"), count))
+            theirs.append(time_sync(naive, count))
+        return Ratio(
+            "SyncManager increment / lock+get+set+unlock proxies",
+            "increment",
+            statistics.median(mine),
+            statistics.median(theirs),
+            "µs/op",
+            "<= 0.33x",
+            extra="target: >= 3x faster",
+        )
+    finally:
+        manager.shutdown()
+
+
+async def run(
+    redis_url: str, cluster_url: str | None, memcached_port: int, quick: bool
+) -> list[Ratio]:
+    count, rounds = (300, 3) if quick else (1_000, 5)
+    results: list[Ratio] = []
+    tag = f"b{os.getpid()}"
+
+    memory = context(f"{tag}_memory", InMemory())
+    results += await compare(
+        "InMemory (vs the Store called directly)",
+        await store_pairs(memory, memory.interface._store),
+        count=count * 5,
+        rounds=rounds,
+        target=None,
+    )
+
+    process = ManagerProcess.start(watch_pid=os.getpid())
+    try:
+        synced = context(f"{tag}_sync", SyncManager(process.address, process.authkey))
+        raw_proxy = connect(process.address, process.authkey).proxy
+        results += await compare(
+            "SyncManager (vs a plain manager proxy)",
+            await store_pairs(synced, raw_proxy),
+            count=count,
+            rounds=rounds,
+            target=None,
+        )
+        results.append(four_round_trip_increment(count, rounds, synced))
+        results.append(await blocking_vs_async("SyncManager", synced, count=count, rounds=rounds))
+    finally:
+        process.stop()
+    results.append(await blocking_vs_async("InMemory", memory, count=count * 5, rounds=rounds))
+
+    client = redis_asyncio.Redis.from_url(redis_url)
+    aioredis = context(f"{tag}_aioredis", AIORedis(client))
+    results += await compare(
+        "AIORedis (vs redis.asyncio)",
+        await aioredis_pairs(aioredis, client),
+        count=count,
+        rounds=rounds,
+        target="<= 1.10x",
+    )
+    results.append(await blocking_vs_async("AIORedis", aioredis, count=count, rounds=rounds))
+    await aioredis.interface.aclose()
+    await client.aclose()
+
+    url = redis_asyncio.Redis.from_url(redis_url).connection_pool.connection_kwargs
+    pool = await asyncio_redis.Pool.create(
+        host=url["host"],
+        port=url["port"],
+        poolsize=4,
+        encoder=asyncio_redis.encoders.BytesEncoder(),
+    )
+    other = context(f"{tag}_asyncio_redis", AsyncioRedis(url["host"], url["port"], poolsize=4))
+    results += await compare(
+        "AsyncioRedis (vs asyncio_redis)",
+        await asyncio_redis_pairs(other, pool),
+        count=count,
+        rounds=rounds,
+        target="<= 1.10x",
+    )
+    results.append(await blocking_vs_async("AsyncioRedis", other, count=count, rounds=rounds))
+    await other.interface.aclose()
+    pool.close()
+
+    raw_mc = aiomcache.Client("127.0.0.1", memcached_port, pool_size=4)
+    mc = context(f"{tag}_memcache", Memcache(port=memcached_port, pool_size=4))
+    results += await compare(
+        "Memcache (vs aiomcache)",
+        await memcache_pairs(mc, raw_mc),
+        count=count,
+        rounds=rounds,
+        target="<= 1.10x",
+    )
+    results.append(await blocking_vs_async("Memcache", mc, count=count, rounds=rounds))
+    await mc.interface.aclose()
+    await raw_mc.close()
+    return results
+
+
+def main(redis_url: str, cluster_url: str | None, memcached_port: int, quick: bool) -> list[Ratio]:
+    return asyncio.run(run(redis_url, cluster_url, memcached_port, quick))

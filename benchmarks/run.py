@@ -1,0 +1,81 @@
+"""`make bench`: every figure is a ratio measured side by side in one run.
+
+Starts its own redis-server and memcached on free loopback ports, runs the per-operation
+and HTTP comparisons, prints a Markdown table and writes it to benchmarks/RESULTS.md with
+the machine, Python and package versions. `--quick` runs short rounds (a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import tempfile
+from pathlib import Path
+
+from tests.backends import MemcachedServer, RedisServer
+
+from . import http, ops
+from .timing import Ratio, machine
+
+HERE = Path(__file__).resolve().parent
+
+
+def table(results: list[Ratio]) -> str:
+    lines = [
+        "| comparison | operation | ours | baseline | ratio | target | met |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        digits = 0 if r.unit == "req/s" else 1
+        extra = f" ({r.extra})" if r.extra else ""
+        lines.append(
+            f"| {r.group} | {r.name}{extra} | {r.ours:,.{digits}f} {r.unit} | "
+            f"{r.base:,.{digits}f} {r.unit} | {r.ratio:.2f}x | {r.target or '-'} | "
+            f"{ {True: 'yes', False: '**no**', None: '-'}[r.met] } |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    parser.add_argument("--quick", action="store_true", help="short rounds: a smoke run")
+    parser.add_argument("--only", choices=["ops", "http"], help="run one part")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="synchro-bench-"))
+    redis = RedisServer(work).start()
+    memcached = MemcachedServer().start()
+    results: list[Ratio] = []
+    try:
+        if args.only in (None, "ops"):
+            results += ops.main(redis.url, None, memcached.port, args.quick)
+        if args.only in (None, "http"):
+            results += http.main(redis.url, work, args.quick)
+    finally:
+        redis.stop()
+        memcached.stop()
+
+    body = table(results)
+    print(body)
+    if args.quick:
+        return
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    report = [
+        "# Benchmark results",
+        "",
+        f"Produced by `make bench` on {when}. Each ratio compares two variants measured",
+        "side by side in one run (alternating rounds, medians). For µs/op lower is better;",
+        "for req/s higher is better.",
+        "",
+        *machine(),
+        "",
+        body,
+        "",
+    ]
+    args.output.write_text("\n".join(report))
+    print(f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Side-by-side timing: two variants alternate over several rounds; medians, ratios."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import metadata
+
+
+@dataclass
+class Ratio:
+    """One comparison: ``ours`` against ``base`` (per-op µs, or requests/s)."""
+
+    group: str
+    name: str
+    ours: float
+    base: float
+    unit: str
+    target: str | None
+    higher_is_better: bool = False
+    extra: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.base
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the target holds (None: reported, no target)."""
+        if self.target is None:
+            return None
+        op, value = self.target.split(" ")
+        limit = float(value.rstrip("x"))
+        return self.ratio <= limit if op == "<=" else self.ratio >= limit
+
+
+async def time_async(call: Callable[[], Awaitable[object]], count: int) -> float:
+    """Microseconds per call of ``call()``, awaited ``count`` times in a row."""
+    started = time.perf_counter()
+    for _ in range(count):
+        await call()
+    return (time.perf_counter() - started) / count * 1e6
+
+
+def time_sync(call: Callable[[], object], count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        call()
+    return (time.perf_counter() - started) / count * 1e6
+
+
+async def alternate_async(
+    ours: Callable[[], Awaitable[object]],
+    base: Callable[[], Awaitable[object]],
+    *,
+    count: int,
+    rounds: int,
+) -> tuple[float, float]:
+    """Median µs per call of each, measured in alternation (ours, base, ours, base...)."""
+    await time_async(ours, count // 10 + 1)  # warm up connections and caches
+    await time_async(base, count // 10 + 1)
+    mine, theirs = [], []
+    for _ in range(rounds):
+        mine.append(await time_async(ours, count))
+        theirs.append(await time_async(base, count))
+    return statistics.median(mine), statistics.median(theirs)
+
+
+def machine() -> list[str]:
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    def server(command: list[str]) -> str:
+        try:
+            return subprocess.run(
+                command, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except OSError:
+            return "not installed"
+
+    packages = ["sanic", "redis", "hiredis", "asyncio_redis", "aiomcache", "sanic-synchro-ctx"]
+    wrk = server(["wrk", "--version"]).splitlines()
+    return [
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        f"- Python {sys.version.split()[0]} ({platform.python_implementation()})",
+        "- " + ", ".join(f"{name} {version(name)}" for name in packages),
+        f"- {server(['redis-server', '--version'])}",
+        f"- {server(['memcached', '-V'])}",
+        f"- {wrk[0] if wrk else 'wrk: not installed'}",
+    ]

@@ -1,0 +1,46 @@
+"""sanic-synchro-ctx: one shared, atomic key-value context for every worker of a Sanic app.
+
+    from sanic_synchro_ctx import Synchro
+    Synchro(app)                       # app.ctx.synchro, request.ctx.synchro
+
+See the README and the documentation for interfaces, operations and run modes.
+"""
+
+from .errors import (
+    LockNotOwned,
+    LockTimeout,
+    SynchroConnectionError,
+    SynchroError,
+    SynchroSerializationError,
+    SynchroTypeError,
+    SynchroUnsupported,
+    SynchroValueError,
+)
+from .extension import Synchro
+from .interfaces.aioredis import AIORedis
+from .interfaces.asyncio_redis import AsyncioRedis
+from .interfaces.base import BaseSynchroInterface
+from .interfaces.memcache import Memcache
+from .interfaces.memory import InMemory
+from .interfaces.syncmanager import SyncManager
+
+__version__ = "0.2.0.dev0"
+
+__all__ = [
+    "AIORedis",
+    "AsyncioRedis",
+    "BaseSynchroInterface",
+    "InMemory",
+    "LockNotOwned",
+    "LockTimeout",
+    "Memcache",
+    "SyncManager",
+    "Synchro",
+    "SynchroConnectionError",
+    "SynchroError",
+    "SynchroSerializationError",
+    "SynchroTypeError",
+    "SynchroUnsupported",
+    "SynchroValueError",
+    "__version__",
+]

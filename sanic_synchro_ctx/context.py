@@ -1,0 +1,276 @@
+"""The two front ends of one interface: what ``app.ctx.synchro`` and ``request.ctx.synchro`` hold.
+
+:class:`SynchroContext` is the async front end: every method returns an awaitable, and
+``await synchro.counter`` reads key ``"counter"``. :class:`BlockingSynchroContext` (``.sync``)
+has the same names as plain calls, for ``def`` handlers and threads; ``.aio`` goes back.
+Both call the very same interface operations; only the way they are run differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Coroutine, Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .locks import AsyncLock, BlockingLock
+
+if TYPE_CHECKING:
+    from .interfaces.base import BaseSynchroInterface
+
+__all__ = ["BlockingSynchroContext", "SynchroContext"]
+
+T = TypeVar("T")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+def _no_such_key(name: str) -> AttributeError:
+    return AttributeError(f"no key {name!r} in the synchro context")
+
+
+class _AttributeRead:
+    """``await synchro.<name>``: created by attribute access, runs only when awaited."""
+
+    __slots__ = ("_interface", "_name")
+
+    def __init__(self, interface: BaseSynchroInterface, name: str) -> None:
+        self._interface = interface
+        self._name = name
+
+    async def _read(self) -> Any:
+        value = await self._interface.get(self._name, _MISSING)
+        if value is _MISSING:
+            raise _no_such_key(self._name)
+        return value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._read().__await__()
+
+
+class SynchroContext:
+    """Async front end: ``await synchro.increment("hits")``, ``async with synchro.lock("x")``."""
+
+    __slots__ = ("_interface", "_sync")
+    _interface: BaseSynchroInterface
+    _sync: BlockingSynchroContext
+
+    def __init__(self, interface: BaseSynchroInterface) -> None:
+        object.__setattr__(self, "_interface", interface)
+        object.__setattr__(self, "_sync", BlockingSynchroContext(interface, self))
+
+    @property
+    def interface(self) -> BaseSynchroInterface:
+        return self._interface
+
+    @property
+    def sync(self) -> BlockingSynchroContext:
+        """The blocking front end over the same interface."""
+        return self._sync
+
+    @property
+    def aio(self) -> SynchroContext:
+        return self
+
+    def get(self, key: str, default: Any = None) -> Awaitable[Any]:
+        """The value of ``key``, or ``default`` when it is missing (a stored None is returned)."""
+        return self._interface.get(key, default)
+
+    def set(self, key: str, value: Any, *, ttl: float | None = None) -> Awaitable[None]:
+        """Store ``value``; ``ttl`` seconds to live (None: no expiry, clearing any old one)."""
+        return self._interface.set(key, value, ttl=ttl)
+
+    def delete(self, *keys: str) -> Awaitable[int]:
+        """Delete keys; returns how many existed."""
+        return self._interface.delete(*keys)
+
+    def get_many(self, keys: Iterable[str]) -> Awaitable[dict[str, Any]]:
+        """The values of ``keys`` that exist (missing keys are left out)."""
+        return self._interface.get_many(keys)
+
+    def update(self, mapping: Mapping[str, Any], *, ttl: float | None = None) -> Awaitable[None]:
+        """Store every item of ``mapping`` in one atomic step."""
+        return self._interface.update(mapping, ttl=ttl)
+
+    def set_default(
+        self, mapping: Mapping[str, Any], *, ttl: float | None = None
+    ) -> Awaitable[dict[str, Any]]:
+        """Set each key that is missing; returns the value every key now holds."""
+        return self._interface.set_default(mapping, ttl=ttl)
+
+    def setdefault(self, key: str, value: Any, *, ttl: float | None = None) -> Awaitable[Any]:
+        """Set ``key`` if it is missing; returns the value it now holds."""
+        return self._interface.setdefault(key, value, ttl=ttl)
+
+    def increment(self, key: str, by: int = 1) -> Awaitable[int]:
+        """Atomically add ``by`` (a missing key counts as 0); returns the new value."""
+        return self._interface.increment(key, by)
+
+    def decrement(self, key: str, by: int = 1) -> Awaitable[int]:
+        """Atomically subtract ``by`` (a missing key counts as 0); returns the new value."""
+        return self._interface.decrement(key, by)
+
+    def replace(self, key: str, value: Any) -> Awaitable[Any]:
+        """Atomically store ``value`` and return the previous one (None if missing)."""
+        return self._interface.replace(key, value)
+
+    def compare_and_set(
+        self, key: str, expected: Any, new: Any, *, ttl: float | None = None
+    ) -> Awaitable[bool]:
+        """Store ``new`` only if ``key`` holds ``expected`` (compared as canonical JSON)."""
+        return self._interface.compare_and_set(key, expected, new, ttl=ttl)
+
+    def expire(self, key: str, ttl: float | None) -> Awaitable[bool]:
+        """Set (or with None, remove) the expiry of an existing key; False if it is missing."""
+        return self._interface.expire(key, ttl)
+
+    def ttl(self, key: str) -> Awaitable[float | None]:
+        """Seconds left to live, or None (no expiry, or no such key)."""
+        return self._interface.ttl(key)
+
+    def keys(self) -> Awaitable[list[str]]:
+        """Every key of this namespace."""
+        return self._interface.keys()
+
+    def clear(self) -> Awaitable[None]:
+        """Delete every key of this namespace (never anything else on a shared server)."""
+        return self._interface.clear()
+
+    def lock(self, name: str, *, ttl: float = 30.0, timeout: float | None = None) -> AsyncLock:
+        """A shared lock: ``async with synchro.lock("name", ttl=30, timeout=5):``."""
+        return AsyncLock(self._interface, name, ttl=ttl, timeout=timeout)
+
+    def __getattr__(self, name: str) -> Awaitable[Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _AttributeRead(self._interface, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(
+            f"the synchro context is read-only by attribute: use await synchro.set({name!r}, value)"
+        )
+
+    def __repr__(self) -> str:
+        return f"<SynchroContext {self._interface!r} prefix={self._interface.prefix!r}>"
+
+
+class BlockingSynchroContext:
+    """Blocking front end: ``synchro.sync.increment("hits")``, ``with synchro.sync.lock("x")``.
+
+    On a thread that runs an event loop (a plain ``def`` Sanic handler) each call holds the
+    whole worker for its round trip.
+    """
+
+    __slots__ = ("_aio", "_interface")
+    _aio: SynchroContext
+    _interface: BaseSynchroInterface
+
+    def __init__(self, interface: BaseSynchroInterface, aio: SynchroContext) -> None:
+        object.__setattr__(self, "_interface", interface)
+        object.__setattr__(self, "_aio", aio)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._interface.run_blocking(coro)
+
+    @property
+    def interface(self) -> BaseSynchroInterface:
+        return self._interface
+
+    @property
+    def aio(self) -> SynchroContext:
+        """The async front end over the same interface."""
+        return self._aio
+
+    @property
+    def sync(self) -> BlockingSynchroContext:
+        return self
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when it is missing (a stored None is returned)."""
+        return self._run(self._interface.get(key, default))
+
+    def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        """Store ``value``; ``ttl`` seconds to live (None: no expiry, clearing any old one)."""
+        self._run(self._interface.set(key, value, ttl=ttl))
+
+    def delete(self, *keys: str) -> int:
+        """Delete keys; returns how many existed."""
+        return self._run(self._interface.delete(*keys))
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of ``keys`` that exist (missing keys are left out)."""
+        return self._run(self._interface.get_many(keys))
+
+    def update(self, mapping: Mapping[str, Any], *, ttl: float | None = None) -> None:
+        """Store every item of ``mapping`` in one atomic step."""
+        self._run(self._interface.update(mapping, ttl=ttl))
+
+    def set_default(
+        self, mapping: Mapping[str, Any], *, ttl: float | None = None
+    ) -> dict[str, Any]:
+        """Set each key that is missing; returns the value every key now holds."""
+        return self._run(self._interface.set_default(mapping, ttl=ttl))
+
+    def setdefault(self, key: str, value: Any, *, ttl: float | None = None) -> Any:
+        """Set ``key`` if it is missing; returns the value it now holds."""
+        return self._run(self._interface.setdefault(key, value, ttl=ttl))
+
+    def increment(self, key: str, by: int = 1) -> int:
+        """Atomically add ``by`` (a missing key counts as 0); returns the new value."""
+        return self._run(self._interface.increment(key, by))
+
+    def decrement(self, key: str, by: int = 1) -> int:
+        """Atomically subtract ``by`` (a missing key counts as 0); returns the new value."""
+        return self._run(self._interface.decrement(key, by))
+
+    def replace(self, key: str, value: Any) -> Any:
+        """Atomically store ``value`` and return the previous one (None if missing)."""
+        return self._run(self._interface.replace(key, value))
+
+    def compare_and_set(
+        self, key: str, expected: Any, new: Any, *, ttl: float | None = None
+    ) -> bool:
+        """Store ``new`` only if ``key`` holds ``expected`` (compared as canonical JSON)."""
+        return self._run(self._interface.compare_and_set(key, expected, new, ttl=ttl))
+
+    def expire(self, key: str, ttl: float | None) -> bool:
+        """Set (or with None, remove) the expiry of an existing key; False if it is missing."""
+        return self._run(self._interface.expire(key, ttl))
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds left to live, or None (no expiry, or no such key)."""
+        return self._run(self._interface.ttl(key))
+
+    def keys(self) -> list[str]:
+        """Every key of this namespace."""
+        return self._run(self._interface.keys())
+
+    def clear(self) -> None:
+        """Delete every key of this namespace (never anything else on a shared server)."""
+        self._run(self._interface.clear())
+
+    def lock(self, name: str, *, ttl: float = 30.0, timeout: float | None = None) -> BlockingLock:
+        """A shared lock: ``with synchro.sync.lock("name", ttl=30, timeout=5):``."""
+        return BlockingLock(self._interface, name, ttl=ttl, timeout=timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = self._run(self._interface.get(name, _MISSING))
+        if value is _MISSING:
+            raise _no_such_key(name)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(
+            f"the synchro context is read-only by attribute: use synchro.set({name!r}, value)"
+        )
+
+    def __repr__(self) -> str:
+        return f"<BlockingSynchroContext {self._interface!r} prefix={self._interface.prefix!r}>"

@@ -1,0 +1,285 @@
+"""AIORedis: Redis through ``redis.asyncio`` (the aioredis-2 API, now part of redis-py).
+
+``AIORedis(client)`` takes a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``;
+``AIORedis.from_url(url, **kwargs)`` builds one. The given client serves the first event
+loop it runs on; other loops (the blocking front end's bridge, a server restarted on a
+new loop) get a client built from its settings, since a client belongs to one loop.
+
+Every operation is one round trip: a native command where Redis has one (GET, MGET,
+SET ... PX, SET ... KEEPTTL GET, INCRBY, PEXPIRE, PTTL, DEL) and a Lua script where a check
+and a write must be one step. Counters stay plain integers, so ``redis-cli INCR`` and
+``increment`` agree. ``keys()``/``clear()`` SCAN the namespace; nothing ever flushes a
+database. On a cluster the namespace is a hash tag (``{prefix}key``), so all of it lives in
+one slot and multi-key operations stay atomic.
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SynchroValueError
+from ..serializer import Serializer
+from .base import DEFAULT_MAX_VALUE_SIZE
+from .network import NetworkInterface
+from .redisscripts import (
+    SCRIPTS,
+    decode_key,
+    encode_key,
+    increment_error,
+    match_pattern,
+    milliseconds,
+    seconds_left,
+    split_netstrings,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis, RedisCluster
+
+__all__ = ["AIORedis"]
+
+_CHUNK = 500
+
+
+def _import_redis() -> ModuleType:
+    try:
+        import redis
+        import redis.asyncio
+        import redis.asyncio.cluster
+    except ImportError:
+        raise ImportError(
+            'AIORedis needs redis-py: pip install "sanic-synchro-ctx[redis]"'
+        ) from None
+    return redis
+
+
+class _Session:
+    """One loop's client and the scripts registered on it."""
+
+    __slots__ = ("client", "owned", "scripts")
+
+    def __init__(self, client: Any, owned: bool) -> None:
+        self.client = client
+        self.owned = owned
+        self.scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+
+
+class AIORedis(NetworkInterface[_Session]):
+    """The context in Redis (or a Redis Cluster), through ``redis.asyncio``."""
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        prefix: str | None = None,
+        serializer: Serializer | None = None,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    ) -> None:
+        redis = _import_redis()
+        if not isinstance(client, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
+            raise SynchroValueError(
+                "AIORedis takes a redis.asyncio.Redis or redis.asyncio.RedisCluster; "
+                f"got {type(client).__name__} (use AIORedis.from_url(url) to build one)"
+            )
+        self._redis = redis
+        self._cluster = isinstance(client, redis.asyncio.RedisCluster)
+        self._template = client
+        self._unclaimed = not self._decodes(client)
+        # redis-py's pools (and every cluster node's) fail a command at once when all
+        # their connections are busy, before sending it: the operation then waits.
+        busy = getattr(redis.exceptions, "MaxConnectionsError", None)
+        self.busy_errors = (busy,) if busy is not None else ()
+        self.connection_errors = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.ClusterDownError,
+            OSError,
+        )
+        super().__init__(prefix=prefix, serializer=serializer, max_value_size=max_value_size)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        cluster: bool = False,
+        prefix: str | None = None,
+        serializer: Serializer | None = None,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        **kwargs: Any,
+    ) -> AIORedis:
+        """Build the client from ``url`` (``cluster=True``: a RedisCluster); ``kwargs`` go to
+        the client. Defaults: 5 s socket timeouts and 2 quick retries, so that a dead server
+        is reported within the timeout instead of after redis-py's ten retries; a pool of
+        100 connections (a burst of more concurrent operations waits for a connection
+        instead of failing)."""
+        redis = _import_redis()
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+
+        kwargs.setdefault("socket_timeout", 5.0)
+        kwargs.setdefault("socket_connect_timeout", 5.0)
+        kwargs.setdefault("retry", Retry(ExponentialBackoff(cap=0.1, base=0.01), 2))
+        client: Any
+        if cluster:
+            client = redis.asyncio.RedisCluster.from_url(url, **kwargs)
+        else:
+            kwargs.setdefault("max_connections", 100)
+            pool = redis.asyncio.ConnectionPool.from_url(url, **kwargs)
+            client = redis.asyncio.Redis.from_pool(pool)
+        return cls(client, prefix=prefix, serializer=serializer, max_value_size=max_value_size)
+
+    def _key_prefix(self, prefix: str) -> str:
+        if not self._cluster:
+            return prefix
+        if "{" in prefix or "}" in prefix:
+            raise SynchroValueError("a Redis Cluster prefix must not contain '{' or '}'")
+        return "{" + prefix + "}"
+
+    # -- sessions -------------------------------------------------------------------------
+
+    @staticmethod
+    def _decodes(client: Any) -> bool:
+        if hasattr(client, "connection_pool"):
+            return bool(client.connection_pool.connection_kwargs.get("decode_responses"))
+        return bool(getattr(client, "connection_kwargs", {}).get("decode_responses"))
+
+    def _clone(self) -> Any:
+        """A new client with the template's settings (and bytes responses)."""
+        redis = self._redis
+        template: Any = self._template
+        if self._cluster:
+            cluster = redis.asyncio.RedisCluster
+            accepted = inspect.signature(cluster.__init__).parameters
+            kwargs = {
+                name: value
+                for name, value in template.connection_kwargs.items()
+                if name in accepted and name not in ("host", "port", "startup_nodes")
+            }
+            kwargs["decode_responses"] = False
+            nodes = [
+                redis.asyncio.cluster.ClusterNode(node.host, node.port)
+                for node in template.startup_nodes
+            ]
+            return cluster(startup_nodes=nodes, **kwargs)
+        pool = template.connection_pool
+        kwargs = dict(pool.connection_kwargs, decode_responses=False)
+        if isinstance(pool, redis.asyncio.BlockingConnectionPool):
+            kwargs["timeout"] = pool.timeout
+        fresh = type(pool)(
+            connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs
+        )
+        return redis.asyncio.Redis.from_pool(fresh)
+
+    async def _open(self) -> _Session:
+        if self._unclaimed:
+            self._unclaimed = False
+            client, owned = self._template, False
+        else:
+            client, owned = self._clone(), True
+        session = _Session(client, owned)
+        if self._cluster:
+            # Initialize once, here (one opener per loop), not lazily from concurrent
+            # commands: redis-py >= 7.1 breaks connections when several tasks initialize
+            # a fresh RedisCluster at once (7.0.1 did not).
+            await session.client.initialize()
+        return session
+
+    async def _shut(self, session: _Session) -> None:
+        if session.owned:
+            await session.client.aclose()
+
+    # -- primitives -----------------------------------------------------------------------
+
+    async def _get(self, key: str) -> bytes | None:
+        session = self._cached() or await self._session()
+        value: bytes | None = await session.client.get(encode_key(key))
+        return value
+
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        session = self._cached() or await self._session()
+        raw = [encode_key(key) for key in keys]
+        values: list[bytes | None] = await session.client.mget(raw)
+        return values
+
+    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        session = self._cached() or await self._session()
+        px = None if ttl is None else milliseconds(ttl)
+        await session.client.set(encode_key(key), value, px=px)
+
+    async def _script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
+        session = self._cached() or await self._session()
+        return await session.scripts[name](keys=keys, args=args)
+
+    async def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
+        px = "" if ttl is None else milliseconds(ttl)
+        keys = [encode_key(key) for key, _ in items]
+        await self._script("set_many", keys, [px, *(value for _, value in items)])
+
+    async def _add_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> list[bytes]:
+        px = "" if ttl is None else milliseconds(ttl)
+        keys = [encode_key(key) for key, _ in items]
+        stored = await self._script("add_many", keys, [px, *(value for _, value in items)])
+        return split_netstrings(stored)
+
+    async def _delete(self, keys: list[str]) -> int:
+        session = self._cached() or await self._session()
+        deleted: int = await session.client.delete(*{encode_key(k) for k in keys})
+        return deleted
+
+    async def _increment(self, key: str, by: int) -> int:
+        session = self._cached() or await self._session()
+        raw = encode_key(key)
+        try:
+            value: int = await session.client.incrby(raw, by)
+        except self._redis.exceptions.ResponseError:
+            # INCRBY refused and left the value as it was; tell the caller why.
+            raise increment_error(await session.client.get(raw)) from None
+        return value
+
+    async def _replace(self, key: str, value: bytes) -> bytes | None:
+        session = self._cached() or await self._session()
+        old: bytes | None = await session.client.set(encode_key(key), value, keepttl=True, get=True)
+        return old
+
+    async def _compare_and_set(
+        self, key: str, expected: bytes, new: bytes, ttl: float | None
+    ) -> bool:
+        px = "" if ttl is None else milliseconds(ttl)
+        return bool(await self._script("compare_and_set", [encode_key(key)], [expected, new, px]))
+
+    async def _expire(self, key: str, ttl: float | None) -> bool:
+        if ttl is None:
+            return bool(await self._script("persist", [encode_key(key)], []))
+        session = self._cached() or await self._session()
+        return bool(await session.client.pexpire(encode_key(key), milliseconds(ttl)))
+
+    async def _ttl(self, key: str) -> float | None:
+        session = self._cached() or await self._session()
+        return seconds_left(await session.client.pttl(encode_key(key)))
+
+    async def _scan(self, prefix: str) -> list[bytes]:
+        session = self._cached() or await self._session()
+        pattern = match_pattern(prefix)
+        return [raw async for raw in session.client.scan_iter(match=pattern, count=1000)]
+
+    async def _keys(self, prefix: str) -> list[str]:
+        return [decode_key(raw) for raw in await self._scan(prefix)]
+
+    async def _clear(self, prefix: str) -> None:
+        found = await self._scan(prefix)
+        session = self._cached() or await self._session()
+        for start in range(0, len(found), _CHUNK):
+            await session.client.delete(*found[start : start + _CHUNK])
+
+    async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
+        holder = await self._script("lock_acquire", [encode_key(key)], [token, milliseconds(ttl)])
+        return None if holder is None else decode_key(holder)
+
+    async def _lock_release(self, key: str, token: str) -> bool:
+        return bool(await self._script("lock_release", [encode_key(key)], [token]))
+
+    def __repr__(self) -> str:
+        kind = "RedisCluster" if self._cluster else "Redis"
+        return f"AIORedis({kind})"

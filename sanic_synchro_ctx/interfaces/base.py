@@ -1,0 +1,381 @@
+"""BaseSynchroInterface: the contract every interface fulfils.
+
+Each public operation does the common work once (check and prefix keys, serialize values,
+check TTLs and steps, map client errors into the SynchroError tree) and then awaits one
+small primitive (``_get``, ``_increment``, ...) that each interface implements. Primitives
+receive prefixed keys and serialized bytes and must run their operation atomically.
+
+Operations are coroutines. For an interface whose primitives never suspend, the blocking
+front end drives them to completion in the caller's thread (:meth:`run_blocking`); network
+interfaces override :meth:`run_blocking` to use the bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, TypeVar
+
+from ..bridge import run_inline
+from ..checks import check_key, check_keys, check_lease, check_mapping, check_step, check_ttl
+from ..errors import SynchroConnectionError, SynchroError, SynchroTypeError, SynchroValueError
+from ..serializer import JSONSerializer, Serializer
+
+if TYPE_CHECKING:
+    from sanic import Sanic
+
+__all__ = ["DEFAULT_MAX_VALUE_SIZE", "LOCK_MARK", "BaseSynchroInterface"]
+
+#: Largest serialized value accepted, in bytes (memcached's default item size).
+DEFAULT_MAX_VALUE_SIZE = 1_048_576
+#: Lock keys are ``LOCK_MARK + prefix + name``: never equal to a data key ``prefix + key``.
+LOCK_MARK = "\x00lock\x00"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+I = TypeVar("I", bound="BaseSynchroInterface")  # noqa: E741
+
+
+def operation(
+    func: Callable[Concatenate[I, P], Awaitable[T]],
+) -> Callable[Concatenate[I, P], Coroutine[Any, Any, T]]:
+    """Map any non-Synchro exception raised by an operation into the SynchroError tree."""
+
+    @functools.wraps(func)
+    async def mapped(self: I, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        waited = 0.0
+        while True:
+            try:
+                return await func(self, *args, **kwargs)
+            except SynchroError:
+                raise
+            except self.busy_errors as exc:
+                # The client's pool had no free connection and sent nothing: wait for one.
+                if waited >= self.busy_timeout:
+                    raise self.map_error(exc) from exc
+                delay = min(0.001 + waited / 4, 0.05)
+                await asyncio.sleep(delay)
+                waited += delay
+            except Exception as exc:
+                raise self.map_error(exc) from exc
+
+    return mapped
+
+
+class BaseSynchroInterface:
+    """Base class of all interfaces. Subclasses implement the ``_`` primitives.
+
+    Options shared by every interface:
+
+    ``prefix``
+        Prepended to every key. By default :class:`~sanic_synchro_ctx.Synchro` derives one
+        from the app name and its own name, so that two apps, or two Synchro objects on one
+        app, never see each other's keys.
+    ``serializer``
+        How values become bytes: :class:`~sanic_synchro_ctx.serializer.JSONSerializer` by
+        default; a signed :class:`~sanic_synchro_ctx.serializer.PickleSerializer` on request.
+    ``max_value_size``
+        Largest serialized value, in bytes (default 1 MiB); larger raises SynchroValueError.
+    """
+
+    #: How finely expiry works, in seconds: ``ttl()`` may answer up to this much above the
+    #: TTL asked for (a value never expires before its TTL). 0: exact.
+    ttl_resolution: ClassVar[float] = 0.0
+    #: False where ``keys()`` raises SynchroUnsupported (memcached cannot list keys).
+    lists_keys: ClassVar[bool] = True
+    #: Client exceptions meaning "the backend is unreachable": mapped to SynchroConnectionError.
+    #: Interfaces importing their client lazily set it per instance.
+    connection_errors: tuple[type[BaseException], ...] = ()
+    #: Client exceptions meaning "no free connection, nothing sent": the operation is
+    #: retried (a burst waits for a connection) for up to ``busy_timeout`` seconds.
+    busy_errors: tuple[type[Exception], ...] = ()
+    busy_timeout: float = 5.0
+
+    def __init__(
+        self,
+        *,
+        prefix: str | None = None,
+        serializer: Serializer | None = None,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    ) -> None:
+        if prefix is not None:
+            if not isinstance(prefix, str) or not prefix:
+                raise SynchroValueError("prefix must be a non-empty str")
+            if prefix.startswith("\x00"):
+                raise SynchroValueError("prefix must not start with a NUL character")
+        if isinstance(max_value_size, bool) or not isinstance(max_value_size, int):
+            raise SynchroValueError("max_value_size must be a positive int")
+        if max_value_size <= 0:
+            raise SynchroValueError("max_value_size must be a positive int")
+        self._prefix: str | None = None if prefix is None else self._key_prefix(prefix)
+        self._explicit_prefix = prefix is not None
+        self._serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        self._max_value_size = max_value_size
+
+    # -- namespace --------------------------------------------------------------------------
+
+    @property
+    def prefix(self) -> str | None:
+        """The key prefix in use (None until the interface is attached to an app)."""
+        return self._prefix
+
+    def bind(self, prefix: str) -> None:
+        """Called by Synchro: adopt the namespace derived for (app, synchro name).
+
+        An explicit ``prefix=`` always wins. An interface serves one namespace: attaching
+        it to a second app or Synchro name without an explicit prefix is refused, because
+        the two would otherwise share (and clear) each other's keys.
+        """
+        if self._explicit_prefix:
+            return
+        prefix = self._key_prefix(prefix)
+        if self._prefix is not None and self._prefix != prefix:
+            raise SynchroValueError(
+                f"this interface already serves namespace {self._prefix!r}; create one "
+                "interface per Synchro, or pass an explicit prefix= to share one"
+            )
+        self._prefix = prefix
+
+    def _key_prefix(self, prefix: str) -> str:
+        """The string keys actually start with, for namespace ``prefix`` (a hook: a Redis
+        Cluster wraps it in a hash tag so that one namespace lives in one slot)."""
+        return prefix
+
+    def _namespace(self) -> str:
+        prefix = self._prefix
+        if prefix is None:
+            raise SynchroError(
+                "interface is not attached to an app: use Synchro(app, interface=...) "
+                "or give the interface a prefix="
+            )
+        return prefix
+
+    def _key(self, key: Any) -> str:
+        prefix = self._prefix
+        if prefix is None:
+            prefix = self._namespace()
+        return prefix + check_key(key)
+
+    def _lock_key(self, name: Any) -> str:
+        return LOCK_MARK + self._namespace() + check_key(name, "lock name")
+
+    # -- values -----------------------------------------------------------------------------
+
+    def _dumps(self, value: Any) -> bytes:
+        data = self._serializer.dumps(value)
+        if len(data) > self._max_value_size:
+            raise SynchroValueError(
+                f"value is {len(data)} bytes serialized; the limit is {self._max_value_size}"
+            )
+        return data
+
+    def _loads(self, data: bytes) -> Any:
+        return self._serializer.loads(data)
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def map_error(self, exc: Exception) -> SynchroError:
+        """Translate a client exception into the SynchroError tree."""
+        if isinstance(exc, self.connection_errors):
+            return SynchroConnectionError(
+                f"{type(self).__name__}: backend unreachable ({type(exc).__name__}: {exc})"
+            )
+        return SynchroError(f"{type(self).__name__}: {type(exc).__name__}: {exc}")
+
+    # -- running from the blocking front end ------------------------------------------------
+
+    def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one operation to completion for a blocking caller."""
+        return run_inline(coro)
+
+    # -- lifecycle hooks (called by Synchro's listeners) ------------------------------------
+
+    def on_main_process_start(self, app: Sanic[Any, Any], slot: str) -> None:
+        """In Sanic's main process, before workers start. ``slot``: our app.shared_ctx name."""
+
+    def on_main_process_stop(self, app: Sanic[Any, Any], slot: str) -> None:
+        """In Sanic's main process, after all workers stopped."""
+
+    def on_server_start(self, app: Sanic[Any, Any], slot: str) -> None:
+        """In each worker (or the single process), before the server starts serving."""
+
+    async def on_server_stop(self, app: Sanic[Any, Any], slot: str) -> None:
+        """In each worker (or the single process), after the server stopped."""
+
+    def close(self) -> None:
+        """Release clients and processes this interface owns. Data may be lost for owners."""
+
+    async def aclose(self) -> None:
+        """Like :meth:`close`, from async code (network interfaces close their clients)."""
+        self.close()
+
+    # -- public operations ------------------------------------------------------------------
+
+    @operation
+    async def get(self, key: str, default: Any = None) -> Any:
+        data = await self._get(self._key(key))
+        return default if data is None else self._loads(data)
+
+    @operation
+    async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        full = self._key(key)
+        data = self._dumps(value)
+        await self._set(full, data, check_ttl(ttl))
+
+    @operation
+    async def delete(self, *keys: str) -> int:
+        full = [self._key(key) for key in keys]
+        return await self._delete(full) if full else 0
+
+    @operation
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        names = list(dict.fromkeys(check_keys(keys)))
+        if not names:
+            return {}
+        found = await self._get_many([self._key(name) for name in names])
+        return {
+            name: self._loads(data)
+            for name, data in zip(names, found, strict=True)
+            if data is not None
+        }
+
+    @operation
+    async def update(self, mapping: Mapping[str, Any], *, ttl: float | None = None) -> None:
+        items = [
+            (self._key(key), self._dumps(value)) for key, value in check_mapping(mapping).items()
+        ]
+        seconds = check_ttl(ttl)
+        if items:
+            await self._set_many(items, seconds)
+
+    @operation
+    async def set_default(
+        self, mapping: Mapping[str, Any], *, ttl: float | None = None
+    ) -> dict[str, Any]:
+        names = list(check_mapping(mapping))
+        items = [(self._key(name), self._dumps(mapping[name])) for name in names]
+        seconds = check_ttl(ttl)
+        if not items:
+            return {}
+        stored = await self._add_many(items, seconds)
+        return {name: self._loads(data) for name, data in zip(names, stored, strict=True)}
+
+    @operation
+    async def setdefault(self, key: str, value: Any, *, ttl: float | None = None) -> Any:
+        items = [(self._key(key), self._dumps(value))]
+        stored = await self._add_many(items, check_ttl(ttl))
+        return self._loads(stored[0])
+
+    @operation
+    async def increment(self, key: str, by: int = 1) -> int:
+        full = self._key(key)
+        return await self._step(key, full, check_step(by))
+
+    @operation
+    async def decrement(self, key: str, by: int = 1) -> int:
+        full = self._key(key)
+        return await self._step(key, full, check_step(-check_step(by)))
+
+    async def _step(self, key: str, full: str, by: int) -> int:
+        try:
+            return await self._increment(full, by)
+        except SynchroTypeError as exc:
+            raise SynchroTypeError(f"cannot increment {key!r}: {exc}") from None
+        except SynchroValueError as exc:
+            raise SynchroValueError(f"cannot increment {key!r}: {exc}") from None
+
+    @operation
+    async def replace(self, key: str, value: Any) -> Any:
+        full = self._key(key)
+        old = await self._replace(full, self._dumps(value))
+        return None if old is None else self._loads(old)
+
+    @operation
+    async def compare_and_set(
+        self, key: str, expected: Any, new: Any, *, ttl: float | None = None
+    ) -> bool:
+        full = self._key(key)
+        old, data = self._serializer.dumps(expected), self._dumps(new)
+        return await self._compare_and_set(full, old, data, check_ttl(ttl))
+
+    @operation
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        full = self._key(key)
+        return await self._expire(full, check_ttl(ttl))
+
+    @operation
+    async def ttl(self, key: str) -> float | None:
+        return await self._ttl(self._key(key))
+
+    @operation
+    async def keys(self) -> list[str]:
+        prefix = self._namespace()
+        cut = len(prefix)
+        return [key[cut:] for key in await self._keys(prefix)]
+
+    @operation
+    async def clear(self) -> None:
+        await self._clear(self._namespace())
+
+    @operation
+    async def acquire_lock(self, name: str, token: str, ttl: float) -> str | None:
+        """One attempt: take lock ``name`` for ``ttl`` s. None if taken, else the holder's token."""
+        full = self._lock_key(name)
+        return await self._lock_acquire(full, token, check_lease(ttl))
+
+    @operation
+    async def release_lock(self, name: str, token: str) -> bool:
+        """Release lock ``name`` if ``token`` holds it; False if it does not (any more)."""
+        return await self._lock_release(self._lock_key(name), token)
+
+    # -- primitives: each interface implements these ----------------------------------------
+
+    async def _get(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        raise NotImplementedError
+
+    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        raise NotImplementedError
+
+    async def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
+        raise NotImplementedError
+
+    async def _add_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> list[bytes]:
+        raise NotImplementedError
+
+    async def _delete(self, keys: list[str]) -> int:
+        raise NotImplementedError
+
+    async def _increment(self, key: str, by: int) -> int:
+        """Add ``by``; SynchroTypeError if the value is not an integer, SynchroValueError if
+        the result leaves the signed 64-bit range (the value is then left as it was)."""
+        raise NotImplementedError
+
+    async def _replace(self, key: str, value: bytes) -> bytes | None:
+        raise NotImplementedError
+
+    async def _compare_and_set(
+        self, key: str, expected: bytes, new: bytes, ttl: float | None
+    ) -> bool:
+        raise NotImplementedError
+
+    async def _expire(self, key: str, ttl: float | None) -> bool:
+        raise NotImplementedError
+
+    async def _ttl(self, key: str) -> float | None:
+        raise NotImplementedError
+
+    async def _keys(self, prefix: str) -> list[str]:
+        raise NotImplementedError
+
+    async def _clear(self, prefix: str) -> None:
+        raise NotImplementedError
+
+    async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
+        raise NotImplementedError
+
+    async def _lock_release(self, key: str, token: str) -> bool:
+        raise NotImplementedError

@@ -1,0 +1,628 @@
+"""Memcache: the context in memcached, through ``aiomcache``, with memcached's traps closed.
+
+Keys
+    Every str key maps to a valid memcached key (<= 250 bytes, no whitespace or control
+    characters), injectively: a key made only of printable ASCII other than ``#`` that fits
+    is used as it is; any other key becomes ``#`` + base64url(SHA-256(key)). Plain keys never
+    contain ``#``, so no plain key can take a hashed form.
+Generations
+    ``clear()`` must not ``flush_all`` a server others may share. Every data key includes the
+    namespace's generation, a random token stored under the namespace's generation key, and
+    ``clear()`` replaces the token: the old generation's keys become unreachable and age out.
+    Reads fetch the token in the same multi-get as the data; writes check it in parallel and
+    are redone on the new generation when a clear moved it. A random token (never a counter)
+    means an evicted generation key can never bring old data back.
+Counters
+    Integers are stored as decimal ``(value + 2**62) mod 2**64`` with a counter flag, so
+    memcached's unsigned ``incr`` does signed arithmetic (a negative step is a modular
+    ``incr``) and an overflow shows in the decoded result (it is then undone and reported). A
+    missing key is created by ``add`` (incr -> add -> retry): every increment is atomic, and
+    one round trip when the key exists. The offset keeps every value of magnitude below 2**62
+    under 2**63 in memcached: for a stored number of 2**63 or more, memcached's parser looks for
+    a minus sign past the item's own bytes, in whatever memory follows, so ``incr`` fails at
+    random there. Counters beyond 2**62 in magnitude fall back to an exact gets/cas loop when
+    that happens. Other values carry a marker byte that memcached never reads as a number.
+Expiry
+    memcached counts whole seconds. A deadline is rounded up to a whole second, so a value
+    never expires early; it is kept in the item's flags (which is how ``ttl()`` answers
+    here, up to a second above the TTL asked for) and checked on every read, so the value
+    is gone at that second. memcached's own exptime is a second later (its clock ticks once
+    a second), sent as absolute Unix time beyond 30 days. Lock leases: ceil(ttl) + 1 s.
+Cancellation and outages
+    aiomcache returns a connection with an unread reply to its pool when a call is cancelled
+    (aiomcache#489); later reads on it get other keys' data. And when memcached goes away its
+    reply loop spins on end of file. The client used here closes a connection interrupted
+    mid-call and reports end of file as a lost connection.
+
+``keys()`` raises SynchroUnsupported: memcached cannot list keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import math
+import re
+import secrets
+import time
+from typing import Any, NamedTuple
+
+from ..checks import INT64_MAX, INT64_MIN
+from ..errors import SynchroError, SynchroTypeError, SynchroUnsupported, SynchroValueError
+from ..serializer import Serializer
+from .base import LOCK_MARK
+from .network import NetworkInterface
+
+__all__ = ["Memcache"]
+
+#: memcached's default item limit is 1 MiB including key and header: stay below it.
+MEMCACHE_MAX_VALUE_SIZE = 1_000_000
+
+_OFFSET = 1 << 62
+_WRAP = 1 << 64
+_SAFE = 1 << 63  # memcached parses stored numbers reliably only below 2**63 (see _encode)
+_COUNTER = 1  # flags bit 0: the value is an offset-encoded counter
+_EPOCH = 1_577_836_800  # flags bits 1-31: deadline, seconds since 2020-01-01 (0: none)
+_MARK = b":"  # prefix of every non-counter value: memcached never reads it as a number
+_THIRTY_DAYS = 30 * 86_400
+_PAST = _THIRTY_DAYS + 1  # an absolute time in 1970: the item expires at once
+_MAX_KEY = 250
+_SAFE_NAMESPACE = re.compile(r"[A-Za-z0-9:%._-]{1,64}")
+_PLAIN = re.compile(r"[\x21-\x22\x24-\x7e]+")  # printable ASCII except '#'
+_INTEGER = re.compile(rb"-?(?:0|[1-9][0-9]*)")
+
+
+def _import_aiomcache() -> Any:
+    try:
+        import aiomcache
+    except ImportError:
+        raise ImportError(
+            'Memcache needs aiomcache: pip install "sanic-synchro-ctx[memcache]"'
+        ) from None
+    return aiomcache
+
+
+class _Item(NamedTuple):
+    """A stored value with the flags aiomcache hands over (for flags other than 0)."""
+
+    data: bytes
+    flags: int
+
+
+_client_class: Any = None
+
+
+def _cancel_safe_client(module: Any) -> Any:
+    """aiomcache's FlagClient, made safe to cancel and safe when the server goes away.
+
+    aiomcache releases a connection to its pool after each call, and closes it only when its
+    reader holds an exception, which it sets for an Exception but not for CancelledError
+    (aiomcache#489): marking the reader on any interruption makes the pool close that
+    connection instead of handing out one with an unread reply. And its reply loop reads
+    lines until one ends with CRLF: at end of file ``readline()`` answers ``b""`` at once, for
+    ever, and the event loop spins; here end of file is a lost connection. All of the
+    client's I/O goes through these two methods.
+    """
+    global _client_class
+    if _client_class is None:
+
+        class SafeClient(module.FlagClient):  # type: ignore[misc]
+            async def _execute_simple_command(self, conn: Any, raw_command: bytes) -> bytes:
+                try:
+                    conn.writer.write(raw_command)
+                    await conn.writer.drain()
+                    response = bytearray()
+                    while not response.endswith(b"\r\n"):
+                        line = await conn.reader.readline()
+                        if not line:
+                            raise ConnectionResetError("memcached closed the connection")
+                        response += line
+                except BaseException as exc:
+                    _abandon(conn, exc)
+                    raise
+                return bytes(response[:-2])
+
+            async def _multi_get(self, conn: Any, *keys: bytes, with_cas: bool = True) -> Any:
+                try:
+                    return await super()._multi_get(conn, *keys, with_cas=with_cas)
+                except module.exceptions.ClientException as exc:
+                    if conn.reader.at_eof():  # aiomcache reports end of file as "get failed"
+                        lost = ConnectionResetError("memcached closed the connection")
+                        _abandon(conn, lost)
+                        raise lost from exc
+                    raise
+                except BaseException as exc:
+                    _abandon(conn, exc)
+                    raise
+
+            @module.client.acquire  # type: ignore[untyped-decorator]
+            async def exchange(
+                self, conn: Any, commands: list[bytes], generation_key: bytes
+            ) -> tuple[list[bytes], bytes | None]:
+                """Send ``commands`` and ``get generation_key`` in one write; answer each
+                command's reply line, and the generation token as the server then had it."""
+                try:
+                    conn.writer.write(b"".join(commands) + b"get " + generation_key + b"\r\n")
+                    await conn.writer.drain()
+                    replies = [await _reply_line(conn) for _ in commands]
+                    line = await _reply_line(conn)
+                    token = None
+                    if line.startswith(b"VALUE "):
+                        size = int(line.split()[3])
+                        token = (await conn.reader.readexactly(size + 2))[:-2]
+                        line = await _reply_line(conn)
+                    if line != b"END":
+                        raise module.exceptions.ClientException("unexpected reply", line)
+                except BaseException as exc:
+                    _abandon(conn, exc)
+                    raise
+                return replies, token
+
+            @module.client.acquire  # type: ignore[untyped-decorator]
+            async def gets_many(self, conn: Any, *keys: bytes) -> tuple[dict[bytes, Any], Any]:
+                """Values and cas tokens of ``keys`` in one ``gets``."""
+                found: tuple[dict[bytes, Any], Any] = await self._multi_get(
+                    conn, *keys, with_cas=True
+                )
+                return found
+
+        _client_class = SafeClient
+    return _client_class
+
+
+async def _reply_line(conn: Any) -> bytes:
+    line: bytes = await conn.reader.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionResetError("memcached closed the connection")
+    return line[:-2]
+
+
+def _storage(
+    verb: bytes, key: bytes, stored: bytes | _Item, exptime: int, cas: int | None = None
+) -> bytes:
+    """A storage command (set, add, cas) for memcached's text protocol."""
+    data, flags = (stored.data, stored.flags) if isinstance(stored, _Item) else (stored, 0)
+    head = b"%s %s %d %d %d" % (verb, key, flags, exptime, len(data))
+    if cas is not None:
+        head += b" %d" % cas
+    return head + b"\r\n" + data + b"\r\n"
+
+
+def _abandon(conn: Any, exc: BaseException) -> None:
+    """Make aiomcache's pool close this connection when it is released."""
+    if conn.reader.exception() is None:
+        conn.reader.set_exception(ConnectionAbortedError("memcached call interrupted"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_body(body: str, room: int) -> bytes:
+    """How a key is written after its namespace head: as it is when it is plain printable
+    ASCII without '#' and fits in ``room`` bytes, else '#' + its digest."""
+    if len(body) <= room and _PLAIN.fullmatch(body):
+        return body.encode("ascii")
+    return ("#" + _digest(body)).encode("ascii")
+
+
+def _encode(number: int) -> bytes:
+    """A counter as memcached stores it: ``(number + 2**62) mod 2**64`` in decimal."""
+    return str((number + _OFFSET) % _WRAP).encode("ascii")
+
+
+def _decode(stored: int) -> int:
+    """The signed 64-bit counter a stored unsigned number stands for."""
+    number = stored - _OFFSET
+    return number - _WRAP if number > INT64_MAX else number
+
+
+def _digest(data: str) -> str:
+    raw = hashlib.sha256(data.encode("utf-8", "surrogatepass")).digest()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+async def _to_item(data: bytes, flags: int) -> _Item:
+    return _Item(data, flags)
+
+
+async def _from_item(item: _Item) -> tuple[bytes, int]:
+    return item.data, item.flags
+
+
+def _unpack(raw: bytes | _Item | None) -> tuple[bytes, int] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, _Item):
+        return raw.data, raw.flags
+    return raw, 0
+
+
+class Memcache(NetworkInterface[Any]):
+    """The context in memcached, through ``aiomcache``."""
+
+    ttl_resolution = 1.0
+    lists_keys = False
+
+    def __init__(
+        self,
+        host: Any = "127.0.0.1",
+        port: int = 11211,
+        pool_size: int = 4,
+        *,
+        prefix: str | None = None,
+        serializer: Serializer | None = None,
+        max_value_size: int = MEMCACHE_MAX_VALUE_SIZE,
+    ) -> None:
+        module = _import_aiomcache()
+        self._module = module
+        if isinstance(host, module.Client):
+            pool = host._pool  # settings of the given client; each loop gets its own
+            host, port, pool_size = pool._host, pool._port, pool._maxsize
+            self._conn_args = dict(pool.conn_args)
+        else:
+            self._conn_args = {}
+        if not isinstance(host, str):
+            raise SynchroValueError("Memcache takes a host name or an aiomcache.Client")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise SynchroValueError("pool_size must be an int >= 1")
+        self._host, self._port, self._pool_size = host, port, pool_size
+        self._generation: bytes | None = None
+        self._namespace_tag: str | None = None
+        self.connection_errors = (OSError, EOFError)
+        super().__init__(prefix=prefix, serializer=serializer, max_value_size=max_value_size)
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def _open(self) -> Any:
+        return _cancel_safe_client(self._module)(
+            self._host,
+            self._port,
+            pool_size=self._pool_size,
+            conn_args=self._conn_args or None,
+            get_flag_handler=_to_item,
+            set_flag_handler=_from_item,
+        )
+
+    async def _shut(self, session: Any) -> None:
+        await session.close()
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def _tag(self) -> str:
+        tag = self._namespace_tag
+        if tag is None:
+            prefix = self._namespace()
+            tag = prefix if _SAFE_NAMESPACE.fullmatch(prefix) else "#" + _digest(prefix)[:22]
+            self._namespace_tag = tag
+        return tag
+
+    def _encode(self, head: str, body: str) -> bytes:
+        return head.encode("ascii") + _key_body(body, _MAX_KEY - len(head))
+
+    def _data_key(self, full: str, generation: bytes) -> bytes:
+        body = full[len(self._namespace()) :]
+        return self._encode(self._tag() + generation.decode("ascii") + ":", body)
+
+    def _lock_name(self, full: str) -> bytes:
+        body = full[len(LOCK_MARK) + len(self._namespace()) :]
+        return self._encode(self._tag() + "!lock:", body)
+
+    def _generation_key(self) -> bytes:
+        return (self._tag() + "!gen").encode("ascii")
+
+    # -- generations ----------------------------------------------------------------------
+
+    async def _current_generation(self, client: Any, seen: bytes | None = None) -> bytes:
+        """The generation token: ``seen`` if given (as just read), else read; created if
+        missing (never set, or evicted: a fresh token then hides the old data for good)."""
+        token = seen if seen is not None else await client.get(self._generation_key())
+        while token is None:
+            fresh = secrets.token_hex(8).encode("ascii")
+            if await client.add(self._generation_key(), fresh):
+                token = fresh
+            else:
+                token = await client.get(self._generation_key())
+        self._generation = token
+        return token
+
+    async def _reads(self, client: Any, *keys: str) -> list[tuple[bytes, int] | None]:
+        """Data items of ``keys`` in one multi-get, together with the generation token."""
+        generation = self._generation or await self._current_generation(client)
+        while True:
+            names = [self._data_key(key, generation) for key in keys]
+            found = await client.multi_get(self._generation_key(), *names)
+            token = found[0]
+            if token == generation:
+                return [self._live(raw) for raw in found[1:]]
+            generation = await self._current_generation(client, token)
+
+    async def _write(self, client: Any, build: Any) -> list[bytes]:
+        """Send ``build(generation)`` (raw commands) together with a read of the generation,
+        in one exchange; when a clear had moved the generation, send them again on the new
+        one. Answers the commands' reply lines. (The write is ordered before the check: an
+        unchanged generation means it landed before any clear.)"""
+        generation = self._generation or await self._current_generation(client)
+        while True:
+            replies, token = await client.exchange(build(generation), self._generation_key())
+            if token == generation:
+                return list(replies)
+            generation = await self._current_generation(client, token)
+
+    # -- values and expiry ---------------------------------------------------------------
+
+    @staticmethod
+    def _deadline(ttl: float | None) -> int:
+        """Deadline flags for ``ttl``: the expiry time rounded up to a whole second, so a
+        value never expires early (0: no expiry)."""
+        if ttl is None:
+            return 0
+        return (math.ceil(time.time() + ttl) - _EPOCH) << 1
+
+    @staticmethod
+    def _exptime(deadline: int) -> int:
+        """memcached's exptime for deadline flags: a second beyond the deadline (its clock
+        ticks once a second), absolute Unix time beyond 30 days."""
+        if not deadline >> 1:
+            return 0
+        at = (deadline >> 1) + _EPOCH
+        relative = math.ceil(at - time.time()) + 1
+        return relative if relative <= _THIRTY_DAYS else at + 1
+
+    @staticmethod
+    def _left(flags: int) -> float | None:
+        """Seconds to live from an item's flags (None: no expiry)."""
+        deadline = flags >> 1
+        return None if deadline == 0 else deadline + _EPOCH - time.time()
+
+    @staticmethod
+    def _live(raw: bytes | _Item | None) -> tuple[bytes, int] | None:
+        """A stored item, or None when missing or past its deadline (memcached itself
+        removes it up to a second later)."""
+        item = _unpack(raw)
+        if item is not None and item[1] >> 1 and (item[1] >> 1) + _EPOCH <= time.time():
+            return None
+        return item
+
+    @staticmethod
+    def _store(value: bytes, deadline: int) -> bytes | _Item:
+        """What to store for serialized ``value``: integers become counters."""
+        if _INTEGER.fullmatch(value) and INT64_MIN <= (number := int(value)) <= INT64_MAX:
+            return _Item(_encode(number), _COUNTER | deadline)
+        data = _MARK + value
+        return _Item(data, deadline) if deadline else data
+
+    @staticmethod
+    def _value(item: tuple[bytes, int]) -> bytes:
+        """The serialized value of a stored item."""
+        data, flags = item
+        if flags & _COUNTER:
+            return str(_decode(int(data))).encode("ascii")
+        if not data.startswith(_MARK):
+            raise SynchroError("memcached holds an item this interface did not write")
+        return data[1:]
+
+    # -- primitives -----------------------------------------------------------------------
+
+    async def _get(self, key: str) -> bytes | None:
+        client = self._cached() or await self._session()
+        (item,) = await self._reads(client, key)
+        return None if item is None else self._value(item)
+
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        client = self._cached() or await self._session()
+        items = await self._reads(client, *keys)
+        return [None if item is None else self._value(item) for item in items]
+
+    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        client = self._cached() or await self._session()
+        deadline = self._deadline(ttl)
+        stored, exptime = self._store(value, deadline), self._exptime(deadline)
+        (reply,) = await self._write(
+            client, lambda g: [_storage(b"set", self._data_key(key, g), stored, exptime)]
+        )
+        self._expect(reply, b"STORED")
+
+    def _expect(self, reply: bytes, *allowed: bytes) -> bytes:
+        if reply not in allowed:
+            raise self._module.exceptions.ClientException("memcached answered", reply)
+        return reply
+
+    async def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
+        # memcached has no multi-set: each key is written on its own, in one exchange.
+        client = self._cached() or await self._session()
+        deadline = self._deadline(ttl)
+        exptime = self._exptime(deadline)
+        stored = [(key, self._store(value, deadline)) for key, value in items]
+        replies = await self._write(
+            client,
+            lambda g: [_storage(b"set", self._data_key(k, g), v, exptime) for k, v in stored],
+        )
+        for reply in replies:
+            self._expect(reply, b"STORED")
+
+    async def _add_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> list[bytes]:
+        return list(await asyncio.gather(*(self._add_one(key, value, ttl) for key, value in items)))
+
+    async def _add_one(self, key: str, value: bytes, ttl: float | None) -> bytes:
+        """Set ``key`` if missing; the serialized value it now holds."""
+        client = self._cached() or await self._session()
+        deadline = self._deadline(ttl)
+        stored, exptime = self._store(value, deadline), self._exptime(deadline)
+        while True:
+            (reply,) = await self._write(
+                client, lambda g: [_storage(b"add", self._data_key(key, g), stored, exptime)]
+            )
+            if self._expect(reply, b"STORED", b"NOT_STORED") == b"STORED":
+                return value
+            (item,) = await self._reads(client, key)
+            if item is not None:
+                return self._value(item)
+            # it expired between the add and the read: try again
+
+    async def _delete(self, keys: list[str]) -> int:
+        client = self._cached() or await self._session()
+        names = list(dict.fromkeys(keys))
+        replies = await self._write(
+            client, lambda g: [b"delete %s\r\n" % self._data_key(k, g) for k in names]
+        )
+        return sum(self._expect(r, b"DELETED", b"NOT_FOUND") == b"DELETED" for r in replies)
+
+    async def _increment(self, key: str, by: int) -> int:
+        client = self._cached() or await self._session()
+        step = by % _WRAP  # a negative step is a modular increment
+        counter = _Item(_encode(by), _COUNTER)
+        while True:
+            (reply,) = await self._write(
+                client, lambda g: [b"incr %s %d\r\n" % (self._data_key(key, g), step)]
+            )
+            if reply.isdigit():
+                result = _decode(int(reply))
+                break
+            if reply != b"NOT_FOUND":  # CLIENT_ERROR: memcached did not read a number
+                (item,) = await self._reads(client, key)
+                if item is not None and item[1] & _COUNTER:
+                    return await self._cas_increment(client, key, by)
+                raise self._refusal(item)
+            (reply,) = await self._write(
+                client, lambda g: [_storage(b"add", self._data_key(key, g), counter, 0)]
+            )
+            if self._expect(reply, b"STORED", b"NOT_STORED") == b"STORED":
+                return by
+            # another client created it first: increment that one
+        if not INT64_MIN <= result - by <= INT64_MAX:  # the sum left the signed range
+            (reply,) = await self._write(
+                client,
+                lambda g: [b"incr %s %d\r\n" % (self._data_key(key, g), _WRAP - step)],
+            )
+            if not reply.isdigit():
+                await self._cas_increment(client, key, -by, undo=True)
+            raise SynchroValueError("the result leaves the signed 64-bit range")
+        return result
+
+    async def _cas_increment(self, client: Any, key: str, by: int, *, undo: bool = False) -> int:
+        """An exact increment by gets/cas, for counters memcached's ``incr`` refuses (see
+        the module docstring). ``undo``: reverse a step that overflowed (modular)."""
+
+        def choose(item: tuple[bytes, int] | None) -> tuple[Any, int, int]:
+            if item is None or not item[1] & _COUNTER:
+                raise SynchroTypeError("the stored value is not an integer")
+            current = _decode(int(item[0]))
+            result = current + by
+            if undo:
+                result = _decode((int(item[0]) + by) % _WRAP)
+            elif not INT64_MIN <= result <= INT64_MAX:
+                raise SynchroValueError("the result leaves the signed 64-bit range")
+            deadline = item[1] & ~_COUNTER  # keep the current expiry
+            return _Item(_encode(result), _COUNTER | deadline), deadline, result
+
+        result: int = await self._swap(key, choose)
+        return result
+
+    def _refusal(self, item: tuple[bytes, int] | None) -> SynchroError:
+        if item is not None and _INTEGER.fullmatch(self._value(item)):
+            return SynchroValueError("the result leaves the signed 64-bit range")
+        return SynchroTypeError("the stored value is not an integer")
+
+    async def _swap(self, key: str, choose: Any) -> Any:
+        """A gets/cas loop, two exchanges when nothing interferes. ``choose(item)`` answers
+        (stored, deadline, result), or (None, 0, result) to leave the item alone."""
+        client = self._cached() or await self._session()
+        generation_key = self._generation_key()
+        while True:
+            generation = self._generation or await self._current_generation(client)
+            name = self._data_key(key, generation)
+            values, tokens = await client.gets_many(generation_key, name)
+            token = values.get(generation_key)
+            if token != generation:
+                await self._current_generation(client, token)
+                continue
+            raw = values.get(name)
+            new, deadline, result = choose(self._live(raw))
+            if new is None:
+                return result
+            exptime = self._exptime(deadline)
+            if raw is None:
+                command = _storage(b"add", name, new, exptime)
+            else:  # cas also replaces an item past its deadline that memcached still holds
+                command = _storage(b"cas", name, new, exptime, tokens[name])
+            (reply,), token = await client.exchange([command], generation_key)
+            if token != generation:
+                await self._current_generation(client, token)
+            elif self._expect(reply, b"STORED", b"EXISTS", b"NOT_FOUND", b"NOT_STORED") == (
+                b"STORED"
+            ):
+                return result
+
+    async def _replace(self, key: str, value: bytes) -> bytes | None:
+        def choose(item: tuple[bytes, int] | None) -> tuple[Any, int, bytes | None]:
+            if item is None:
+                return self._store(value, 0), 0, None
+            deadline = item[1] & ~_COUNTER  # keep the current expiry
+            return self._store(value, deadline), deadline, self._value(item)
+
+        old: bytes | None = await self._swap(key, choose)
+        return old
+
+    async def _compare_and_set(
+        self, key: str, expected: bytes, new: bytes, ttl: float | None
+    ) -> bool:
+        def choose(item: tuple[bytes, int] | None) -> tuple[Any, int, bool]:
+            if item is None or self._value(item) != expected:
+                return None, 0, False
+            deadline = self._deadline(ttl)
+            return self._store(new, deadline), deadline, True
+
+        swapped: bool = await self._swap(key, choose)
+        return swapped
+
+    async def _expire(self, key: str, ttl: float | None) -> bool:
+        def choose(item: tuple[bytes, int] | None) -> tuple[Any, int, bool]:
+            if item is None:
+                return None, 0, False
+            deadline = self._deadline(ttl)
+            return self._store(self._value(item), deadline), deadline, True
+
+        existed: bool = await self._swap(key, choose)
+        return existed
+
+    async def _ttl(self, key: str) -> float | None:
+        client = self._cached() or await self._session()
+        (item,) = await self._reads(client, key)
+        return None if item is None else self._left(item[1])
+
+    async def _keys(self, prefix: str) -> list[str]:
+        raise SynchroUnsupported(
+            "memcached cannot list its keys, so Memcache.keys() is not available"
+        )
+
+    async def _clear(self, prefix: str) -> None:
+        client = self._cached() or await self._session()
+        fresh = secrets.token_hex(8).encode("ascii")
+        await client.set(self._generation_key(), fresh)
+        self._generation = fresh
+
+    async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
+        client = self._cached() or await self._session()
+        name = self._lock_name(key)
+        owner = _MARK + token.encode("utf-8", "surrogatepass")
+        while True:
+            # a lease must never end early: whole seconds, one more for memcached's clock
+            if await client.add(name, owner, math.ceil(ttl) + 1):
+                return None
+            holder = await client.get(name)
+            if holder is not None:
+                data = holder.data if isinstance(holder, _Item) else holder
+                return data[1:].decode("utf-8", "surrogatepass")
+            # released between the add and the get: try again
+
+    async def _lock_release(self, key: str, token: str) -> bool:
+        client = self._cached() or await self._session()
+        name = self._lock_name(key)
+        raw, cas = await client.gets(name)
+        if raw is None or raw != _MARK + token.encode("utf-8", "surrogatepass"):
+            return False
+        # A conditional delete: replace our own lease (cas) by an item already expired.
+        return bool(await client.cas(name, b"", cas, _PAST))
+
+    def __repr__(self) -> str:
+        return f"Memcache({self._host}:{self._port})"

@@ -1,0 +1,269 @@
+"""The manager process: a multiprocessing manager serving one shared Store.
+
+A client calls Store methods by name; each call is one request/response on the client's
+connection and runs inside the manager process under the Store's lock.
+The server listens on an AF_UNIX socket (or TCP) and admits only clients that prove they
+know the authkey (multiprocessing's HMAC challenge) before it unpickles anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import select
+import signal
+import socket
+import stat
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Client, Connection
+from multiprocessing.managers import BaseManager
+from typing import Any
+
+from .errors import SynchroError
+from .store import Store
+
+__all__ = [
+    "Address",
+    "StoreClient",
+    "StoreManager",
+    "connect",
+    "format_address",
+    "private_directory",
+    "runtime_directory",
+    "serve",
+]
+
+Address = str | tuple[str, int]
+
+_shared: Store | None = None
+
+
+def _shared_store() -> Store:
+    """The one Store of this manager process, created on first use."""
+    global _shared
+    if _shared is None:
+        _shared = Store()
+    return _shared
+
+
+class StoreManager(BaseManager):
+    """A manager whose one registered type, ``store``, is the process-wide Store."""
+
+
+StoreManager.register("store", callable=_shared_store, exposed=Store.EXPOSED)
+
+
+def _set_socket_timeouts(fd: int, seconds: float) -> None:
+    """Bound every blocking read and write on socket ``fd``: a stalled call then raises
+    BlockingIOError, and costs nothing extra per call (no poll before each read)."""
+    whole = int(seconds)
+    value = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
+    sock = socket.socket(fileno=os.dup(fd))  # options belong to the socket, shared by dups
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    finally:
+        sock.close()
+
+
+class StoreClient:
+    """Calls the Store of a manager process: one request and one answer per call.
+
+    Each thread (and each forked child) uses a connection of its own. A connection that
+    fails or is interrupted mid-call is closed, never reused, so a later call can never
+    read a stale answer; the interface reconnects on its next operation. ``timeout``
+    bounds the wait for each answer (None: wait for ever).
+    """
+
+    def __init__(
+        self, address: Address, authkey: bytes, ident: str, *, timeout: float | None, proxy: Any
+    ) -> None:
+        self.address = address
+        self.authkey = authkey
+        self._ident = ident
+        self._timeout = timeout
+        #: A proxy to the Store: its reference keeps the Store registered in the manager, and
+        #: it is what app.shared_ctx hands to workers (it pickles with its authkey on spawn).
+        self.proxy = proxy
+        self._local = threading.local()
+        for method in Store.EXPOSED:
+            setattr(self, method, functools.partial(self.call, method))
+
+    @classmethod
+    def from_proxy(cls, proxy: Any, *, timeout: float | None) -> StoreClient:
+        """Adopt a proxy (as handed over in app.shared_ctx): its address, authkey and id."""
+        token = proxy._token
+        return cls(token.address, bytes(proxy._authkey), token.id, timeout=timeout, proxy=proxy)
+
+    def _connection(self) -> Connection:
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) == pid:
+            conn: Connection = local.conn
+            return conn
+        conn = Client(self.address, authkey=self.authkey)
+        # The manager protocol: a new connection asks to be served as a client connection.
+        conn.send((None, "accept_connection", (threading.current_thread().name,), {}))
+        kind, result = conn.recv()
+        if kind != "#RETURN":
+            conn.close()
+            raise SynchroError(f"manager refused the connection: {result}")
+        if self._timeout is not None:
+            _set_socket_timeouts(conn.fileno(), self._timeout)
+        local.conn, local.pid = conn, pid
+        return conn
+
+    def _drop(self) -> None:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if getattr(local, "pid", None) == os.getpid() and conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+        local.pid = local.conn = None
+
+    def call(self, method: str, *args: Any) -> Any:
+        try:
+            conn = self._connection()
+            conn.send((self._ident, method, args, {}))
+            kind, result = conn.recv()
+        except BlockingIOError:
+            self._drop()  # the socket timeout expired mid-call
+            raise TimeoutError(f"no answer from the manager within {self._timeout} s") from None
+        except BaseException:
+            self._drop()
+            raise
+        if kind == "#RETURN":
+            return result
+        if kind == "#ERROR" and isinstance(result, BaseException):
+            raise result
+        raise SynchroError(f"manager answered {kind}: {result}")
+
+    def close(self) -> None:
+        self._drop()
+
+
+def connect(address: Address, authkey: bytes, *, timeout: float | None = None) -> StoreClient:
+    """Connect to a manager and return a client for its Store."""
+    manager = StoreManager(address=address, authkey=authkey)
+    manager.connect()
+    proxy = manager.store()  # type: ignore[attr-defined]
+    return StoreClient.from_proxy(proxy, timeout=timeout)
+
+
+def format_address(address: Address) -> str:
+    if isinstance(address, tuple):
+        host, port = address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return address
+
+
+def private_directory() -> str:
+    """A new directory only this user can enter (mode 0700), for a socket and its key."""
+    return tempfile.mkdtemp(prefix="sanic-synchro-")
+
+
+def runtime_directory() -> str:
+    """This user's fixed directory for rendezvous files; refuses one that others could use."""
+    path = os.path.join(tempfile.gettempdir(), f"sanic-synchro-{os.getuid()}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or stat.S_IMODE(info.st_mode) & 0o077
+    ):
+        raise SynchroError(
+            f"{path} is not a private directory of this user (mode 0700); refusing to use it"
+        )
+    return path
+
+
+def _wait_for_exit(pid: int) -> None:
+    """Return once process ``pid`` has exited."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = -1
+    if fd >= 0:
+        try:
+            select.select([fd], [], [])
+        finally:
+            os.close(fd)
+        return
+    watching_parent = pid == os.getppid()
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass
+        if watching_parent and os.getppid() != pid:
+            return
+        time.sleep(0.5)
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Unlink a socket file left by a manager that died; refuse to replace a live one."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise SynchroError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise SynchroError(f"a manager is already serving on {path}")
+
+
+def serve(
+    address: Address,
+    authkey: bytes,
+    *,
+    watch_pid: int | None = None,
+    announce: Callable[[Address], None] | None = None,
+    cleanup: tuple[str, ...] = (),
+) -> None:
+    """Serve the Store until SIGTERM/SIGINT, or until process ``watch_pid`` exits.
+
+    ``announce`` is called with the bound address once clients can connect. Files in
+    ``cleanup`` are removed on the way out (the socket file removes itself).
+    """
+    if isinstance(address, str):
+        _remove_stale_socket(address)
+    manager = StoreManager(address=address, authkey=authkey)
+    server: Any = manager.get_server()
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    if watch_pid is not None:
+
+        def watch() -> None:
+            _wait_for_exit(watch_pid)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="synchro-watch", daemon=True).start()
+    if announce is not None:
+        announce(server.address)
+    try:
+        server.serve_forever()
+    finally:
+        for path in cleanup:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        sys.stdout.flush()

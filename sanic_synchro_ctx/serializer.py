@@ -1,0 +1,139 @@
+"""Serializers: how values become the bytes an interface stores.
+
+Every serializer writes integers as plain ASCII decimal (``b"42"``). That is what lets
+``increment`` run atomically on the server (Redis ``INCRBY``, the manager's own counter
+code) and what keeps a counter readable by other tools (``redis-cli GET``).
+
+:class:`JSONSerializer` is the default. It writes canonical JSON (sorted keys, no spaces,
+ASCII only), so ``compare_and_set`` can compare stored bytes and dict order never matters.
+:class:`PickleSerializer` is opt-in for trusted deployments: every payload is signed with
+HMAC-SHA256 and a payload with a bad signature is refused, never unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import pickle
+from typing import Any
+
+from .errors import SynchroSerializationError
+
+__all__ = ["JSONSerializer", "PickleSerializer", "Serializer"]
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+class Serializer:
+    """Turns values into bytes and back. Subclass to write your own.
+
+    ``dumps`` must write ``int`` values (not ``bool``) as ASCII decimal, and must raise
+    :class:`~sanic_synchro_ctx.SynchroSerializationError` for values it cannot carry.
+    ``loads`` raises the same error for bytes it cannot read.
+    """
+
+    def dumps(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def loads(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+
+_SCALAR_TYPES = frozenset(_JSON_SCALARS)
+
+
+def _reject_non_str_keys(value: Any) -> None:
+    """JSON would silently turn ``{1: "a"}`` into ``{"1": "a"}``; refuse it instead.
+
+    Runs after the encoder accepted the value (so it is finite and acyclic); scalars are
+    skipped by exact type, which keeps the walk cheap for typical values.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
+                raise SynchroSerializationError(
+                    f"dict keys must be str to be stored as JSON, got {type(key).__name__}"
+                )
+            if type(item) not in _SCALAR_TYPES:
+                _reject_non_str_keys(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if type(item) not in _SCALAR_TYPES:
+                _reject_non_str_keys(item)
+
+
+class JSONSerializer(Serializer):
+    """Canonical JSON: None, bool, int, float (finite), str, list/tuple, dict with str keys."""
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(
+            ensure_ascii=True, allow_nan=False, sort_keys=True, separators=(",", ":")
+        )
+
+    def dumps(self, value: Any) -> bytes:
+        if type(value) is int:
+            return str(value).encode("ascii")
+        try:
+            text = self._encoder.encode(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise SynchroSerializationError(
+                f"value of type {type(value).__name__} cannot be stored as JSON: {exc}"
+            ) from exc
+        if type(value) not in _SCALAR_TYPES:
+            try:
+                _reject_non_str_keys(value)
+            except RecursionError as exc:
+                raise SynchroSerializationError("value is nested too deeply") from exc
+        return text.encode("ascii")
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return json.loads(data)
+        except (ValueError, TypeError) as exc:
+            raise SynchroSerializationError(f"stored data is not valid JSON: {exc}") from exc
+
+
+class PickleSerializer(Serializer):
+    """Signed pickle, for values JSON cannot carry. Opt-in: only for a trusted deployment.
+
+    ``secret`` signs every payload (HMAC-SHA256); all processes sharing the store must use
+    the same secret. Payloads whose signature does not match are refused, so a party that
+    can write to the store but does not know the secret cannot make you unpickle its data.
+    ``compare_and_set`` compares pickled bytes: equal values built differently may differ.
+    """
+
+    _MARK = b"P"
+    _DIGEST = 32
+
+    def __init__(self, secret: bytes | str, *, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
+        key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+        if len(key) < 16:
+            raise ValueError("PickleSerializer secret must be at least 16 bytes")
+        self._key = key
+        self._protocol = protocol
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()
+
+    def dumps(self, value: Any) -> bytes:
+        if type(value) is int:
+            return str(value).encode("ascii")
+        try:
+            payload = pickle.dumps(value, protocol=self._protocol)
+        except Exception as exc:
+            raise SynchroSerializationError(
+                f"value of type {type(value).__name__} cannot be pickled: {exc}"
+            ) from exc
+        return self._MARK + self._sign(payload) + payload
+
+    def loads(self, data: bytes) -> Any:
+        if data[:1] != self._MARK:
+            try:
+                return int(data)
+            except ValueError:
+                raise SynchroSerializationError("stored data is not a signed pickle") from None
+        mac, payload = data[1 : 1 + self._DIGEST], data[1 + self._DIGEST :]
+        if not hmac.compare_digest(mac, self._sign(payload)):
+            raise SynchroSerializationError("stored pickle has a bad signature; refused")
+        return pickle.loads(payload)

@@ -1,0 +1,235 @@
+"""The in-memory store behind InMemory and SyncManager.
+
+Each public method is one atomic operation, run under the store's lock. InMemory calls it
+in-process; SyncManager hosts one Store in the manager process, so that a worker's call is
+one round trip and the operation runs next to the data. Values arrive already serialized
+(bytes) and keys already prefixed: the store knows nothing of namespaces or JSON, except
+that counters are ASCII decimal integers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .checks import INT64_MAX, INT64_MIN
+from .errors import SynchroTypeError, SynchroValueError
+
+__all__ = ["Store"]
+
+# The exact form every serializer writes integers in (and Redis INCRBY accepts).
+_INTEGER = re.compile(rb"-?(?:0|[1-9][0-9]*)")
+_now = time.monotonic
+
+
+class Store:
+    """A dict of bytes with per-key expiry and leased locks; every method is atomic."""
+
+    #: Methods a manager client may call.
+    EXPOSED = (
+        "get",
+        "get_many",
+        "set",
+        "set_many",
+        "add_many",
+        "delete",
+        "increment",
+        "replace",
+        "compare_and_set",
+        "expire",
+        "ttl",
+        "keys",
+        "clear",
+        "lock_acquire",
+        "lock_release",
+        "batch",
+    )
+
+    def __init__(self) -> None:
+        self._data: dict[str, bytes] = {}
+        self._expiry: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._mutex = threading.Lock()
+
+    # -- expiry bookkeeping (caller holds the mutex) ---------------------------------------
+
+    def _purge(self, now: float) -> None:
+        """Drop keys whose deadline passed; amortised over the operations that run."""
+        heap = self._heap
+        expiry = self._expiry
+        while heap and heap[0][0] <= now:
+            deadline, key = heapq.heappop(heap)
+            if expiry.get(key) == deadline:
+                del expiry[key]
+                del self._data[key]
+
+    def _set_expiry(self, key: str, ttl: float | None, now: float) -> None:
+        if ttl is None:
+            self._expiry.pop(key, None)
+        else:
+            deadline = now + ttl
+            self._expiry[key] = deadline
+            heapq.heappush(self._heap, (deadline, key))
+
+    def _drop(self, key: str) -> bool:
+        self._expiry.pop(key, None)
+        return self._data.pop(key, None) is not None
+
+    # -- operations -------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        with self._mutex:
+            if self._heap:
+                self._purge(_now())
+            return self._data.get(key)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        with self._mutex:
+            if self._heap:
+                self._purge(_now())
+            data = self._data
+            return [data.get(key) for key in keys]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        with self._mutex:
+            now = _now()
+            if self._heap:
+                self._purge(now)
+            self._data[key] = value
+            if ttl is not None or self._expiry:
+                self._set_expiry(key, ttl, now)
+
+    def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None) -> None:
+        with self._mutex:
+            now = _now()
+            if self._heap:
+                self._purge(now)
+            for key, value in items:
+                self._data[key] = value
+                self._set_expiry(key, ttl, now)
+
+    def add_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None) -> list[bytes]:
+        """Set each key that is missing; return the value each key now holds."""
+        with self._mutex:
+            now = _now()
+            if self._heap:
+                self._purge(now)
+            data = self._data
+            stored = []
+            for key, value in items:
+                current = data.get(key)
+                if current is None:
+                    data[key] = current = value
+                    self._set_expiry(key, ttl, now)
+                stored.append(current)
+            return stored
+
+    def delete(self, keys: Sequence[str]) -> int:
+        with self._mutex:
+            if self._heap:
+                self._purge(_now())
+            return sum(self._drop(key) for key in set(keys))
+
+    def increment(self, key: str, by: int) -> int:
+        """Add ``by`` to an integer value (missing counts as 0); keeps the key's expiry."""
+        with self._mutex:
+            if self._heap:
+                self._purge(_now())
+            current = self._data.get(key)
+            if current is None:
+                result = by
+            else:
+                if _INTEGER.fullmatch(current) is None:
+                    raise SynchroTypeError("the stored value is not an integer")
+                result = int(current) + by
+            if not INT64_MIN <= result <= INT64_MAX:
+                raise SynchroValueError("the result leaves the signed 64-bit range")
+            self._data[key] = str(result).encode("ascii")
+            return result
+
+    def replace(self, key: str, value: bytes) -> bytes | None:
+        """Set ``key`` and return the previous value; keeps the key's expiry."""
+        with self._mutex:
+            if self._heap:
+                self._purge(_now())
+            old = self._data.get(key)
+            self._data[key] = value
+            return old
+
+    def compare_and_set(self, key: str, expected: bytes, new: bytes, ttl: float | None) -> bool:
+        with self._mutex:
+            now = _now()
+            if self._heap:
+                self._purge(now)
+            if self._data.get(key) != expected:
+                return False
+            self._data[key] = new
+            self._set_expiry(key, ttl, now)
+            return True
+
+    def expire(self, key: str, ttl: float | None) -> bool:
+        with self._mutex:
+            now = _now()
+            if self._heap:
+                self._purge(now)
+            if key not in self._data:
+                return False
+            self._set_expiry(key, ttl, now)
+            return True
+
+    def ttl(self, key: str) -> float | None:
+        with self._mutex:
+            now = _now()
+            if self._heap:
+                self._purge(now)
+            deadline = self._expiry.get(key)
+            return None if deadline is None else max(deadline - now, 0.0)
+
+    def keys(self, prefix: str) -> list[str]:
+        with self._mutex:
+            if self._heap:
+                self._purge(_now())
+            return [key for key in self._data if key.startswith(prefix)]
+
+    def clear(self, prefix: str) -> None:
+        with self._mutex:
+            for key in [key for key in self._data if key.startswith(prefix)]:
+                self._drop(key)
+
+    def lock_acquire(self, name: str, token: str, ttl: float) -> str | None:
+        """Take the lock for ``ttl`` seconds; return None on success, else the holder's token."""
+        with self._mutex:
+            now = _now()
+            held = self._locks.get(name)
+            if held is not None and held[1] > now and held[0] != token:
+                return held[0]
+            self._locks[name] = (token, now + ttl)
+            return None
+
+    def lock_release(self, name: str, token: str) -> bool:
+        """Release the lock if ``token`` holds a live lease; False otherwise (not the owner)."""
+        with self._mutex:
+            held = self._locks.get(name)
+            if held is None or held[0] != token or held[1] <= _now():
+                return False
+            del self._locks[name]
+            return True
+
+    def batch(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
+        """Run several operations in order; each gets its own result or its own exception."""
+        results: list[tuple[bool, Any]] = []
+        for method, args in calls:
+            if method not in self.EXPOSED or method == "batch":
+                results.append((False, SynchroValueError(f"unknown store operation {method!r}")))
+                continue
+            func: Callable[..., Any] = getattr(self, method)
+            try:
+                results.append((True, func(*args)))
+            except Exception as exc:
+                results.append((False, exc))
+        return results

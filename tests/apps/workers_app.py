@@ -1,0 +1,214 @@
+"""The app the multi-process tests start with real ``sanic ... --workers N`` processes.
+
+Environment knobs:
+    SYNCHRO_INTERFACE   syncmanager (default), inmemory, aioredis, asyncio_redis, memcache
+    SYNCHRO_REDIS_URL   the Redis server for the Redis interfaces
+    SYNCHRO_MEMCACHED   the memcached port for Memcache
+    SYNCHRO_PREFIX      an explicit key prefix (tests sharing one Redis keep apart)
+    SYNCHRO_FACTORY=1   call init_app inside before_server_start (factory style)
+    SYNCHRO_FORK=1      Sanic.start_method = "fork"
+    HOST, PORT, WORKERS when run as a script (app.run)
+"""
+
+import asyncio
+import os
+from urllib.parse import urlsplit
+
+from sanic import Request, Sanic
+from sanic.response import json, text
+
+from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, Synchro
+from sanic_synchro_ctx.context import BlockingSynchroContext, SynchroContext
+
+if os.environ.get("SYNCHRO_FORK") == "1":
+    Sanic.start_method = "fork"
+
+app = Sanic("workers_app")
+
+
+def make_interface():
+    kind = os.environ.get("SYNCHRO_INTERFACE", "syncmanager")
+    prefix = os.environ.get("SYNCHRO_PREFIX")
+    if kind == "inmemory":
+        return InMemory()
+    if kind == "aioredis":
+        return AIORedis.from_url(os.environ["SYNCHRO_REDIS_URL"], prefix=prefix)
+    if kind == "asyncio_redis":
+        url = urlsplit(os.environ["SYNCHRO_REDIS_URL"])
+        return AsyncioRedis(url.hostname or "127.0.0.1", url.port or 6379, prefix=prefix)
+    if kind == "memcache":
+        return Memcache(port=int(os.environ["SYNCHRO_MEMCACHED"]), prefix=prefix)
+    return None
+
+
+if os.environ.get("SYNCHRO_FACTORY") == "1":
+    synchro = Synchro()
+
+    @app.before_server_start
+    async def install(app: Sanic) -> None:
+        synchro.init_app(app, interface=make_interface())
+
+else:
+
+    @app.before_server_start
+    async def early(app: Sanic) -> None:
+        # Registered before Synchro(app): Synchro's own listener must still run first.
+        await app.ctx.synchro.increment("early_starts")
+
+    Synchro(app, interface=make_interface())
+
+
+@app.after_server_start
+async def seed(app: Sanic) -> None:
+    ctx = app.ctx.synchro
+    stored = await ctx.set_default({"seed": os.getpid(), "counter": 0})
+    await ctx.set(f"seen:{os.getpid()}", stored["seed"])
+    while True:  # append this pid to the shared list (works where keys() does not)
+        pids = await ctx.setdefault("pids", [])
+        if await ctx.compare_and_set("pids", pids, [*pids, os.getpid()]):
+            break
+    await ctx.increment("workers_started")
+
+
+@app.get("/pid")
+async def pid(request: Request):
+    return text(str(os.getpid()))
+
+
+@app.get("/main-ready")
+async def main_ready(request: Request):
+    """Ask Sanic's main process to "scale" to the current worker count: a no-op it handles
+    (and logs) only once it finished waiting for the workers' acks. Signals sent before
+    that hang Sanic's main process (sanic-org/sanic#2997), so tests wait for it."""
+    multiplexer = getattr(request.app, "multiplexer", None)
+    if multiplexer is None:
+        return text("single-process")
+    servers = sum(1 for state in multiplexer.workers.values() if state.get("server"))
+    multiplexer.scale(servers)
+    return text(str(servers))
+
+
+@app.get("/restart-workers")
+async def restart_workers(request: Request):
+    request.app.m.restart(all_workers=True)
+    return text("restarting")
+
+
+@app.get("/inc")
+async def inc(request: Request):
+    value = await request.ctx.synchro.increment("counter")
+    return text(f"{value} {os.getpid()}")
+
+
+@app.get("/inc-def")
+def inc_def(request: Request):
+    value = request.ctx.synchro.increment("counter")
+    return text(f"{value} {os.getpid()}")
+
+
+@app.get("/add/<by:int>")  # by may be negative
+async def add(request: Request, by: int):
+    return text(str(await request.ctx.synchro.increment("counter", by)))
+
+
+@app.get("/count")
+def count(request: Request):
+    return text(str(request.ctx.synchro.counter))
+
+
+@app.get("/count-pid")
+def count_pid(request: Request):
+    return text(f"{request.ctx.synchro.get('counter')} {os.getpid()}")
+
+
+@app.get("/set/<key>/<value>")
+async def set_value(request: Request, key: str, value: str):
+    await request.ctx.synchro.set(key, value)
+    return text(str(os.getpid()))
+
+
+@app.get("/get/<key>")
+def get_value(request: Request, key: str):
+    return json({"value": request.ctx.synchro.get(key), "pid": os.getpid()})
+
+
+@app.get("/seeds")
+async def seeds(request: Request):
+    ctx = request.ctx.synchro
+    seen = await ctx.get_many([f"seen:{pid}" for pid in await ctx.get("pids", [])])
+    return json(
+        {
+            "seed": await ctx.seed,
+            "seen": seen,
+            "started": await ctx.workers_started,
+            "early_starts": await ctx.get("early_starts"),
+        }
+    )
+
+
+async def critical_section(ctx: SynchroContext) -> None:
+    inside = await ctx.increment("inside")
+    if inside != 1:
+        await ctx.increment("violations")
+    await asyncio.sleep(0.002)
+    await ctx.decrement("inside")
+    await ctx.increment("entered")
+
+
+@app.get("/locked")
+async def locked(request: Request):
+    async with request.ctx.synchro.lock("section", ttl=30, timeout=60):
+        await critical_section(request.ctx.synchro)
+    return text("ok")
+
+
+@app.get("/locked-def")
+def locked_def(request: Request):
+    ctx: BlockingSynchroContext = request.ctx.synchro
+    with ctx.lock("section", ttl=30, timeout=60):
+        inside = ctx.increment("inside")
+        if inside != 1:
+            ctx.increment("violations")
+        ctx.decrement("inside")
+        ctx.increment("entered")
+    return text("ok")
+
+
+@app.get("/unlocked")
+async def unlocked(request: Request):
+    await critical_section(request.ctx.synchro)
+    return text("ok")
+
+
+LOCK_STATS = ("violations", "entered", "inside")
+
+
+@app.get("/lock-stats")
+async def lock_stats(request: Request):
+    found = await request.ctx.synchro.get_many(LOCK_STATS)
+    return json({key: found.get(key, 0) for key in LOCK_STATS})
+
+
+@app.get("/reset-locks")
+async def reset_locks(request: Request):
+    await request.ctx.synchro.delete(*LOCK_STATS)
+    return text("ok")
+
+
+@app.get("/kinds")
+async def kinds(request: Request):
+    return text(type(request.ctx.synchro).__name__)
+
+
+@app.get("/kinds-def")
+def kinds_def(request: Request):
+    return text(type(request.ctx.synchro).__name__)
+
+
+if __name__ == "__main__":
+    app.run(
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ["PORT"]),
+        workers=int(os.environ.get("WORKERS", "2")),
+        access_log=False,
+    )

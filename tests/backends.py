@@ -1,0 +1,175 @@
+"""Real backend servers for the tests, on free loopback ports, stopped afterwards.
+
+A missing server binary fails the run (``make test`` installs them); it is never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def require(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise RuntimeError(f"{binary} is not installed: run `make test`, which installs it")
+    return path
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair() -> int:
+    """A free port P whose cluster bus port P + 10000 is free too."""
+    for _ in range(200):
+        port = random.randint(20_000, 40_000)
+        if _bindable(port) and _bindable(port + 10_000):
+            return port
+    raise RuntimeError("no free port pair found")
+
+
+def _answers(port: int, command: bytes, expect: bytes) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(command)
+            return expect in sock.recv(4096)
+    except OSError:
+        return False
+
+
+def _wait(check: object, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not reached within {timeout} s")
+        time.sleep(0.05)
+
+
+class RedisServer:
+    """One ``redis-server`` without persistence; can be killed and started again."""
+
+    def __init__(self, directory: Path, *, cluster: bool = False, port: int | None = None) -> None:
+        self.port = port or free_port_pair()
+        self.directory = directory
+        self.cluster = cluster
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        command = [
+            require("redis-server"),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.directory),
+            "--logfile", str(self.directory / f"redis-{self.port}.log"),
+        ]  # fmt: skip
+        if self.cluster:
+            command += [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(self.directory / f"nodes-{self.port}.conf"),
+                "--cluster-node-timeout", "5000",
+            ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        )
+        _wait(lambda: _answers(self.port, b"PING\r\n", b"+PONG"), f"redis on {self.port}")
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class RedisCluster:
+    """Three cluster-enabled ``redis-server``s joined by ``redis-cli --cluster create``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.nodes = [RedisServer(directory, cluster=True) for _ in range(3)]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [
+                require("redis-cli"),
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for node in self.nodes:
+            _wait(
+                lambda port=node.port: _answers(port, b"CLUSTER INFO\r\n", b"cluster_state:ok"),
+                f"cluster state ok on {node.port}",
+            )
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class MemcachedServer:
+    """One ``memcached`` on a free loopback port; can be killed and started again."""
+
+    def __init__(self, *, port: int | None = None) -> None:
+        self.port = port or free_port_pair()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MemcachedServer:
+        command = [require("memcached"), "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]
+        command += ["-m", "64", "-u", "root"] if os.getuid() == 0 else ["-m", "64"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        )
+        _wait(lambda: _answers(self.port, b"version\r\n", b"VERSION"), f"memcached on {self.port}")
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -1,0 +1,145 @@
+"""Fixtures shared by the suite.
+
+Every test gets a uniquely named Sanic app and the app registry is reset around it.
+``ctx`` is the context object under test, parametrized over every interface and over both
+front ends: the blocking front end is wrapped to look like the async one, so each contract
+test is written once and runs against ``interface x front end``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from sanic import Sanic
+
+from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, Synchro, SyncManager
+from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
+from sanic_synchro_ctx.launcher import ManagerProcess
+
+from .backends import MemcachedServer, RedisCluster, RedisServer
+from .frontends import BlockingAsAsync
+
+_serial = itertools.count()
+
+#: Every interface the contract suite runs against.
+INTERFACES = [
+    "inmemory",
+    "syncmanager",
+    "aioredis",
+    "aioredis-cluster",
+    "asyncio_redis",
+    "memcache",
+]
+FRONT_ENDS = ["async", "blocking"]
+#: Interfaces whose backend is a server that several apps can share.
+SHARED_BACKENDS = ["syncmanager", "aioredis", "aioredis-cluster", "asyncio_redis", "memcache"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sanic_registry() -> Iterator[None]:
+    Sanic._app_registry.clear()
+    Sanic.test_mode = True
+    yield
+    Sanic._app_registry.clear()
+
+
+@pytest.fixture
+def app_name(request: pytest.FixtureRequest) -> str:
+    base = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:60]
+    return f"t{next(_serial)}_{base}"
+
+
+@pytest.fixture
+def app(app_name: str) -> Sanic[Any, Any]:
+    return Sanic(app_name)
+
+
+@pytest.fixture(scope="session")
+def manager_process() -> Iterator[ManagerProcess]:
+    """One real manager process for the session; tests keep apart by their unique prefixes."""
+    process = ManagerProcess.start(watch_pid=os.getpid())
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def memcached_server() -> Iterator[MemcachedServer]:
+    server = MemcachedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_interface(request: pytest.FixtureRequest) -> Callable[[str], BaseSynchroInterface]:
+    """Build an interface of one kind; its backend server starts on first use."""
+
+    def make(kind: str) -> BaseSynchroInterface:
+        if kind == "inmemory":
+            return InMemory()
+        if kind == "syncmanager":
+            manager = request.getfixturevalue("manager_process")
+            return SyncManager(manager.address, manager.authkey)
+        if kind == "aioredis":
+            return AIORedis.from_url(request.getfixturevalue("redis_server").url)
+        if kind == "aioredis-cluster":
+            return AIORedis.from_url(request.getfixturevalue("redis_cluster").url, cluster=True)
+        if kind == "asyncio_redis":
+            return AsyncioRedis(port=request.getfixturevalue("redis_server").port)
+        if kind == "memcache":
+            return Memcache(port=request.getfixturevalue("memcached_server").port)
+        raise ValueError(kind)
+
+    return make
+
+
+@pytest.fixture(params=INTERFACES)
+async def interface(
+    request: pytest.FixtureRequest, make_interface: Callable[[str], BaseSynchroInterface]
+) -> AsyncIterator[BaseSynchroInterface]:
+    made = make_interface(request.param)
+    yield made
+    await made.aclose()
+
+
+@pytest.fixture(params=FRONT_ENDS)
+def ctx(
+    request: pytest.FixtureRequest, app: Sanic[Any, Any], interface: BaseSynchroInterface
+) -> Any:
+    """The context object under test (async front end, or the blocking one wrapped)."""
+    Synchro(app, interface=interface)
+    aio = app.ctx.synchro
+    return aio if request.param == "async" else BlockingAsAsync(aio.sync)
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def shared_pair(
+    request: pytest.FixtureRequest,
+    app_name: str,
+    make_interface: Callable[[str], BaseSynchroInterface],
+) -> tuple[Any, Any]:
+    """Two namespaces (two apps) on one backend server, to show they never mix."""
+    contexts = []
+    for suffix in ("a", "b"):
+        app = Sanic(f"{app_name}_{suffix}")
+        Synchro(app, interface=make_interface(request.param))
+        contexts.append(app.ctx.synchro)
+    return contexts[0], contexts[1]

@@ -1,0 +1,88 @@
+"""Present the blocking front end with the async front end's shape.
+
+The contract suite is written once, against ``await ctx.op(...)``; wrapped this way the
+blocking front end runs each call right where the test awaits it (on the event loop's
+thread, as in a plain ``def`` Sanic handler).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+from sanic_synchro_ctx.context import BlockingSynchroContext
+from sanic_synchro_ctx.locks import BlockingLock
+
+# Waiting acquires occupy a thread each; a small pool would starve the holder's release.
+_lock_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lock-view")
+
+
+async def _in_thread(func: Callable[[], None]) -> None:
+    await asyncio.get_running_loop().run_in_executor(_lock_threads, func)
+
+
+class AsyncLockView:
+    """Lock waits run on a worker thread, as a threaded blocking caller would run them."""
+
+    def __init__(self, lock: BlockingLock) -> None:
+        self.lock = lock
+
+    @property
+    def held(self) -> bool:
+        return self.lock.held
+
+    async def acquire(self) -> None:
+        await _in_thread(self.lock.acquire)
+
+    async def release(self) -> None:
+        await _in_thread(self.lock.release)
+
+    async def __aenter__(self) -> AsyncLockView:
+        await self.acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.release()
+
+
+class BlockingAsAsync:
+    def __init__(self, blocking: BlockingSynchroContext) -> None:
+        self.sync = blocking
+
+    @property
+    def interface(self) -> Any:
+        return self.sync.interface
+
+    def lock(self, *args: Any, **kwargs: Any) -> AsyncLockView:
+        return AsyncLockView(self.sync.lock(*args, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        method = getattr(type(self.sync), name, None)
+        if callable(method):
+            bound: Callable[..., Any] = getattr(self.sync, name)
+
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return bound(*args, **kwargs)
+
+            return call
+        return self._read(name)
+
+    def _read(self, name: str) -> Awaitable[Any]:
+        class Read:
+            def __await__(inner: Any) -> Any:
+                async def read() -> Any:
+                    return getattr(self.sync, name)
+
+                return read().__await__()
+
+        return Read()

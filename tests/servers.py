@@ -1,0 +1,256 @@
+"""Real Sanic servers in subprocesses, on free loopback ports, with bounded HTTP load."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+APP = "tests.apps.workers_app:app"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def manager_processes_watching(pid: int) -> list[int]:
+    """PIDs of manager processes started for (and watching) process ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            b"sanic_synchro_ctx" in argv
+            and b"--watch-pid" in argv
+            and argv[argv.index(b"--watch-pid") + 1] == str(pid).encode()
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+class SanicServer:
+    """``python <args>`` serving on 127.0.0.1:<free port>; logs go to ``log_dir``."""
+
+    def __init__(
+        self,
+        args: list[str],
+        log_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.args = [arg.replace("{port}", str(self.port)) for arg in args]
+        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **(env or {})}
+        self.env["PYTHONUNBUFFERED"] = "1"
+        self.cwd = cwd
+        self.log_path = log_dir / f"server-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def cli(
+        cls, log_dir: Path, *extra: str, app: str = APP, env: dict[str, str] | None = None
+    ) -> SanicServer:
+        """``python -m sanic <app> --host 127.0.0.1 --port <port> <extra>``."""
+        args = ["-m", "sanic", app, "--host", "127.0.0.1", "--port", "{port}", "--no-access-logs"]
+        return cls([*args, "--no-motd", *extra], log_dir, env=env)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-6000:]
+        except OSError:
+            return "<no log>"
+
+    def start(self, timeout: float = 60.0, ready: str = "/pid") -> SanicServer:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, *self.args],
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.base_url + ready, timeout=2).status_code < 500:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"server did not answer within {timeout} s:\n{self.log()}")
+
+    def wait_workers(self, count: int) -> None:
+        """Wait until ``count`` workers started and Sanic's main process is monitoring them.
+
+        A SIGINT that reaches Sanic's main process while it still waits for the workers'
+        acks makes it loop for ever (sanic-org/sanic#2997); past this point it cannot.
+        """
+        wait_for(
+            lambda: self.get("/seeds").json()["started"] >= count,
+            what=f"{count} workers started",
+        )
+        self.wait_main_monitoring()
+
+    def wait_main_monitoring(self) -> None:
+        if self.get("/main-ready").text != "single-process":
+            wait_for(lambda: "No change needed" in self.log(), what="main process monitoring")
+
+    def counts_by_worker(self, workers: int) -> dict[str, str]:
+        """The counter as seen by each worker: fresh connections until all ``workers`` answered."""
+        seen: dict[str, str] = {}
+
+        def all_answered() -> bool:
+            count, pid = self.get_fresh("/count-pid").split()
+            seen[pid] = count
+            return len(seen) >= workers
+
+        wait_for(all_answered, what=f"answers from {workers} workers")
+        return seen
+
+    def get_fresh(self, path: str) -> str:
+        """GET on a new connection, so the kernel may hand it to any worker."""
+        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+            response = client.get(path, headers={"Connection": "close"})
+        assert response.status_code == 200, (response.status_code, response.text)
+        return response.text
+
+    def stop(self, timeout: float = 30.0, second_interrupt_after: float | None = None) -> int:
+        """SIGINT (Sanic's graceful stop), then wait; kill only if it hangs. Returns the code.
+
+        ``second_interrupt_after``: if the first SIGINT has not stopped it by then, send the
+        second one Sanic documents (it kills the workers): for servers stopped right after
+        they started, whose main process may still be in the window of sanic-org/sanic#2997.
+        """
+        process = self.process
+        if process is None:
+            return 0
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            if second_interrupt_after is not None:
+                try:
+                    process.wait(second_interrupt_after)
+                except subprocess.TimeoutExpired:
+                    process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise AssertionError(
+                    f"server ignored SIGINT for {timeout} s:\n{self.log()}"
+                ) from None
+        return process.returncode
+
+    def __enter__(self) -> SanicServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def get(self, path: str) -> httpx.Response:
+        response = httpx.get(self.base_url + path, timeout=30)
+        assert response.status_code == 200, (response.status_code, response.text, self.log())
+        return response
+
+    def hammer(self, path: str, count: int, concurrency: int = 50) -> list[str]:
+        """``count`` GETs of ``path``, at most ``concurrency`` in flight; every body, in order."""
+        return asyncio.run(self._hammer([path] * count, concurrency))
+
+    def hammer_through(
+        self, path: str, count: int, concurrency: int, midway: str, after: int
+    ) -> tuple[list[str], int]:
+        """Like hammer, and GET ``midway`` once ``after`` answers arrived. Returns the
+        answered bodies and how many requests failed (connection errors during a restart)."""
+        return asyncio.run(self._hammer_through(path, count, concurrency, midway, after))
+
+    async def _hammer_through(
+        self, path: str, count: int, concurrency: int, midway: str, after: int
+    ) -> tuple[list[str], int]:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+        gate = asyncio.Semaphore(concurrency)
+        answered: list[str] = []
+        failed = 0
+        async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=60) as client:
+
+            async def one() -> None:
+                nonlocal failed
+                async with gate:
+                    try:
+                        response = await client.get(path)
+                    except httpx.TransportError:
+                        failed += 1
+                        return
+                if response.status_code == 200:
+                    answered.append(response.text)
+                    if len(answered) == after:
+                        assert (await client.get(midway)).status_code == 200
+                else:
+                    failed += 1
+
+            await asyncio.gather(*(one() for _ in range(count)))
+        return answered, failed
+
+    def hammer_paths(self, paths: list[str], concurrency: int = 50) -> list[str]:
+        return asyncio.run(self._hammer(paths, concurrency))
+
+    async def _hammer(self, paths: list[str], concurrency: int) -> list[str]:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        gate = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=60) as client:
+
+            async def one(path: str) -> str:
+                async with gate:
+                    response = await client.get(path)
+                assert response.status_code == 200, (path, response.status_code, response.text)
+                return response.text
+
+            return list(await asyncio.gather(*(one(path) for path in paths)))
+
+
+def pids_of(bodies: list[str]) -> set[str]:
+    return {body.split()[1] for body in bodies}
+
+
+def values_of(bodies: list[str]) -> list[int]:
+    return sorted(int(body.split()[0]) for body in bodies)
+
+
+def wait_for(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    """Call ``check()`` until it returns something truthy; that value (fail after timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.05)

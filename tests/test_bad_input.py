@@ -1,0 +1,161 @@
+"""Bad input: each case raises its documented typed error, before anything is written.
+
+Every case runs on every interface and front end, against a namespace holding known data;
+afterwards the namespace must hold exactly that data, with the same expiries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from sanic_synchro_ctx import (
+    SynchroError,
+    SynchroSerializationError,
+    SynchroTypeError,
+    SynchroValueError,
+)
+from sanic_synchro_ctx.checks import MAX_KEY_LENGTH, MAX_TTL
+
+BEFORE = {"counter": 5, "text": "hello", "doc": {"a": [1, 2]}, "nothing": None}
+HUGE = "x" * 1_100_000
+circular: list[Any] = []
+circular.append(circular)
+
+Op = Callable[[Any], Any]
+
+CASES: list[tuple[str, Op, type[SynchroError]]] = [
+    # keys
+    ("int key", lambda c: c.set(1, "v"), SynchroTypeError),
+    ("bytes key", lambda c: c.set(b"k", "v"), SynchroTypeError),
+    ("None key", lambda c: c.get(None), SynchroTypeError),
+    ("tuple key", lambda c: c.delete(("a", "b")), SynchroTypeError),
+    ("empty key on set", lambda c: c.set("", "v"), SynchroValueError),
+    ("empty key on get", lambda c: c.get(""), SynchroValueError),
+    ("empty key among deletes", lambda c: c.delete("counter", ""), SynchroValueError),
+    (
+        "key over the length limit",
+        lambda c: c.set("k" * (MAX_KEY_LENGTH + 1), 1),
+        SynchroValueError,
+    ),
+    ("str passed as get_many keys", lambda c: c.get_many("counter"), SynchroTypeError),
+    ("non-iterable get_many keys", lambda c: c.get_many(5), SynchroTypeError),
+    ("non-str key in get_many", lambda c: c.get_many(["counter", 3]), SynchroTypeError),
+    ("non-mapping update", lambda c: c.update([("a", 1)]), SynchroTypeError),
+    ("non-str key in update", lambda c: c.update({"a": 1, 2: 2}), SynchroTypeError),
+    ("empty key in set_default", lambda c: c.set_default({"": 1}), SynchroValueError),
+    # values
+    ("object() value", lambda c: c.set("text", object()), SynchroSerializationError),
+    ("set value", lambda c: c.set("text", {1, 2}), SynchroSerializationError),
+    ("bytes value", lambda c: c.set("text", b"raw"), SynchroSerializationError),
+    ("NaN value", lambda c: c.set("text", math.nan), SynchroSerializationError),
+    ("infinite value", lambda c: c.set("text", [math.inf]), SynchroSerializationError),
+    ("dict with int keys", lambda c: c.set("doc", {1: "a"}), SynchroSerializationError),
+    (
+        "nested non-str dict key",
+        lambda c: c.set("doc", [{"a": {None: 1}}]),
+        SynchroSerializationError,
+    ),
+    ("circular value", lambda c: c.set("doc", circular), SynchroSerializationError),
+    ("value over the size limit", lambda c: c.set("text", HUGE), SynchroValueError),
+    (
+        "bad value in update",
+        lambda c: c.update({"text": "new", "x": object()}),
+        SynchroSerializationError,
+    ),
+    (
+        "bad value in set_default",
+        lambda c: c.set_default({"new": object()}),
+        SynchroSerializationError,
+    ),
+    ("bad value in setdefault", lambda c: c.setdefault("new", {1, 2}), SynchroSerializationError),
+    ("bad replacement", lambda c: c.replace("text", object()), SynchroSerializationError),
+    (
+        "bad compare_and_set new",
+        lambda c: c.compare_and_set("text", "hello", object()),
+        SynchroSerializationError,
+    ),
+    (
+        "huge compare_and_set new",
+        lambda c: c.compare_and_set("text", "hello", HUGE),
+        SynchroValueError,
+    ),
+    # TTLs
+    ("zero ttl", lambda c: c.set("text", "new", ttl=0), SynchroValueError),
+    ("negative ttl", lambda c: c.set("text", "new", ttl=-1), SynchroValueError),
+    ("NaN ttl", lambda c: c.set("text", "new", ttl=math.nan), SynchroValueError),
+    ("infinite ttl", lambda c: c.expire("text", math.inf), SynchroValueError),
+    ("ttl over ten years", lambda c: c.set("text", "new", ttl=MAX_TTL + 1), SynchroValueError),
+    ("str ttl", lambda c: c.set("text", "new", ttl="5"), SynchroTypeError),
+    ("bool ttl", lambda c: c.update({"text": "new"}, ttl=True), SynchroTypeError),
+    (
+        "negative ttl in compare_and_set",
+        lambda c: c.compare_and_set("text", "hello", "x", ttl=-5),
+        SynchroValueError,
+    ),
+    ("negative ttl in set_default", lambda c: c.set_default({"new": 1}, ttl=-5), SynchroValueError),
+    # counters
+    ("increment of a str", lambda c: c.increment("text"), SynchroTypeError),
+    ("increment of a dict", lambda c: c.increment("doc"), SynchroTypeError),
+    ("increment of a stored None", lambda c: c.increment("nothing"), SynchroTypeError),
+    ("bool step", lambda c: c.increment("counter", True), SynchroTypeError),
+    ("float step", lambda c: c.increment("counter", 1.0), SynchroTypeError),
+    ("str step", lambda c: c.decrement("counter", "1"), SynchroTypeError),
+    ("step over 64 bits", lambda c: c.increment("counter", 2**63), SynchroValueError),
+    ("decrement step of -2**63", lambda c: c.decrement("counter", -(2**63)), SynchroValueError),
+    ("result over 64 bits", lambda c: c.increment("counter", 2**63 - 1), SynchroValueError),
+    # locks
+    ("empty lock name", lambda c: c.lock(""), SynchroValueError),
+    ("int lock name", lambda c: c.lock(7), SynchroTypeError),
+    ("lock without lease", lambda c: c.lock("l", ttl=None), SynchroTypeError),
+    ("negative lock lease", lambda c: c.lock("l", ttl=-1), SynchroValueError),
+    ("negative lock timeout", lambda c: c.lock("l", timeout=-1), SynchroValueError),
+    ("NaN lock timeout", lambda c: c.lock("l", timeout=math.nan), SynchroValueError),
+]
+
+
+#: Every key a case could write (plus the data): none may change.
+WATCHED = [*BEFORE, "new", "x", "a", "b", "c", "w", "lambda"]
+
+
+async def snapshot(ctx: Any) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    keys = sorted(await ctx.keys()) if ctx.interface.lists_keys else []
+    values = await ctx.get_many(WATCHED)
+    expiries = {key: await ctx.ttl(key) is not None for key in WATCHED}
+    return keys, values, expiries
+
+
+def test_there_are_at_least_thirty_cases() -> None:
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize(
+    ("operation", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+async def test_bad_input_raises_typed_error_and_changes_nothing(
+    ctx: Any, operation: Op, expected: type[SynchroError]
+) -> None:
+    await ctx.update(BEFORE)
+    before = await snapshot(ctx)
+    assert before[1] == BEFORE
+
+    async def attempt() -> None:
+        result = operation(ctx)  # lock() raises at once; operations raise when awaited
+        if hasattr(result, "__await__"):
+            await result
+
+    with pytest.raises(expected) as raised:
+        await attempt()
+    assert type(raised.value) is expected
+    assert await snapshot(ctx) == before
+
+
+def test_error_classes_are_also_the_builtin_kinds() -> None:
+    assert issubclass(SynchroTypeError, TypeError)
+    assert issubclass(SynchroValueError, ValueError)
+    assert issubclass(SynchroSerializationError, TypeError)
+    for cls in (SynchroTypeError, SynchroValueError, SynchroSerializationError):
+        assert issubclass(cls, SynchroError)

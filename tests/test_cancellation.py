@@ -1,0 +1,64 @@
+"""Cancelled operations: Sanic cancels handlers on timeouts and disconnects.
+
+A client that returned a connection with an unread reply (aiomcache#489) would hand later
+reads other keys' data; every network interface must stay correct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+import pytest
+from sanic import Sanic
+
+from sanic_synchro_ctx import Synchro
+from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize("kind", ["aioredis", "aioredis-cluster", "asyncio_redis", "memcache"])
+async def test_a_thousand_cancelled_operations_leave_every_later_read_correct(
+    kind: str, make_interface: Callable[[str], BaseSynchroInterface], app_name: str
+) -> None:
+    interface = make_interface(kind)
+    Synchro(Sanic(app_name), interface=interface)
+    try:
+        values = {f"key{i}": {"n": i, "pad": "x" * random.randint(0, 3000)} for i in range(100)}
+        await interface.update(values)
+        await interface.set("counter", 0)
+
+        async def work(i: int) -> None:
+            key = f"key{i % 100}"
+            if i % 3 == 0:
+                assert await interface.get(key) == values[key]
+            elif i % 3 == 1:
+                await interface.get_many([key, f"key{(i + 1) % 100}"])
+            else:
+                await interface.increment("counter")
+
+        for round_ in range(3):  # cancellations land at different points each round
+            tasks = [asyncio.create_task(work(i)) for i in range(1_000)]
+            for _ in range(round_ * 2 + random.randint(1, 3)):
+                await asyncio.sleep(0)
+            cancelled = sum(task.cancel() for task in tasks)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            unexpected = [r for r in failures if not isinstance(r, asyncio.CancelledError)]
+            assert unexpected == [], unexpected[:3]
+            assert cancelled > 0
+
+            # Every later read answers (a dead connection would never answer: bounded
+            # here), and answers with its own key's data.
+            async def reads() -> None:
+                for name in random.sample(list(values), 100):
+                    assert await interface.get(name) == values[name]
+                assert await interface.get_many(list(values)) == values
+                counter = await interface.get("counter")
+                assert await interface.increment("counter") == counter + 1
+
+            await asyncio.wait_for(reads(), timeout=20)
+    finally:
+        await interface.aclose()

@@ -1,0 +1,512 @@
+"""The contract of the context object: every test runs on every interface x front end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from sanic_synchro_ctx import (
+    LockNotOwned,
+    LockTimeout,
+    SynchroError,
+    SynchroTypeError,
+    SynchroUnsupported,
+    SynchroValueError,
+)
+
+from .frontends import BlockingAsAsync
+
+pytestmark = pytest.mark.timeout(60)
+
+JSON_VALUES = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**62,
+    -(2**63),
+    1.5,
+    -0.25,
+    "",
+    "plain",
+    "ünïcödé ✓ 日本",
+    [],
+    {},
+    [1, "two", 3.0, None, [True]],
+    {"nested": {"list": [1, 2, {"deep": None}]}, "b": "x"},
+]
+
+
+def ttl_within(ctx: Any, left: float | None, asked: float) -> bool:
+    """``ttl()`` answered within (0, asked], give or take the interface's resolution."""
+    return left is not None and 0 < left <= asked + ctx.interface.ttl_resolution
+
+
+def lists_keys(ctx: Any) -> bool:
+    return bool(ctx.interface.lists_keys)
+
+
+async def until(check: Any, timeout: float = 5.0) -> float:
+    """Await ``check()`` until it is truthy; return the seconds it took (fail after timeout)."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+# -- get / set ------------------------------------------------------------------------------
+
+
+async def test_get_missing_returns_default(ctx: Any) -> None:
+    assert await ctx.get("missing") is None
+    assert await ctx.get("missing", 42) == 42
+
+
+@pytest.mark.parametrize("value", JSON_VALUES, ids=repr)
+async def test_set_then_get_round_trips_json_values(ctx: Any, value: Any) -> None:
+    await ctx.set("k", value)
+    got = await ctx.get("k", "<missing>")
+    assert got == value
+    assert type(got) is type(value)
+
+
+async def test_stored_none_is_not_missing(ctx: Any) -> None:
+    await ctx.set("k", None)
+    assert await ctx.get("k", "default") is None
+    if lists_keys(ctx):
+        assert "k" in await ctx.keys()
+    assert await ctx.get_many(["k"]) == {"k": None}
+    assert await ctx.k is None
+    assert await ctx.setdefault("k", 5) is None
+
+
+async def test_tuples_come_back_as_lists(ctx: Any) -> None:
+    await ctx.set("k", (1, (2, 3)))
+    assert await ctx.get("k") == [1, [2, 3]]
+
+
+async def test_values_come_back_as_copies(ctx: Any) -> None:
+    original = {"items": [1, 2]}
+    await ctx.set("k", original)
+    original["items"].append(3)
+    first = await ctx.get("k")
+    first["items"].append(99)
+    assert await ctx.get("k") == {"items": [1, 2]}
+
+
+async def test_set_overwrites(ctx: Any) -> None:
+    await ctx.set("k", 1)
+    await ctx.set("k", "two")
+    assert await ctx.get("k") == "two"
+
+
+TRICKY_KEYS = [
+    "with space",
+    " leading",
+    "tab\tand\nnewline",
+    "ünïcödé-日本語-🔑",
+    "x" * 1_000,
+    "y" * 20_000,
+    "nul\x00inside",
+    "\x00lock\x00looks-like-a-lock",
+    "lone surrogate \ud800",
+    ":",
+    "*",
+    "[glob]?",
+    "%3A",
+]
+
+
+async def test_tricky_keys_are_distinct_and_round_trip(ctx: Any) -> None:
+    for index, key in enumerate(TRICKY_KEYS):
+        await ctx.set(key, index)
+    for index, key in enumerate(TRICKY_KEYS):
+        assert await ctx.get(key) == index, key
+    assert await ctx.get_many(TRICKY_KEYS) == {key: i for i, key in enumerate(TRICKY_KEYS)}
+    if lists_keys(ctx):
+        assert sorted(await ctx.keys()) == sorted(TRICKY_KEYS)
+
+
+async def test_both_front_ends_share_one_store(ctx: Any) -> None:
+    """Async calls (the caller's loop) and blocking calls (the bridge, for network
+    interfaces: a second client) interleaved on one interface see the same data."""
+    aio = ctx.sync.aio if isinstance(ctx, BlockingAsAsync) else ctx
+    blocking = aio.sync
+    await aio.set("k", 1)
+    assert blocking.get("k") == 1
+    assert blocking.increment("k") == 2
+    assert await aio.increment("k") == 3
+    with blocking.lock("job", ttl=5), pytest.raises(LockTimeout):
+        await aio.lock("job", timeout=0.05).acquire()
+    async with aio.lock("job", ttl=5):
+        assert blocking.get("k") == 3
+
+
+# -- delete / get_many / update ---------------------------------------------------------------
+
+
+async def test_delete_counts_existing_keys(ctx: Any) -> None:
+    await ctx.update({"a": 1, "b": 2})
+    assert await ctx.delete("a", "b", "missing", "a") == 2
+    assert await ctx.get("a") is None
+    assert await ctx.delete() == 0
+    assert await ctx.delete("a") == 0
+
+
+async def test_get_many_leaves_missing_keys_out(ctx: Any) -> None:
+    await ctx.update({"a": 1, "b": None})
+    assert await ctx.get_many(["a", "b", "c", "a"]) == {"a": 1, "b": None}
+    assert await ctx.get_many([]) == {}
+    assert await ctx.get_many({"a"}) == {"a": 1}
+
+
+async def test_update_sets_every_item(ctx: Any) -> None:
+    await ctx.set("a", "old")
+    await ctx.update({"a": 1, "b": [2]})
+    assert await ctx.get_many(["a", "b"]) == {"a": 1, "b": [2]}
+    await ctx.update({})
+
+
+async def test_update_with_one_bad_value_writes_nothing(ctx: Any) -> None:
+    await ctx.set("a", "kept")
+    with pytest.raises(SynchroError):
+        await ctx.update({"a": 1, "b": 2, "c": object()})
+    assert await ctx.get_many(["a", "b", "c"]) == {"a": "kept"}
+
+
+# -- set_default / setdefault ----------------------------------------------------------------
+
+
+async def test_set_default_sets_only_missing_keys(ctx: Any) -> None:
+    await ctx.set("counter", 7)
+    stored = await ctx.set_default({"counter": 0, "flag": True})
+    assert stored == {"counter": 7, "flag": True}
+    assert await ctx.get_many(["counter", "flag"]) == {"counter": 7, "flag": True}
+    assert await ctx.set_default({}) == {}
+
+
+async def test_setdefault_returns_the_value_now_stored(ctx: Any) -> None:
+    assert await ctx.setdefault("k", [1]) == [1]
+    assert await ctx.setdefault("k", [2]) == [1]
+
+
+async def test_set_default_ttl_applies_only_to_keys_it_creates(ctx: Any) -> None:
+    await ctx.set("old", 1)
+    await ctx.set_default({"old": 0, "new": 0}, ttl=100)
+    assert await ctx.ttl("old") is None
+    assert ttl_within(ctx, await ctx.ttl("new"), 100)
+
+
+# -- counters ---------------------------------------------------------------------------------
+
+
+async def test_increment_missing_key_counts_from_zero(ctx: Any) -> None:
+    assert await ctx.increment("n") == 1
+    assert await ctx.increment("n", 10) == 11
+    assert await ctx.get("n") == 11
+
+
+async def test_increment_and_decrement_are_signed(ctx: Any) -> None:
+    assert await ctx.decrement("n") == -1
+    assert await ctx.decrement("n", 5) == -6
+    assert await ctx.increment("n", -4) == -10
+    assert await ctx.decrement("n", -30) == 20
+    assert await ctx.increment("n", 0) == 20
+
+
+async def test_increment_works_on_a_stored_integer(ctx: Any) -> None:
+    await ctx.set("n", 2**40)
+    assert await ctx.increment("n") == 2**40 + 1
+
+
+@pytest.mark.parametrize("value", ["5", 5.0, 1.5, True, None, [1], {"a": 1}], ids=repr)
+async def test_increment_of_non_integer_raises_and_keeps_value(ctx: Any, value: Any) -> None:
+    await ctx.set("n", value)
+    with pytest.raises(SynchroTypeError, match="'n'"):
+        await ctx.increment("n")
+    with pytest.raises(SynchroTypeError):
+        await ctx.decrement("n", 2)
+    assert await ctx.get("n") == value
+    assert type(await ctx.get("n")) is type(value)
+
+
+async def test_increment_past_64_bits_raises_and_keeps_value(ctx: Any) -> None:
+    await ctx.set("n", 2**63 - 2)
+    assert await ctx.increment("n") == 2**63 - 1
+    with pytest.raises(SynchroValueError):
+        await ctx.increment("n")
+    assert await ctx.get("n") == 2**63 - 1
+    await ctx.set("big", 2**70)
+    with pytest.raises(SynchroValueError):
+        await ctx.increment("big")
+    assert await ctx.get("big") == 2**70
+
+
+async def test_increment_keeps_the_expiry(ctx: Any) -> None:
+    await ctx.set("n", 1, ttl=100)
+    await ctx.increment("n")
+    assert ttl_within(ctx, await ctx.ttl("n"), 100)
+    await ctx.set("m", 1)
+    await ctx.increment("m")
+    assert await ctx.ttl("m") is None
+
+
+async def test_concurrent_increments_from_tasks_are_exact(ctx: Any) -> None:
+    async def bump() -> list[int]:
+        return [await ctx.increment("n") for _ in range(50)]
+
+    results = await asyncio.gather(*(bump() for _ in range(20)))
+    seen = sorted(value for run in results for value in run)
+    assert seen == list(range(1, 1001))
+
+
+# -- replace / compare_and_set ---------------------------------------------------------------
+
+
+async def test_replace_returns_the_old_value(ctx: Any) -> None:
+    assert await ctx.replace("k", 1) is None
+    assert await ctx.replace("k", {"two": 2}) == 1
+    assert await ctx.get("k") == {"two": 2}
+
+
+async def test_replace_keeps_the_expiry(ctx: Any) -> None:
+    await ctx.set("k", 1, ttl=100)
+    await ctx.replace("k", 2)
+    assert ttl_within(ctx, await ctx.ttl("k"), 100)
+
+
+async def test_compare_and_set_swaps_only_on_match(ctx: Any) -> None:
+    await ctx.set("k", "a")
+    assert await ctx.compare_and_set("k", "b", "c") is False
+    assert await ctx.get("k") == "a"
+    assert await ctx.compare_and_set("k", "a", "c") is True
+    assert await ctx.get("k") == "c"
+
+
+async def test_compare_and_set_compares_canonical_json(ctx: Any) -> None:
+    await ctx.set("d", {"x": 1, "y": [1, 2]})
+    assert await ctx.compare_and_set("d", {"y": [1, 2], "x": 1}, "dict order ignored")
+    await ctx.set("i", 1)
+    assert await ctx.compare_and_set("i", 1.0, "no") is False
+    assert await ctx.compare_and_set("i", True, "no") is False
+    await ctx.set("t", True)
+    assert await ctx.compare_and_set("t", 1, "no") is False
+    await ctx.set("l", (1, 2))
+    assert await ctx.compare_and_set("l", [1, 2], "tuple equals list") is True
+    assert await ctx.get_many(["d", "i", "t", "l"]) == {
+        "d": "dict order ignored",
+        "i": 1,
+        "t": True,
+        "l": "tuple equals list",
+    }
+
+
+async def test_compare_and_set_missing_key_never_matches(ctx: Any) -> None:
+    assert await ctx.compare_and_set("k", None, 1) is False
+    assert await ctx.get("k", "<missing>") == "<missing>"
+    await ctx.set("k", None)
+    assert await ctx.compare_and_set("k", None, 1) is True
+    assert await ctx.get("k") == 1
+
+
+async def test_compare_and_set_sets_the_expiry(ctx: Any) -> None:
+    await ctx.set("k", 1, ttl=100)
+    assert await ctx.compare_and_set("k", 1, 2, ttl=50)
+    assert ttl_within(ctx, await ctx.ttl("k"), 50)
+    assert await ctx.compare_and_set("k", 2, 3)
+    assert await ctx.ttl("k") is None
+
+
+async def test_compare_and_set_loop_from_tasks_loses_no_update(ctx: Any) -> None:
+    await ctx.set("list", [])
+
+    async def append(item: int) -> None:
+        while True:
+            current = await ctx.get("list")
+            if await ctx.compare_and_set("list", current, [*current, item]):
+                return
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(append(i) for i in range(30)))
+    assert sorted(await ctx.get("list")) == list(range(30))
+
+
+# -- expiry -----------------------------------------------------------------------------------
+
+
+async def test_ttl_of_missing_or_persistent_key_is_none(ctx: Any) -> None:
+    assert await ctx.ttl("missing") is None
+    await ctx.set("k", 1)
+    assert await ctx.ttl("k") is None
+
+
+async def test_set_with_ttl_expires(ctx: Any) -> None:
+    await ctx.set("k", "soon gone", ttl=0.3)
+    assert await ctx.get("k") == "soon gone"
+    assert ttl_within(ctx, await ctx.ttl("k"), 0.3)
+
+    async def gone() -> bool:
+        return await ctx.get("k", "<missing>") == "<missing>"
+
+    elapsed = await until(gone)
+    assert elapsed >= 0.2  # never before its TTL
+    if lists_keys(ctx):
+        assert "k" not in await ctx.keys()
+
+
+async def test_set_without_ttl_clears_an_old_expiry(ctx: Any) -> None:
+    await ctx.set("k", 1, ttl=100)
+    await ctx.set("k", 2)
+    assert await ctx.ttl("k") is None
+
+
+async def test_expire_sets_and_removes_expiry(ctx: Any) -> None:
+    assert await ctx.expire("missing", 10) is False
+    await ctx.set("k", 1)
+    assert await ctx.expire("k", 10) is True
+    left = await ctx.ttl("k")
+    assert ttl_within(ctx, left, 10)
+    assert left > 9
+    assert await ctx.expire("k", None) is True
+    assert await ctx.ttl("k") is None
+    assert await ctx.expire("k", 0.2) is True
+
+    async def gone() -> bool:
+        return await ctx.get("k") is None
+
+    await until(gone)
+    assert await ctx.expire("k", 10) is False
+
+
+async def test_update_with_ttl_sets_every_expiry(ctx: Any) -> None:
+    await ctx.update({"a": 1, "b": 2}, ttl=100)
+    assert ttl_within(ctx, await ctx.ttl("a"), 100)
+    assert ttl_within(ctx, await ctx.ttl("b"), 100)
+
+
+# -- keys / clear -----------------------------------------------------------------------------
+
+
+async def test_keys_lists_the_namespace(ctx: Any) -> None:
+    if not lists_keys(ctx):
+        with pytest.raises(SynchroUnsupported, match="cannot list"):
+            await ctx.keys()
+        return
+    assert await ctx.keys() == []
+    await ctx.update({"a": 1, "b": None, "c d": 3})
+    assert sorted(await ctx.keys()) == ["a", "b", "c d"]
+
+
+async def test_clear_empties_the_namespace(ctx: Any) -> None:
+    await ctx.update({"a": 1, "b": 2})
+    await ctx.clear()
+    assert await ctx.get_many(["a", "b"]) == {}
+    if lists_keys(ctx):
+        assert await ctx.keys() == []
+    await ctx.set("a", "again")
+    assert await ctx.get("a") == "again"
+    assert await ctx.increment("n") == 1
+
+
+# -- attribute read ---------------------------------------------------------------------------
+
+
+async def test_attribute_read(ctx: Any) -> None:
+    await ctx.set("counter", 3)
+    assert await ctx.counter == 3
+    with pytest.raises(AttributeError, match="missing"):
+        await ctx.missing
+
+
+def test_attribute_write_is_refused(ctx: Any) -> None:
+    target = getattr(ctx, "sync", ctx)
+    with pytest.raises(AttributeError, match="set"):
+        target.counter = 1
+
+
+# -- locks ------------------------------------------------------------------------------------
+
+
+async def test_lock_acquire_and_release(ctx: Any) -> None:
+    lock = ctx.lock("job", ttl=5)
+    async with lock:
+        assert lock.held
+    assert not lock.held
+    async with ctx.lock("job", ttl=5, timeout=0):
+        pass
+
+
+async def test_held_lock_excludes_a_second_owner(ctx: Any) -> None:
+    async with ctx.lock("job", ttl=30):
+        started = time.monotonic()
+        with pytest.raises(LockTimeout):
+            await ctx.lock("job", timeout=0.1).acquire()
+        assert time.monotonic() - started >= 0.1
+
+
+async def test_expired_lease_can_be_taken_over(ctx: Any) -> None:
+    first = ctx.lock("job", ttl=0.2)
+    await first.acquire()
+    second = ctx.lock("job", ttl=5, timeout=5)
+    await second.acquire()  # succeeds once the first lease lapses
+    with pytest.raises(LockNotOwned):
+        await first.release()
+    await second.release()
+
+
+async def test_release_without_holding_is_refused(ctx: Any) -> None:
+    lock = ctx.lock("job")
+    with pytest.raises(LockNotOwned):
+        await lock.release()
+
+
+async def test_lock_names_are_separate_from_keys(ctx: Any) -> None:
+    await ctx.set("job", "data")
+    async with ctx.lock("job"):
+        assert await ctx.get("job") == "data"
+        if lists_keys(ctx):
+            assert await ctx.keys() == ["job"]
+        await ctx.clear()
+        assert await ctx.get("job") is None
+        with pytest.raises(LockTimeout):  # clear() never releases a lock
+            await ctx.lock("job", timeout=0).acquire()
+
+
+async def test_locks_serialize_tasks(ctx: Any) -> None:
+    inside = 0
+    most = 0
+
+    async def critical() -> None:
+        nonlocal inside, most
+        async with ctx.lock("section", ttl=10, timeout=10):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.002)
+            inside -= 1
+
+    await asyncio.gather(*(critical() for _ in range(10)))
+    assert most == 1
+
+
+# -- namespaces -------------------------------------------------------------------------------
+
+
+async def test_namespaces_on_one_backend_never_mix(shared_pair: tuple[Any, Any]) -> None:
+    first, second = shared_pair
+    await first.update({"shared-name": "first", "only-first": 1})
+    await second.set("shared-name", "second")
+    assert await first.get("shared-name") == "first"
+    assert await second.get("shared-name") == "second"
+    assert await second.get("only-first") is None
+    if lists_keys(first):
+        assert sorted(await first.keys()) == ["only-first", "shared-name"]
+        assert await second.keys() == ["shared-name"]
+    await first.clear()
+    assert await second.get("shared-name") == "second"
+    assert await first.get_many(["shared-name", "only-first"]) == {}

@@ -1,0 +1,272 @@
+"""Memcache beyond the contract: the key mapping, TTLs, generations, outages, workers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomcache
+import pytest
+from sanic import Sanic
+
+from sanic_synchro_ctx import Memcache, Synchro, SynchroConnectionError, SynchroValueError
+from sanic_synchro_ctx.interfaces.memcache import _digest
+
+from .backends import MemcachedServer
+from .servers import SanicServer
+
+pytestmark = pytest.mark.timeout(300)
+
+VALID_KEY = re.compile(rb"[\x21-\x7e]{1,250}")
+
+
+def tricky_keys() -> list[str]:
+    keys = {
+        "a b",
+        "a_b",
+        "a\tb",
+        "ünïcödé",
+        "日本語のキー",
+        "🔑" * 60,
+        "k" * 10_000,
+        "k" * 9_999 + "K",
+        "#",
+        "##",
+        "!gen",
+        "!lock:x",
+        "0:plain",
+        "x" * 300,
+        "\x00",
+        "\ud800",
+    }
+    # look-alikes of hashed forms: the exact text a hashed key is stored under
+    for base in ("a b", "ünïcödé", "k" * 10_000):
+        keys.add("#" + _digest(base))
+    rng = random.Random(7)
+    alphabet = "ab #!:_\t\n\x7f日🔑"
+    while len(keys) < 1_000:
+        keys.add("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))))
+    return sorted(keys)
+
+
+@pytest.fixture
+async def memcache(memcached_server: MemcachedServer, app_name: str) -> AsyncIterator[Any]:
+    interface = Memcache(port=memcached_server.port)
+    Synchro(Sanic(app_name), interface=interface)
+    yield interface
+    await interface.aclose()
+
+
+def test_every_key_maps_to_a_distinct_valid_memcached_key(memcache: Any) -> None:
+    generation = b"0123456789abcdef"
+    prefix = memcache.prefix
+    mapped = {memcache._data_key(prefix + key, generation) for key in tricky_keys()}
+    assert len(mapped) == 1_000
+    assert all(VALID_KEY.fullmatch(name) for name in mapped)
+    assert memcache._generation_key() not in mapped
+
+
+async def test_a_thousand_tricky_keys_round_trip_to_distinct_values(memcache: Any) -> None:
+    keys = tricky_keys()
+    await memcache.update({key: index for index, key in enumerate(keys)})
+    assert await memcache.get_many(keys) == {key: index for index, key in enumerate(keys)}
+    for index in random.sample(range(1_000), 50):
+        assert await memcache.get(keys[index]) == index
+
+
+async def test_a_ttl_beyond_thirty_days_is_kept(memcache: Any) -> None:
+    # memcached would read a relative 40 days as a date in 1970 and drop the item at once
+    await memcache.set("long", "kept", ttl=40 * 86_400)
+    assert await memcache.get("long") == "kept"
+    left = await memcache.ttl("long")
+    assert 40 * 86_400 - 5 < left <= 40 * 86_400 + 1
+
+
+async def test_sub_second_ttls_round_up_and_never_expire_early(memcache: Any) -> None:
+    await memcache.set("short", 1, ttl=0.5)
+    started = time.monotonic()
+    while await memcache.get("short") is not None:
+        assert time.monotonic() - started < 5
+        await asyncio.sleep(0.02)
+    assert time.monotonic() - started >= 0.45
+
+
+def memcached_stats(port: int) -> dict[str, str]:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            data += sock.recv(65536)
+    return dict(line.split()[1:3] for line in data.decode().splitlines() if line.startswith("STAT"))
+
+
+async def test_clear_never_flushes_the_server(
+    memcache: Any, memcached_server: MemcachedServer, app_name: str
+) -> None:
+    raw = aiomcache.Client("127.0.0.1", memcached_server.port)
+    other = Memcache(port=memcached_server.port)
+    Synchro(Sanic(app_name + "_other"), interface=other)
+    try:
+        await raw.set(b"foreign", b"kept")
+        await other.set("theirs", 1)
+        flushes = int(memcached_stats(memcached_server.port)["cmd_flush"])
+        await memcache.update({"a": 1, "b": 2})
+        await memcache.clear()
+        assert await memcache.get_many(["a", "b"]) == {}
+        assert await raw.get(b"foreign") == b"kept"
+        assert await other.get("theirs") == 1
+        assert int(memcached_stats(memcached_server.port)["cmd_flush"]) == flushes
+    finally:
+        await raw.close()
+        await other.aclose()
+
+
+async def test_clear_in_one_process_is_seen_by_another(
+    memcached_server: MemcachedServer, app_name: str
+) -> None:
+    """Two interfaces on one namespace (two workers): one clears, the other sees it."""
+    first = Memcache(port=memcached_server.port, prefix=f"{app_name}:")
+    second = Memcache(port=memcached_server.port, prefix=f"{app_name}:")
+    try:
+        await first.set("k", "before")
+        assert await second.get("k") == "before"  # second caches the generation now
+        await first.clear()
+        assert await second.get("k") is None
+        assert await second.increment("n") == 1
+        await second.set("k", "after")
+        assert await first.get("k") == "after"
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_an_evicted_generation_key_never_brings_old_data_back(
+    memcache: Any, memcached_server: MemcachedServer
+) -> None:
+    await memcache.set("k", "old")
+    raw = aiomcache.Client("127.0.0.1", memcached_server.port)
+    try:
+        await raw.delete(memcache._generation_key())  # what an eviction does
+    finally:
+        await raw.close()
+    assert await memcache.get("k") is None
+    await memcache.set("k", "new")
+    assert await memcache.get("k") == "new"
+
+
+def test_memcache_takes_an_aiomcache_client_for_its_settings(
+    memcached_server: MemcachedServer, app_name: str
+) -> None:
+    client = aiomcache.Client("127.0.0.1", memcached_server.port, pool_size=3)
+    interface = Memcache(client)
+    Synchro(Sanic(app_name), interface=interface)
+    assert repr(interface) == f"Memcache(127.0.0.1:{memcached_server.port})"
+    assert interface.run_blocking(interface.increment("n")) == 1
+
+
+def test_a_missing_client_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['aiomcache'] = None\n"
+        "import sanic_synchro_ctx as s\n"
+        "try:\n    s.Memcache()\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert 'pip install "sanic-synchro-ctx[memcache]"' in result.stdout, result.stderr
+
+
+async def test_memcached_restarted_mid_run(app_name: str) -> None:
+    server = MemcachedServer().start()
+    interface = Memcache(port=server.port)
+    Synchro(Sanic(app_name), interface=interface)
+    try:
+        assert await interface.increment("n") == 1
+        assert interface.run_blocking(interface.increment("n")) == 2
+        server.kill()
+        for call in (
+            lambda: interface.increment("n"),
+            lambda: asyncio.to_thread(interface.run_blocking, interface.get("n")),
+        ):
+            started = time.monotonic()
+            with pytest.raises(SynchroConnectionError):
+                await call()
+            assert time.monotonic() - started < 10
+        server = MemcachedServer(port=server.port).start()
+
+        async def recovered() -> bool:
+            try:
+                await interface.set("back", True)
+            except SynchroConnectionError:
+                return False
+            return True
+
+        deadline = time.monotonic() + 30
+        while not await recovered():
+            assert time.monotonic() < deadline, "no recovery within 30 s"
+            await asyncio.sleep(0.1)
+        assert await interface.increment("n") == 1  # a restarted memcached starts empty
+        assert interface.run_blocking(interface.get("back")) is True
+    finally:
+        await interface.aclose()
+        server.stop()
+
+
+def test_workers_share_exact_counters_on_memcached(
+    memcached_server: MemcachedServer, tmp_path: Path, app_name: str
+) -> None:
+    env = {
+        "SYNCHRO_INTERFACE": "memcache",
+        "SYNCHRO_MEMCACHED": str(memcached_server.port),
+        "SYNCHRO_PREFIX": f"{app_name}:",
+    }
+    with SanicServer.cli(tmp_path, "--workers", "4", env=env) as server:
+        server.wait_workers(4)
+        bodies = server.hammer_paths(["/inc", "/inc-def"] * 1_000, concurrency=50)
+        assert sorted(int(body.split()[0]) for body in bodies) == list(range(1, 2_001))
+        assert set(server.counts_by_worker(4).values()) == {"2000"}
+        # negative steps crossing zero: 2000 + 1000 * (-5) + 1000 * 2 = -1000
+        server.hammer_paths(["/add/-5", "/add/2"] * 1_000, concurrency=50)
+        assert set(server.counts_by_worker(4).values()) == {"-1000"}
+
+
+async def _store_raw(port: int, key: bytes, data: bytes, flags: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"set %s %d 0 %d\r\n%s\r\n" % (key, flags, len(data), data))
+    await writer.drain()
+    assert await reader.readline() == b"STORED\r\n"
+    writer.close()
+
+
+async def test_a_counter_memcached_refuses_to_incr_is_incremented_by_cas(
+    memcache: Any, memcached_server: MemcachedServer
+) -> None:
+    """memcached misreads stored numbers of 2**63 or more now and then (its parser looks past
+    the item for a minus sign); such a counter must still increment, exactly. A digit
+    separator makes memcached refuse the item every time while it still reads as a number."""
+    await memcache.set("n", 0)
+    name = memcache._data_key(memcache.prefix + "n", memcache._generation)
+    await _store_raw(memcached_server.port, name, b"4611686018427387_904", 1)  # 2**62 + 0
+    assert await memcache.get("n") == 0
+    assert await memcache.increment("n", 5) == 5
+    assert await memcache.decrement("n", 7) == -2
+    await _store_raw(memcached_server.port, name, b"13835058055282163_711", 1)  # INT64_MAX
+    with pytest.raises(SynchroValueError):
+        await memcache.increment("n")
+    assert await memcache.get("n") == 2**63 - 1
+
+
+async def test_counters_far_from_zero_increment_and_overflow_exactly(memcache: Any) -> None:
+    for start, by in [(2**62, 1), (-(2**62) - 1, -1), (2**63 - 2, 1), (-(2**63) + 1, -1)]:
+        await memcache.set("n", start)
+        assert await memcache.increment("n", by) == start + by
+        with pytest.raises(SynchroValueError):
+            await memcache.increment("n", 2**63 - 1 if by > 0 else -(2**63 - 1))
+        assert await memcache.get("n") == start + by

@@ -1,0 +1,211 @@
+"""The Redis interfaces beyond the contract: server-side layout, outages, cancellation, workers."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis_asyncio
+from sanic import Sanic
+
+from sanic_synchro_ctx import (
+    AIORedis,
+    AsyncioRedis,
+    Synchro,
+    SynchroConnectionError,
+    SynchroValueError,
+)
+from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
+
+from .backends import RedisServer, require
+from .servers import SanicServer, values_of
+
+pytestmark = pytest.mark.timeout(300)
+
+REDIS_KINDS = ["aioredis", "asyncio_redis"]
+
+
+def redis_cli(port: int, *args: str) -> str:
+    result = subprocess.run(
+        [require("redis-cli"), "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return result.stdout.strip()
+
+
+def build(kind: str, server: RedisServer, prefix: str) -> BaseSynchroInterface:
+    if kind == "aioredis":
+        return AIORedis.from_url(server.url, prefix=prefix)
+    return AsyncioRedis(port=server.port, prefix=prefix)
+
+
+@pytest.fixture(params=REDIS_KINDS)
+async def redis_ctx(
+    request: pytest.FixtureRequest, redis_server: RedisServer, app_name: str
+) -> AsyncIterator[Any]:
+    app = Sanic(app_name)
+    interface = build(request.param, redis_server, f"{app_name}:")
+    Synchro(app, interface=interface)
+    yield app.ctx.synchro
+    await interface.aclose()
+
+
+async def test_counters_are_plain_integers_shared_with_redis_cli(
+    redis_ctx: Any, redis_server: RedisServer
+) -> None:
+    prefix = redis_ctx.interface.prefix
+    assert await redis_ctx.increment("hits", 5) == 5
+    assert redis_cli(redis_server.port, "GET", f"{prefix}hits") == "5"
+    assert redis_cli(redis_server.port, "INCR", f"{prefix}hits") == "6"
+    assert await redis_ctx.get("hits") == 6
+    assert await redis_ctx.increment("hits") == 7
+
+
+async def test_keys_and_clear_scan_the_namespace_and_never_flush(
+    redis_ctx: Any, redis_server: RedisServer
+) -> None:
+    redis_cli(redis_server.port, "SET", "foreign-key", "kept")
+    redis_cli(redis_server.port, "CONFIG", "RESETSTAT")
+    await redis_ctx.update({f"k{i}": i for i in range(1_200)})
+    assert len(await redis_ctx.keys()) == 1_200
+    await redis_ctx.clear()
+    assert await redis_ctx.keys() == []
+    assert redis_cli(redis_server.port, "GET", "foreign-key") == "kept"
+    stats = redis_cli(redis_server.port, "INFO", "commandstats")
+    assert "cmdstat_scan" in stats
+    for forbidden in ("cmdstat_keys:", "cmdstat_flushdb", "cmdstat_flushall"):
+        assert forbidden not in stats
+
+
+async def test_the_two_redis_interfaces_read_each_others_keys(
+    redis_server: RedisServer, app_name: str
+) -> None:
+    first = AIORedis.from_url(redis_server.url, prefix=f"{app_name}:")
+    second = AsyncioRedis(port=redis_server.port, prefix=f"{app_name}:")
+    try:
+        await first.set("doc", {"a": [1, 2]}, ttl=100)
+        assert await second.get("doc") == {"a": [1, 2]}
+        assert await second.increment("n", 3) == 3
+        assert await first.decrement("n") == 2
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+def test_aioredis_takes_only_redis_asyncio_clients() -> None:
+    with pytest.raises(SynchroValueError, match="from_url"):
+        AIORedis("redis://127.0.0.1")  # type: ignore[arg-type]
+
+
+async def test_aioredis_accepts_a_client_that_decodes_responses(
+    redis_server: RedisServer, app_name: str
+) -> None:
+    client = redis_asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    interface = AIORedis(client, prefix=f"{app_name}:")
+    try:
+        await interface.set("k", {"text": "ünï"})
+        assert await interface.get("k") == {"text": "ünï"}
+        assert await interface.setdefault("k", 0) == {"text": "ünï"}
+    finally:
+        await interface.aclose()
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("name", "module", "extra"),
+    [("AIORedis", "redis", "redis"), ("AsyncioRedis", "asyncio_redis", "asyncio_redis")],
+)
+def test_a_missing_client_names_the_extra(name: str, module: str, extra: str) -> None:
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "import sanic_synchro_ctx as s\n"
+        f"try:\n    s.{name}() if {name!r} == 'AsyncioRedis' else s.{name}(None)\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert f'pip install "sanic-synchro-ctx[{extra}]"' in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("kind", REDIS_KINDS)
+async def test_redis_killed_mid_run_then_back(kind: str, tmp_path: Path, app_name: str) -> None:
+    server = RedisServer(tmp_path).start()
+    interface = build(kind, server, f"{app_name}:")
+    try:
+        assert await interface.increment("n") == 1
+        assert interface.run_blocking(interface.increment("n")) == 2
+        server.kill()
+        for call in (
+            lambda: interface.increment("n"),
+            lambda: asyncio.to_thread(interface.run_blocking, interface.get("n")),
+        ):
+            started = time.monotonic()
+            with pytest.raises(SynchroConnectionError):
+                await call()
+            assert time.monotonic() - started < 10  # within the socket timeout, no hang
+        server.start()  # same port, empty again (no persistence)
+
+        async def recovered() -> bool:
+            try:
+                await interface.set("back", True)
+            except SynchroConnectionError:
+                return False
+            return True
+
+        deadline = time.monotonic() + 30
+        while not await recovered():
+            assert time.monotonic() < deadline, "no recovery within 30 s"
+            await asyncio.sleep(0.1)
+        assert await interface.increment("n") == 1
+        assert interface.run_blocking(interface.get("back")) is True
+    finally:
+        await interface.aclose()
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", REDIS_KINDS)
+def test_workers_share_exact_counters_on_redis(
+    kind: str, redis_server: RedisServer, tmp_path: Path, app_name: str
+) -> None:
+    env = {
+        "SYNCHRO_INTERFACE": kind,
+        "SYNCHRO_REDIS_URL": redis_server.url,
+        "SYNCHRO_PREFIX": f"{app_name}:",
+    }
+    with SanicServer.cli(tmp_path, "--workers", "4", env=env) as server:
+        server.wait_workers(4)
+        # async handlers use the worker's loop; def handlers the blocking bridge
+        bodies = server.hammer_paths(["/inc", "/inc-def"] * 1_000, concurrency=50)
+        assert values_of(bodies) == list(range(1, 2_001))
+        assert set(server.counts_by_worker(4).values()) == {"2000"}
+        assert server.get_fresh("/kinds-def") == "BlockingSynchroContext"
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["redis", "cluster"])
+async def test_a_burst_beyond_the_pool_waits_instead_of_failing(
+    cluster: bool, request: pytest.FixtureRequest, app_name: str
+) -> None:
+    # redis-py's default pools refuse a command when all connections are busy
+    if cluster:
+        url = request.getfixturevalue("redis_cluster").url
+        client: Any = redis_asyncio.RedisCluster.from_url(url, max_connections=4)
+    else:
+        url = request.getfixturevalue("redis_server").url
+        client = redis_asyncio.Redis.from_url(url, max_connections=4)
+    interface = AIORedis(client, prefix=f"{app_name}:")
+    try:
+        results = await asyncio.gather(*(interface.increment("n") for _ in range(300)))
+        assert sorted(results) == list(range(1, 301))
+    finally:
+        await interface.aclose()
+        await client.aclose()

@@ -36,7 +36,12 @@ class Server:
         command += ["--port", str(self.port), "--workers", "2", "--no-access-logs", "--no-motd"]
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+                command,
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a forced stop kills its process group, not ours
             )
         deadline = time.monotonic() + 60
         while True:

@@ -61,6 +61,7 @@ def main() -> int:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a forced stop kills the server's process group, not ours
     )
     try:
         wait_until_serving(port, server)

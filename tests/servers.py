@@ -88,6 +88,8 @@ class SanicServer:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Sanic's second SIGINT kills its workers' process group (os.killpg): never ours.
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -8,9 +8,11 @@ know the authkey (multiprocessing's HMAC challenge) before it unpickles anything
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
+import pickle
 import select
 import signal
 import socket
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Client, Connection
 from multiprocessing.managers import BaseManager
@@ -30,6 +33,7 @@ from .store import Store
 
 __all__ = [
     "Address",
+    "AsyncStoreClient",
     "StoreClient",
     "StoreManager",
     "connect",
@@ -95,6 +99,11 @@ class StoreClient:
         for method in Store.EXPOSED:
             setattr(self, method, functools.partial(self.call, method))
 
+    @property
+    def ident(self) -> str:
+        """The Store's identity in the manager (what every request names)."""
+        return self._ident
+
     @classmethod
     def from_proxy(cls, proxy: Any, *, timeout: float | None) -> StoreClient:
         """Adopt a proxy (as handed over in app.shared_ctx): its address, authkey and id."""
@@ -138,14 +147,253 @@ class StoreClient:
         except BaseException:
             self._drop()
             raise
-        if kind == "#RETURN":
-            return result
-        if kind == "#ERROR" and isinstance(result, BaseException):
-            raise result
-        raise SynchroError(f"manager answered {kind}: {result}")
+        return _answer(kind, result)
 
     def close(self) -> None:
         self._drop()
+
+
+def _answer(kind: str, result: Any) -> Any:
+    """The result of one manager reply, or raise what it reports."""
+    if kind == "#RETURN":
+        return result
+    if kind == "#ERROR" and isinstance(result, BaseException):
+        raise result
+    raise SynchroError(f"manager answered {kind}: {result}")
+
+
+def _handshake(address: Address, authkey: bytes) -> socket.socket:
+    """Open an authenticated client connection to a manager and return its socket."""
+    conn = Client(address, authkey=authkey)
+    try:
+        conn.send((None, "accept_connection", (threading.current_thread().name,), {}))
+        kind, result = conn.recv()
+        if kind != "#RETURN":
+            raise SynchroError(f"manager refused the connection: {result}")
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+    finally:
+        conn.close()
+    sock.setblocking(False)
+    return sock
+
+
+# multiprocessing.connection's framing: a signed 32-bit big-endian length, or -1 and a
+# 64-bit length for larger messages; then the pickled message.
+_SHORT = struct.Struct("!i")
+_LONG = struct.Struct("!Q")
+
+
+class _Connection:
+    """One non-blocking connection to a manager, driven by an event loop's reader callback.
+
+    Requests are written back to back and answered in order.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, timeout: float | None
+    ) -> None:
+        self._loop = loop
+        self.sock: socket.socket | None = sock
+        self._fd = sock.fileno()
+        self._timeout = timeout
+        self._waiters: deque[asyncio.Future[tuple[str, Any]]] = deque()
+        self._buffer = bytearray()
+        self._output = bytearray()  # what the socket did not take yet
+        self._timer: asyncio.TimerHandle | None = None
+        loop.add_reader(self._fd, self._readable)
+
+    @property
+    def open(self) -> bool:
+        return self.sock is not None
+
+    def request(self, payload: bytes) -> asyncio.Future[tuple[str, Any]]:
+        """Send one pickled request; the future gets its (kind, result) answer."""
+        sock = self.sock
+        if sock is None:
+            raise EOFError("the manager connection is closed")
+        size = len(payload)
+        header = _SHORT.pack(size) if size <= 0x7FFFFFFF else _SHORT.pack(-1) + _LONG.pack(size)
+        data = header + payload
+        if self._output:
+            self._output += data  # keep the order behind what is still waiting
+        else:
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._lose(exc)
+                raise
+            if sent < len(data):
+                self._output += data[sent:]
+                self._loop.add_writer(self._fd, self._writable)
+        future: asyncio.Future[tuple[str, Any]] = self._loop.create_future()
+        self._waiters.append(future)
+        if self._timer is None and self._timeout is not None:
+            self._timer = self._loop.call_later(self._timeout, self._expired)
+        return future
+
+    def _writable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            sent = sock.send(self._output)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lose(exc)
+            return
+        del self._output[:sent]
+        if not self._output:
+            self._loop.remove_writer(self._fd)
+
+    def _readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(262_144)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lose(exc)
+            return
+        if not data:
+            self._lose(EOFError("the manager closed the connection"))
+            return
+        buffer = self._buffer
+        buffer += data
+        while True:
+            available = len(buffer)
+            if available < 4:
+                return
+            (size,) = _SHORT.unpack_from(buffer)
+            start = 4
+            if size == -1:
+                if available < 12:
+                    return
+                (size,) = _LONG.unpack_from(buffer, 4)
+                start = 12
+            end = start + size
+            if available < end:
+                return
+            with memoryview(buffer) as view:
+                message = pickle.loads(view[start:end])
+            del buffer[:end]
+            self._answered(message)
+
+    def _answered(self, message: tuple[str, Any]) -> None:
+        waiters = self._waiters
+        if not waiters:
+            return
+        future = waiters.popleft()
+        if not future.done():  # a cancelled caller's answer is read and dropped
+            future.set_result(message)
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        if waiters and self._timeout is not None:
+            self._timer = self._loop.call_later(self._timeout, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        self._lose(TimeoutError(f"no answer from the manager within {self._timeout} s"))
+
+    def _lose(self, exc: BaseException) -> None:
+        """Close the connection and fail every call still waiting for an answer."""
+        self.close()
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        waiters, self._waiters = self._waiters, deque()
+        for future in waiters:
+            if not future.done():
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        """Close the connection (from any thread)."""
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        loop = self._loop
+        if not loop.is_closed():
+            if loop.is_running() and asyncio.events._get_running_loop() is not loop:
+                loop.call_soon_threadsafe(self._unregister, sock)
+                return
+            self._unregister(sock)
+        sock.close()
+
+    def _unregister(self, sock: socket.socket) -> None:
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+        sock.close()
+
+
+class AsyncStoreClient:
+    """Calls the Store of a manager process from one event loop, without blocking it.
+
+    Requests go back to back on one connection and are answered in order (the manager
+    serves a connection's requests one after the other), so an answer always reaches the
+    call it belongs to, even when that caller was cancelled meanwhile (the answer is then
+    read and dropped: the connection stays usable). ``timeout`` bounds the wait for each
+    answer; when it passes, or the connection is lost, every waiting call fails and the
+    next call connects again.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        address: Address,
+        authkey: bytes,
+        ident: str,
+        *,
+        timeout: float | None,
+    ) -> None:
+        self._loop = loop
+        self._address = address
+        self._authkey = authkey
+        self._ident = ident
+        self._timeout = timeout
+        self._connection: _Connection | None = None
+        self._connecting: asyncio.Future[_Connection] | None = None
+
+    async def _connect(self) -> _Connection:
+        if self._connecting is not None:  # another call is connecting: share its outcome
+            return await asyncio.shield(self._connecting)
+        connecting = self._connecting = self._loop.create_future()
+        try:
+            # The handshake blocks (multiprocessing's HMAC challenge): run it off the loop.
+            sock = await asyncio.wait_for(
+                self._loop.run_in_executor(None, _handshake, self._address, self._authkey),
+                self._timeout,
+            )
+            connection = _Connection(self._loop, sock, self._timeout)
+            self._connection = connection
+            connecting.set_result(connection)
+            return connection
+        except BaseException as exc:
+            connecting.set_exception(exc)
+            connecting.exception()  # marked retrieved: each sharer raises it itself
+            raise
+        finally:
+            self._connecting = None
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """Call ``method`` of the manager's Store with ``args`` and return its result."""
+        connection = self._connection
+        if connection is None or not connection.open:
+            connection = await self._connect()
+        payload = pickle.dumps((self._ident, method, args, {}), pickle.HIGHEST_PROTOCOL)
+        kind, result = await connection.request(payload)
+        return _answer(kind, result)
+
+    def close(self) -> None:
+        """Close the connection, from any thread (a later call connects again)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
 
 def connect(address: Address, authkey: bytes, *, timeout: float | None = None) -> StoreClient:

@@ -19,7 +19,9 @@ from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.mark.parametrize("kind", ["aioredis", "aioredis-cluster", "asyncio_redis", "memcache"])
+@pytest.mark.parametrize(
+    "kind", ["syncmanager", "aioredis", "aioredis-cluster", "asyncio_redis", "memcache"]
+)
 async def test_a_thousand_cancelled_operations_leave_every_later_read_correct(
     kind: str, make_interface: Callable[[str], BaseSynchroInterface], app_name: str
 ) -> None:

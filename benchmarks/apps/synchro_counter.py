@@ -3,7 +3,7 @@
 import os
 
 from sanic import Request, Sanic
-from sanic.response import text
+from sanic.response import json, text
 
 from sanic_synchro_ctx import AIORedis, Synchro
 
@@ -20,3 +20,10 @@ async def ping(request: Request):
 @app.get("/inc")
 async def inc(request: Request):
     return text(str(await request.ctx.synchro.increment("counter")))
+
+
+@app.get("/batch-sizes")
+async def batch_sizes(request: Request):
+    """This worker's round trips so far, by how many operations each carried."""
+    sizes = getattr(request.ctx.synchro.interface, "batch_sizes", {})
+    return json({str(size): count for size, count in sorted(sizes.items())})

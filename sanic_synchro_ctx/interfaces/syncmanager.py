@@ -13,19 +13,30 @@ the workers of one main process meet at a manager keyed by that main process.
 With ``address`` and ``authkey`` it connects to a manager started elsewhere, such as
 ``python -m sanic_synchro_ctx serve``. ``timeout`` bounds the wait for each answer
 (default 30 s); a manager that does not answer in time gives SynchroConnectionError.
+
+The async front end batches (``batching=True``, the default): each event loop talks to the
+manager on a connection of its own without blocking; an operation issued while a round
+trip is in flight is queued, and the queue (up to ``max_batch`` operations) goes out as ONE
+call that runs them in order inside the manager. The blocking front end calls directly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+from asyncio import events
+from collections import Counter
+from collections.abc import Coroutine
 from multiprocessing import AuthenticationError
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, check_max_batch
+from ..bridge import run_inline
 from ..checks import check_timeout
 from ..errors import SynchroError, SynchroValueError
 from ..launcher import AUTHKEY_ENV, ManagerProcess, rendezvous
-from ..manager import Address, StoreClient, connect, format_address
+from ..manager import Address, AsyncStoreClient, StoreClient, connect, format_address
 from ..serializer import Serializer
 from ..store import Store
 from .base import DEFAULT_MAX_VALUE_SIZE
@@ -35,6 +46,9 @@ if TYPE_CHECKING:
     from sanic import Sanic
 
 __all__ = ["SyncManager"]
+
+T = TypeVar("T")
+_Call = tuple[str, tuple[Any, ...]]
 
 # Sanic names its server worker processes "Sanic-Server-<n>-<m>" (SANIC_WORKER_NAME).
 _SERVER_WORKER_PREFIX = "Sanic-Server"
@@ -73,9 +87,21 @@ class SyncManager(StoreBackedInterface):
         serializer: Serializer | None = None,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         timeout: float | None = 30.0,
+        batching: bool = True,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         super().__init__(prefix=prefix, serializer=serializer, max_value_size=max_value_size)
         self._timeout = check_timeout(timeout)
+        if not isinstance(batching, bool):
+            raise SynchroValueError("batching must be True or False")
+        self._batching = batching
+        self._max_batch = check_max_batch(max_batch)
+        self._blocking = threading.local()
+        # per event loop: the StoreClient it was made for, its batcher and async client
+        self._batchers: dict[
+            asyncio.AbstractEventLoop, tuple[StoreClient, Batcher[_Call], AsyncStoreClient]
+        ] = {}
+        self._recent: tuple[asyncio.AbstractEventLoop, Any, Batcher[_Call] | None] | None = None
         if address is None and authkey is not None:
             raise SynchroValueError("authkey= is only meaningful with address=")
         self._external = address is not None
@@ -113,6 +139,75 @@ class SyncManager(StoreBackedInterface):
                     self._store = Store()
             return self._store
 
+    # -- batching (async front end) ---------------------------------------------------------
+
+    def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
+        blocking = self._blocking
+        blocking.active = True  # primitives call the Store directly, in this thread
+        try:
+            return run_inline(coro)
+        finally:
+            blocking.active = False
+
+    def _batcher(self) -> Batcher[_Call] | None:
+        if not self._batching or getattr(self._blocking, "active", False):
+            return None
+        loop = events._get_running_loop()
+        if loop is None:
+            return None
+        recent = self._recent
+        if recent is not None and recent[0] is loop and recent[1] is self._store:
+            return recent[2]
+        return self._batcher_for(loop)
+
+    def _batcher_for(self, loop: asyncio.AbstractEventLoop) -> Batcher[_Call] | None:
+        store: Any = self._backend()
+        batcher = None
+        if isinstance(store, StoreClient):  # a Store of this process needs no batching
+            entry = self._batchers.get(loop)
+            if entry is not None and entry[0] is store:
+                batcher = entry[1]
+            else:
+                if entry is not None:
+                    entry[2].close()
+                for closed in [other for other in self._batchers if other.is_closed()]:
+                    self._batchers.pop(closed)[2].close()
+                client = AsyncStoreClient(
+                    loop, store.address, store.authkey, store.ident, timeout=self._timeout
+                )
+
+                async def send_one(call: _Call) -> Any:
+                    return await client.call(call[0], *call[1])
+
+                def send_direct(call: _Call) -> Any:
+                    return getattr(store, call[0])(*call[1])
+
+                async def send_many(calls: list[_Call]) -> list[Outcome]:
+                    outcomes: list[Outcome] = await client.call("batch", calls)
+                    return outcomes
+
+                batcher = Batcher(
+                    loop, send_one, send_many, self._max_batch, send_direct=send_direct
+                )
+                self._batchers[loop] = (store, batcher, client)
+        self._recent = (loop, store, batcher)
+        return batcher
+
+    @property
+    def batch_sizes(self) -> Counter[int]:
+        """Round trips of the async front end in this process, by operations carried."""
+        total: Counter[int] = Counter()
+        for _, batcher, _ in list(self._batchers.values()):
+            total.update(batcher.sizes)
+        return total
+
+    def _close_batchers(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Close the async connections (of ``loop`` only, if given)."""
+        for other in list(self._batchers):
+            if loop is None or other is loop:
+                self._batchers.pop(other)[2].close()
+        self._recent = None
+
     def map_error(self, exc: Exception) -> SynchroError:
         if isinstance(exc, self.connection_errors) and self._endpoint is not None:
             self._store = None  # reconnect (and look the Store up again) on the next operation
@@ -149,8 +244,14 @@ class SyncManager(StoreBackedInterface):
         else:
             self._store = Store()
 
+    async def on_server_stop(self, app: Sanic[Any, Any], slot: str) -> None:
+        loop = events._get_running_loop()
+        if loop is not None:
+            self._close_batchers(loop)
+
     def close(self) -> None:
         """Drop the connection (the next operation reconnects); stop a manager we started."""
+        self._close_batchers()
         store, self._store = self._store, None
         if isinstance(store, StoreClient):
             store.close()

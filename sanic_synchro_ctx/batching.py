@@ -1,0 +1,187 @@
+"""Automatic batching: operations issued while a round trip is in flight share the next one.
+
+A :class:`Batcher` belongs to one event loop. An operation submitted while nothing is in
+flight goes out at once, alone (no timer, no added latency when idle). Operations submitted
+while a round trip is in flight wait in a queue; when it returns, up to ``max_batch`` of
+them leave together as ONE round trip (a manager call running them in order, a Redis
+pipeline), and each caller gets exactly its own result or its own exception.
+
+A caller cancelled while its operation still waits in the queue is simply skipped; one
+cancelled while its batch is in flight has its result dropped. The batch itself runs in a
+task of its own, so no caller's cancellation can interrupt a round trip half read.
+
+Where a blocking call is cheaper than a trip through the event loop (a manager on a local
+socket: the loop's extra wake-up costs more than the whole call), a batcher can be given
+``send_direct``. While the loop is calm it then runs operations directly, blocking the loop
+for one round trip as any blocking call would; as soon as a second task issues an
+operation in the same pass of the loop it switches to batching, and it goes back to direct
+calls after :data:`CALM_AFTER` round trips in a row found nobody waiting behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+__all__ = ["DEFAULT_MAX_BATCH", "Batcher", "Outcome", "check_max_batch"]
+
+#: Most operations sent in one round trip unless an interface is told otherwise.
+DEFAULT_MAX_BATCH = 128
+#: Round trips in a row with nobody queued behind them before going back to direct calls.
+CALM_AFTER = 32
+
+Op = TypeVar("Op")
+#: What a batched round trip gives each operation: (True, result) or (False, exception).
+Outcome = tuple[bool, Any]
+
+
+def check_max_batch(max_batch: object) -> int:
+    from .errors import SynchroValueError
+
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise SynchroValueError("max_batch must be a positive int")
+    return max_batch
+
+
+class Batcher(Generic[Op]):
+    """Sends operations one at a time when idle and in batches under load, on one loop.
+
+    ``send_one(op)`` performs one operation and returns its result (or raises).
+    ``send_many(ops)`` performs several in order in one round trip and returns one
+    :data:`Outcome` per operation; if it raises, every operation of that batch fails with
+    that exception (the round trip as a whole was lost). ``sizes`` counts the round trips
+    by how many operations they carried.
+    """
+
+    __slots__ = (
+        "_busy",
+        "_calm",
+        "_last_task",
+        "_loop",
+        "_lull",
+        "_max",
+        "_pass_marked",
+        "_queue",
+        "_send_direct",
+        "_send_many",
+        "_send_one",
+        "sizes",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        send_one: Callable[[Op], Awaitable[Any]],
+        send_many: Callable[[list[Op]], Awaitable[list[Outcome]]],
+        max_batch: int,
+        *,
+        send_direct: Callable[[Op], Any] | None = None,
+    ) -> None:
+        self._loop = loop
+        self._send_one = send_one
+        self._send_many = send_many
+        self._send_direct = send_direct
+        self._max = max_batch
+        self._queue: deque[tuple[Op, asyncio.Future[Any]]] = deque()
+        self._busy = False
+        self._calm = send_direct is not None
+        self._last_task: asyncio.Task[Any] | None = None
+        self._pass_marked = False
+        self._lull = 0
+        self.sizes: Counter[int] = Counter()
+
+    @property
+    def queued(self) -> int:
+        """How many operations wait for the round trip in flight to return."""
+        return len(self._queue)
+
+    async def submit(self, op: Op) -> Any:
+        """Run ``op``: at once if idle, else in the batch after the round trip in flight."""
+        if self._busy:
+            future = self._loop.create_future()
+            self._queue.append((op, future))
+            return await future
+        if self._calm and self._still_calm():
+            assert self._send_direct is not None
+            self.sizes[1] += 1
+            return self._send_direct(op)
+        self._busy = True
+        self.sizes[1] += 1
+        try:
+            return await self._send_one(op)
+        finally:
+            if self._queue:
+                self._lull = 0
+                self._loop.create_task(self._drain())
+            else:
+                self._busy = False
+                if self._send_direct is not None:
+                    self._lull += 1
+                    if self._lull >= CALM_AFTER:
+                        self._calm = True
+
+    def _still_calm(self) -> bool:
+        """False once two tasks issue operations in one pass of the loop (then: batch)."""
+        task = asyncio.current_task(self._loop)
+        if self._pass_marked and task is not self._last_task:
+            self._calm = False
+            self._lull = 0
+            return False
+        self._last_task = task
+        if not self._pass_marked:
+            self._pass_marked = True
+            self._loop.call_soon(self._end_of_pass)
+        return True
+
+    def _end_of_pass(self) -> None:
+        self._pass_marked = False
+        self._last_task = None
+
+    def _take(self) -> list[tuple[Op, asyncio.Future[Any]]]:
+        """Up to ``max_batch`` queued operations whose callers still wait for them."""
+        queue = self._queue
+        taken: list[tuple[Op, asyncio.Future[Any]]] = []
+        while queue and len(taken) < self._max:
+            entry = queue.popleft()
+            if not entry[1].done():  # a caller cancelled while queued is dropped here
+                taken.append(entry)
+        return taken
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                batch = self._take()
+                if not batch:
+                    return
+                self.sizes[len(batch)] += 1
+                try:
+                    if len(batch) == 1:
+                        outcomes = [await self._outcome_of_one(batch[0][0])]
+                    else:
+                        outcomes = await self._send_many([op for op, _ in batch])
+                except BaseException as exc:  # the round trip was lost: so is each answer
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue  # its caller was cancelled: the result is dropped
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._busy = False
+            while self._queue:  # only if the drain itself was cancelled (loop shutting down)
+                self._queue.popleft()[1].cancel()
+
+    async def _outcome_of_one(self, op: Op) -> Outcome:
+        try:
+            return (True, await self._send_one(op))
+        except Exception as exc:
+            return (False, exc)

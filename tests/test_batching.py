@@ -1,0 +1,386 @@
+"""Automatic batching: concurrent operations of one loop share round trips.
+
+The Batcher is tested on its own with scripted send functions (what goes out when, who gets
+which answer), then on real backends: concurrent mixed operations against a sequential
+model on every interface, and batching, its bound and its switch on a real manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sanic import Sanic
+
+from sanic_synchro_ctx import Synchro, SynchroConnectionError, SynchroTypeError, SyncManager
+from sanic_synchro_ctx.batching import CALM_AFTER, Batcher, Outcome
+from sanic_synchro_ctx.errors import SynchroValueError
+from sanic_synchro_ctx.launcher import ManagerProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Backend:
+    """Scripted send functions: each round trip waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.trips: list[list[Any]] = []
+        self.direct: list[Any] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    @staticmethod
+    def answer(op: Any) -> Any:
+        if op == "boom":
+            raise KeyError("boom")
+        return ("done", op)
+
+    async def send_one(self, op: Any) -> Any:
+        self.trips.append([op])
+        await self.gate.wait()
+        return self.answer(op)
+
+    async def send_many(self, ops: list[Any]) -> list[Outcome]:
+        self.trips.append(list(ops))
+        await self.gate.wait()
+        outcomes: list[Outcome] = []
+        for op in ops:
+            try:
+                outcomes.append((True, self.answer(op)))
+            except Exception as exc:
+                outcomes.append((False, exc))
+        return outcomes
+
+    def send_direct(self, op: Any) -> Any:
+        self.direct.append(op)
+        return self.answer(op)
+
+    def batcher(self, max_batch: int = 128, *, direct: bool = False) -> Batcher[Any]:
+        return Batcher(
+            asyncio.get_running_loop(),
+            self.send_one,
+            self.send_many,
+            max_batch,
+            send_direct=self.send_direct if direct else None,
+        )
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds (the test's tasks make it true)."""
+    while not condition():  # noqa: ASYNC110 - polling state the loop's own tasks change
+        await asyncio.sleep(0)
+
+
+# -- the Batcher on its own ------------------------------------------------------------------
+
+
+async def test_an_operation_issued_alone_goes_out_at_once() -> None:
+    backend = Backend()
+    batcher = backend.batcher()
+    coro = batcher.submit("a")
+    with pytest.raises(StopIteration) as done:
+        coro.send(None)  # completes without ever yielding to the loop: no timer, no wait
+    assert done.value.value == ("done", "a")
+    assert backend.trips == [["a"]]
+
+
+async def test_operations_issued_during_a_round_trip_share_the_next_one_in_order() -> None:
+    backend = Backend()
+    batcher = backend.batcher()
+    backend.gate.clear()
+    first = asyncio.ensure_future(batcher.submit("first"))
+    await until(lambda: len(backend.trips) == 1)
+    rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(10)]
+    await until(lambda: batcher.queued == 10)
+    backend.gate.set()
+    assert await first == ("done", "first")
+    assert await asyncio.gather(*rest) == [("done", i) for i in range(10)]
+    assert backend.trips == [["first"], list(range(10))]
+    assert batcher.sizes == {1: 1, 10: 1}
+
+
+async def test_one_failing_operation_never_fails_its_neighbours() -> None:
+    backend = Backend()
+    batcher = backend.batcher()
+    backend.gate.clear()
+    first = asyncio.ensure_future(batcher.submit("first"))
+    await until(lambda: len(backend.trips) == 1)
+    ops = ["x", "boom", "y"]
+    waiting = [asyncio.ensure_future(batcher.submit(op)) for op in ops]
+    await until(lambda: batcher.queued == 3)
+    backend.gate.set()
+    await first
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert results[0] == ("done", "x")
+    assert results[2] == ("done", "y")
+    assert isinstance(results[1], KeyError)
+    assert backend.trips[1] == ops
+
+
+async def test_batch_size_is_bounded() -> None:
+    backend = Backend()
+    batcher = backend.batcher(max_batch=4)
+    backend.gate.clear()
+    first = asyncio.ensure_future(batcher.submit("first"))
+    await until(lambda: len(backend.trips) == 1)
+    rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(10)]
+    await until(lambda: batcher.queued == 10)
+    backend.gate.set()
+    await asyncio.gather(first, *rest)
+    assert [len(trip) for trip in backend.trips] == [1, 4, 4, 2]
+    assert [op for trip in backend.trips[1:] for op in trip] == list(range(10))
+
+
+async def test_a_caller_cancelled_while_queued_is_removed_from_the_batch() -> None:
+    backend = Backend()
+    batcher = backend.batcher()
+    backend.gate.clear()
+    first = asyncio.ensure_future(batcher.submit("first"))
+    await until(lambda: len(backend.trips) == 1)
+    waiting = {i: asyncio.ensure_future(batcher.submit(i)) for i in range(6)}
+    await until(lambda: batcher.queued == 6)
+    waiting[1].cancel()
+    waiting[4].cancel()
+    backend.gate.set()
+    await first
+    results = await asyncio.gather(*waiting.values(), return_exceptions=True)
+    assert backend.trips[1] == [0, 2, 3, 5]  # never sent
+    assert [r for r in results if not isinstance(r, asyncio.CancelledError)] == [
+        ("done", i) for i in (0, 2, 3, 5)
+    ]
+
+
+async def test_a_caller_cancelled_while_its_batch_is_in_flight_has_its_result_dropped() -> None:
+    backend = Backend()
+    batcher = backend.batcher()
+    backend.gate.clear()
+    first = asyncio.ensure_future(batcher.submit("first"))
+    await until(lambda: len(backend.trips) == 1)
+    waiting = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
+    await until(lambda: batcher.queued == 3)
+    backend.gate.set()
+    await first
+    backend.gate.clear()
+    await until(lambda: len(backend.trips) == 2)  # the batch is out
+    waiting[1].cancel()
+    backend.gate.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert results[0] == ("done", 0)
+    assert results[2] == ("done", 2)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert await batcher.submit("after") == ("done", "after")  # the batcher goes on
+
+
+async def test_a_lost_round_trip_fails_its_batch_only() -> None:
+    backend = Backend()
+    batcher = backend.batcher()
+    lost = ConnectionResetError("lost")
+
+    async def failing_many(ops: list[Any]) -> list[Outcome]:
+        backend.trips.append(list(ops))
+        raise lost
+
+    batcher._send_many = failing_many
+    backend.gate.clear()
+    first = asyncio.ensure_future(batcher.submit("first"))
+    await until(lambda: len(backend.trips) == 1)
+    waiting = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
+    await until(lambda: batcher.queued == 3)
+    backend.gate.set()
+    assert await first == ("done", "first")
+    assert await asyncio.gather(*waiting, return_exceptions=True) == [lost, lost, lost]
+    assert await batcher.submit("later") == ("done", "later")
+
+
+async def test_direct_calls_while_calm_batching_under_concurrency_and_back() -> None:
+    backend = Backend()
+    batcher = backend.batcher(direct=True)
+    for i in range(5):  # one task, one operation after the other: direct calls
+        assert await batcher.submit(i) == ("done", i)
+    assert backend.direct == list(range(5))
+    assert backend.trips == []
+
+    backend.gate.clear()
+    tasks = [asyncio.ensure_future(batcher.submit(f"t{i}")) for i in range(20)]
+    await until(lambda: len(backend.trips) == 1)
+    backend.gate.set()
+    assert await asyncio.gather(*tasks) == [("done", f"t{i}") for i in range(20)]
+    # the second task of the pass found the first one's call done directly; from there on
+    # everything went through round trips of the loop, the rest batched
+    assert backend.direct == [*range(5), "t0"]
+    assert [op for trip in backend.trips for op in trip] == [f"t{i}" for i in range(1, 20)]
+    assert max(len(trip) for trip in backend.trips) > 1
+
+    for i in range(CALM_AFTER):  # lone round trips: calm again after CALM_AFTER of them
+        await batcher.submit(f"lone{i}")
+    assert await batcher.submit("calm") == ("done", "calm")
+    assert backend.direct[-1] == "calm"
+
+
+# -- real backends ----------------------------------------------------------------------------
+
+
+async def test_concurrent_mixed_operations_end_as_a_sequential_model(ctx: Any) -> None:
+    """1,000 operations from 50 tasks; each task owns some keys and shares counters, so the
+    final state does not depend on the interleaving, only on every operation being atomic
+    and answered to its own caller."""
+    model: dict[str, Any] = {}
+    tasks_count, per_task = 50, 20
+    counters = ["hits", "misses", "bytes"]
+
+    async def task(t: int) -> None:
+        rng = random.Random(t)
+        own = [f"t{t}-k{i}" for i in range(3)]
+        for _ in range(per_task):
+            kind = rng.choice(["inc", "set", "default", "cas", "delete", "get"])
+            key = rng.choice(own)
+            if kind == "inc":
+                counter, by = rng.choice(counters), rng.randint(-5, 9)
+                await ctx.increment(counter, by)
+            elif kind == "set":
+                assert await ctx.set(key, {"t": t, "v": rng.random()}) is None
+            elif kind == "default":
+                await ctx.set_default({"shared": "first-wins", key: [t]})
+            elif kind == "cas":
+                current = await ctx.get(key)
+                assert await ctx.compare_and_set(key, current, [t, "cas"]) is (current is not None)
+            elif kind == "delete":
+                await ctx.delete(key)
+            else:
+                await ctx.get(key)
+
+    async def replay(t: int) -> None:
+        """The same task against a dict, sequentially."""
+        rng = random.Random(t)
+        own = [f"t{t}-k{i}" for i in range(3)]
+        for _ in range(per_task):
+            kind = rng.choice(["inc", "set", "default", "cas", "delete", "get"])
+            key = rng.choice(own)
+            if kind == "inc":
+                counter, by = rng.choice(counters), rng.randint(-5, 9)
+                model[counter] = model.get(counter, 0) + by
+            elif kind == "set":
+                model[key] = {"t": t, "v": rng.random()}
+            elif kind == "default":
+                model.setdefault("shared", "first-wins")
+                model.setdefault(key, [t])
+            elif kind == "cas":
+                if model.get(key) is not None:
+                    model[key] = [t, "cas"]
+            elif kind == "delete":
+                model.pop(key, None)
+
+    await asyncio.gather(*(task(t) for t in range(tasks_count)))
+    for t in range(tasks_count):
+        await replay(t)
+    names = counters + ["shared"] + [f"t{t}-k{i}" for t in range(tasks_count) for i in range(3)]
+    assert await ctx.get_many(names) == {name: model[name] for name in names if name in model}
+
+
+def wait_stopped(pid: int) -> None:
+    """Return once process ``pid`` is stopped (SIGSTOP is delivered asynchronously)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+    raise AssertionError(f"process {pid} did not stop")
+
+
+def manager_context(app_name: str, manager: ManagerProcess, **options: Any) -> Any:
+    app = Sanic(app_name)
+    Synchro(app, interface=SyncManager(manager.address, manager.authkey, **options))
+    return app.ctx.synchro
+
+
+async def test_syncmanager_batches_concurrent_operations(
+    app_name: str, manager_process: ManagerProcess
+) -> None:
+    ctx = manager_context(app_name, manager_process, max_batch=16)
+    results = await asyncio.gather(*(ctx.increment("n") for _ in range(500)))
+    assert sorted(results) == list(range(1, 501))
+    sizes = ctx.interface.batch_sizes
+    assert sum(size * count for size, count in sizes.items()) == 500
+    assert max(sizes) == 16  # batched, and never beyond the bound
+    assert sum(sizes.values()) < 100  # far fewer round trips than operations
+    await ctx.interface.aclose()
+
+
+async def test_syncmanager_batching_can_be_turned_off(
+    app_name: str, manager_process: ManagerProcess
+) -> None:
+    ctx = manager_context(app_name, manager_process, batching=False)
+    results = await asyncio.gather(*(ctx.increment("n") for _ in range(200)))
+    assert sorted(results) == list(range(1, 201))
+    assert ctx.interface.batch_sizes == {}
+
+
+@pytest.mark.parametrize("options", [{"max_batch": 0}, {"max_batch": True}, {"batching": 1}])
+def test_syncmanager_batching_options_are_checked(options: dict[str, Any]) -> None:
+    with pytest.raises(SynchroValueError):
+        SyncManager(**options)
+
+
+async def test_a_failing_operation_in_a_real_batch_fails_alone(
+    app_name: str, manager_process: ManagerProcess
+) -> None:
+    ctx = manager_context(app_name, manager_process)
+    await ctx.set("text", "not a number")
+    calls = [ctx.increment("text" if i == 25 else "n") for i in range(50)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[25], SynchroTypeError)
+    assert sorted(r for i, r in enumerate(results) if i != 25) == list(range(1, 50))
+    assert await ctx.get("text") == "not a number"
+    assert max(ctx.interface.batch_sizes) > 1
+    await ctx.interface.aclose()
+
+
+async def test_a_manager_that_stops_answering_fails_a_batch_in_time_then_recovers(
+    app_name: str, tmp_path: Any
+) -> None:
+    frozen = ManagerProcess.start(watch_pid=os.getpid(), socket_path=str(tmp_path / "f.sock"))
+    try:
+        ctx = manager_context(app_name, frozen, timeout=0.5)
+        await asyncio.gather(*(ctx.increment("n") for _ in range(20)))
+        frozen.process.send_signal(signal.SIGSTOP)
+        wait_stopped(frozen.process.pid)
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(ctx.increment("n") for _ in range(20)), return_exceptions=True
+        )
+        assert all(isinstance(r, SynchroConnectionError) for r in results), results
+        assert time.monotonic() - started < 3
+        frozen.process.send_signal(signal.SIGCONT)
+        counts = await asyncio.gather(*(ctx.increment("n") for _ in range(20)))
+        assert len(set(counts)) == 20  # each caller its own answer, on a fresh connection
+        assert await ctx.get("n") == max(counts)
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+        frozen.stop()
+
+
+async def test_batched_operations_of_a_killed_manager_raise_then_a_new_one_serves(
+    app_name: str, tmp_path: Any
+) -> None:
+    socket_path = str(tmp_path / "k.sock")
+    first = ManagerProcess.start(watch_pid=os.getpid(), socket_path=socket_path)
+    ctx = manager_context(app_name, first)
+    await asyncio.gather(*(ctx.increment("n") for _ in range(20)))
+    first.process.kill()
+    first.process.wait()
+    results = await asyncio.gather(*(ctx.increment("n") for _ in range(20)), return_exceptions=True)
+    assert all(isinstance(r, SynchroConnectionError) for r in results), results
+    second = ManagerProcess.start(
+        watch_pid=os.getpid(), socket_path=socket_path, authkey=first.authkey
+    )
+    try:
+        counts = await asyncio.gather(*(ctx.increment("n") for _ in range(20)))
+        assert sorted(counts) == list(range(1, 21))  # a new manager: a new, empty store
+    finally:
+        second.stop()

@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 from sanic import Sanic
 
-from sanic_synchro_ctx import Synchro, SynchroConnectionError, SynchroTypeError, SyncManager
+from sanic_synchro_ctx import (
+    AIORedis,
+    Synchro,
+    SynchroConnectionError,
+    SynchroTypeError,
+    SyncManager,
+)
 from sanic_synchro_ctx.batching import CALM_AFTER, Batcher, Outcome
 from sanic_synchro_ctx.errors import SynchroValueError
 from sanic_synchro_ctx.launcher import ManagerProcess
@@ -299,46 +305,79 @@ def manager_context(app_name: str, manager: ManagerProcess, **options: Any) -> A
     return app.ctx.synchro
 
 
-async def test_syncmanager_batches_concurrent_operations(
-    app_name: str, manager_process: ManagerProcess
-) -> None:
-    ctx = manager_context(app_name, manager_process, max_batch=16)
-    results = await asyncio.gather(*(ctx.increment("n") for _ in range(500)))
-    assert sorted(results) == list(range(1, 501))
-    sizes = ctx.interface.batch_sizes
-    assert sum(size * count for size, count in sizes.items()) == 500
-    assert max(sizes) == 16  # batched, and never beyond the bound
-    assert sum(sizes.values()) < 100  # far fewer round trips than operations
-    await ctx.interface.aclose()
+BATCHING = ["syncmanager", "aioredis", "aioredis-cluster"]
 
 
-async def test_syncmanager_batching_can_be_turned_off(
-    app_name: str, manager_process: ManagerProcess
+def batching_context(
+    request: pytest.FixtureRequest, kind: str, app_name: str, **options: Any
+) -> Any:
+    """The async front end of an interface that batches, built with ``options``."""
+    interface: Any
+    if kind == "syncmanager":
+        manager = request.getfixturevalue("manager_process")
+        interface = SyncManager(manager.address, manager.authkey, **options)
+    elif kind == "aioredis":
+        interface = AIORedis.from_url(request.getfixturevalue("redis_server").url, **options)
+    else:
+        cluster = request.getfixturevalue("redis_cluster")
+        interface = AIORedis.from_url(cluster.url, cluster=True, **options)
+    app = Sanic(app_name)
+    Synchro(app, interface=interface)
+    return app.ctx.synchro
+
+
+@pytest.mark.parametrize("kind", BATCHING)
+async def test_concurrent_operations_are_batched_within_the_bound(
+    request: pytest.FixtureRequest, kind: str, app_name: str
 ) -> None:
-    ctx = manager_context(app_name, manager_process, batching=False)
-    results = await asyncio.gather(*(ctx.increment("n") for _ in range(200)))
-    assert sorted(results) == list(range(1, 201))
-    assert ctx.interface.batch_sizes == {}
+    ctx = batching_context(request, kind, app_name, max_batch=16)
+    try:
+        results = await asyncio.gather(*(ctx.increment("n") for _ in range(500)))
+        assert sorted(results) == list(range(1, 501))
+        sizes = ctx.interface.batch_sizes
+        assert sum(size * count for size, count in sizes.items()) == 500
+        assert max(sizes) == 16  # batched, and never beyond the bound
+        assert sum(sizes.values()) < 100  # far fewer round trips than operations
+    finally:
+        await ctx.interface.aclose()
+
+
+@pytest.mark.parametrize("kind", BATCHING)
+async def test_batching_can_be_turned_off(
+    request: pytest.FixtureRequest, kind: str, app_name: str
+) -> None:
+    ctx = batching_context(request, kind, app_name, batching=False)
+    try:
+        results = await asyncio.gather(*(ctx.increment("n") for _ in range(200)))
+        assert sorted(results) == list(range(1, 201))
+        assert ctx.interface.batch_sizes == {}
+    finally:
+        await ctx.interface.aclose()
 
 
 @pytest.mark.parametrize("options", [{"max_batch": 0}, {"max_batch": True}, {"batching": 1}])
-def test_syncmanager_batching_options_are_checked(options: dict[str, Any]) -> None:
+def test_batching_options_are_checked(options: dict[str, Any]) -> None:
     with pytest.raises(SynchroValueError):
         SyncManager(**options)
+    with pytest.raises(SynchroValueError):
+        AIORedis.from_url("redis://127.0.0.1:1/0", **options)
 
 
+@pytest.mark.parametrize("kind", BATCHING)
 async def test_a_failing_operation_in_a_real_batch_fails_alone(
-    app_name: str, manager_process: ManagerProcess
+    request: pytest.FixtureRequest, kind: str, app_name: str
 ) -> None:
-    ctx = manager_context(app_name, manager_process)
-    await ctx.set("text", "not a number")
-    calls = [ctx.increment("text" if i == 25 else "n") for i in range(50)]
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    assert isinstance(results[25], SynchroTypeError)
-    assert sorted(r for i, r in enumerate(results) if i != 25) == list(range(1, 50))
-    assert await ctx.get("text") == "not a number"
-    assert max(ctx.interface.batch_sizes) > 1
-    await ctx.interface.aclose()
+    ctx = batching_context(request, kind, app_name)
+    try:
+        await ctx.set("text", "not a number")
+        calls = [ctx.increment("text" if i == 25 else "n") for i in range(50)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(results[25], SynchroTypeError)
+        assert sorted(r for i, r in enumerate(results) if i != 25) == list(range(1, 50))
+        assert await ctx.get("text") == "not a number"
+        assert max(ctx.interface.batch_sizes) > 1
+    finally:
+        await ctx.interface.aclose()
 
 
 async def test_a_manager_that_stops_answering_fails_a_batch_in_time_then_recovers(

@@ -11,14 +11,23 @@ and a write must be one step. Counters stay plain integers, so ``redis-cli INCR`
 ``increment`` agree. ``keys()``/``clear()`` SCAN the namespace; nothing ever flushes a
 database. On a cluster the namespace is a hash tag (``{prefix}key``), so all of it lives in
 one slot and multi-key operations stay atomic.
+
+The async front end batches (``batching=True``, the default): commands issued while one is
+in flight go out together as one non-transactional pipeline (order kept, each caller gets
+its own reply or error), at most ``max_batch`` at a time. On a cluster, the operations
+that run a Lua script go out on their own (redis-py refuses EVALSHA in a cluster pipeline).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, check_max_batch
 from ..errors import SynchroValueError
 from ..serializer import Serializer
 from .base import DEFAULT_MAX_VALUE_SIZE
@@ -54,15 +63,43 @@ def _import_redis() -> ModuleType:
     return redis
 
 
+#: One command, issued on a client (returns an awaitable) or queued on a pipeline.
+_Command = Callable[[Any], Any]
+
+
 class _Session:
-    """One loop's client and the scripts registered on it."""
+    """One loop's client, the scripts registered on it and its batcher."""
 
-    __slots__ = ("client", "owned", "scripts")
+    __slots__ = ("batcher", "client", "owned", "scripts")
 
-    def __init__(self, client: Any, owned: bool) -> None:
+    def __init__(self, client: Any, owned: bool, max_batch: int | None) -> None:
         self.client = client
         self.owned = owned
         self.scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+        self.batcher: Batcher[_Command] | None = None
+        if max_batch is not None:
+            self.batcher = Batcher(
+                asyncio.get_running_loop(), self._send_one, self._send_many, max_batch
+            )
+
+    async def _send_one(self, command: _Command) -> Any:
+        return await command(self.client)
+
+    async def _send_many(self, commands: list[_Command]) -> list[Outcome]:
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            command(pipe)
+        replies = await pipe.execute(raise_on_error=False)
+        return [
+            (False, reply) if isinstance(reply, Exception) else (True, reply) for reply in replies
+        ]
+
+    def run(self, command: _Command) -> Awaitable[Any]:
+        """Issue ``command``: batched with concurrent ones when batching is on."""
+        if self.batcher is None:
+            awaitable: Awaitable[Any] = command(self.client)
+            return awaitable
+        return self.batcher.submit(command)
 
 
 class AIORedis(NetworkInterface[_Session]):
@@ -75,8 +112,13 @@ class AIORedis(NetworkInterface[_Session]):
         prefix: str | None = None,
         serializer: Serializer | None = None,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        batching: bool = True,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         redis = _import_redis()
+        if not isinstance(batching, bool):
+            raise SynchroValueError("batching must be True or False")
+        self._max_batch: int | None = check_max_batch(max_batch) if batching else None
         if not isinstance(client, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
             raise SynchroValueError(
                 "AIORedis takes a redis.asyncio.Redis or redis.asyncio.RedisCluster; "
@@ -107,6 +149,8 @@ class AIORedis(NetworkInterface[_Session]):
         prefix: str | None = None,
         serializer: Serializer | None = None,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        batching: bool = True,
+        max_batch: int = DEFAULT_MAX_BATCH,
         **kwargs: Any,
     ) -> AIORedis:
         """Build the client from ``url`` (``cluster=True``: a RedisCluster); ``kwargs`` go to
@@ -128,7 +172,14 @@ class AIORedis(NetworkInterface[_Session]):
             kwargs.setdefault("max_connections", 100)
             pool = redis.asyncio.ConnectionPool.from_url(url, **kwargs)
             client = redis.asyncio.Redis.from_pool(pool)
-        return cls(client, prefix=prefix, serializer=serializer, max_value_size=max_value_size)
+        return cls(
+            client,
+            prefix=prefix,
+            serializer=serializer,
+            max_value_size=max_value_size,
+            batching=batching,
+            max_batch=max_batch,
+        )
 
     def _key_prefix(self, prefix: str) -> str:
         if not self._cluster:
@@ -178,7 +229,7 @@ class AIORedis(NetworkInterface[_Session]):
             client, owned = self._template, False
         else:
             client, owned = self._clone(), True
-        session = _Session(client, owned)
+        session = _Session(client, owned, self._max_batch)
         if self._cluster:
             # Initialize once, here (one opener per loop), not lazily from concurrent
             # commands: redis-py >= 7.1 breaks connections when several tasks initialize
@@ -192,25 +243,43 @@ class AIORedis(NetworkInterface[_Session]):
 
     # -- primitives -----------------------------------------------------------------------
 
+    @property
+    def batch_sizes(self) -> Counter[int]:
+        """Round trips of the async front end in this process, by commands carried."""
+        total: Counter[int] = Counter()
+        for session in list(self._sessions.values()):
+            if session.batcher is not None:
+                total.update(session.batcher.sizes)
+        return total
+
     async def _get(self, key: str) -> bytes | None:
         session = self._cached() or await self._session()
-        value: bytes | None = await session.client.get(encode_key(key))
+        raw = encode_key(key)
+        value: bytes | None = await session.run(lambda c: c.get(raw))
         return value
 
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
         session = self._cached() or await self._session()
         raw = [encode_key(key) for key in keys]
-        values: list[bytes | None] = await session.client.mget(raw)
+        values: list[bytes | None] = await session.run(lambda c: c.mget(raw))
         return values
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
         session = self._cached() or await self._session()
         px = None if ttl is None else milliseconds(ttl)
-        await session.client.set(encode_key(key), value, px=px)
+        raw = encode_key(key)
+        await session.run(lambda c: c.set(raw, value, px=px))
 
     async def _script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
         session = self._cached() or await self._session()
-        return await session.scripts[name](keys=keys, args=args)
+        script = session.scripts[name]
+        if self._cluster:  # redis-py refuses EVALSHA in a cluster pipeline: not batched
+            return await script(keys=keys, args=args)
+        sha = script.sha
+        try:
+            return await session.run(lambda c: c.evalsha(sha, len(keys), *keys, *args))
+        except self._redis.exceptions.NoScriptError:
+            return await script(keys=keys, args=args)  # loads the script, then runs it
 
     async def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
         px = "" if ttl is None else milliseconds(ttl)
@@ -225,14 +294,15 @@ class AIORedis(NetworkInterface[_Session]):
 
     async def _delete(self, keys: list[str]) -> int:
         session = self._cached() or await self._session()
-        deleted: int = await session.client.delete(*{encode_key(k) for k in keys})
+        raw = {encode_key(k) for k in keys}
+        deleted: int = await session.run(lambda c: c.delete(*raw))
         return deleted
 
     async def _increment(self, key: str, by: int) -> int:
         session = self._cached() or await self._session()
         raw = encode_key(key)
         try:
-            value: int = await session.client.incrby(raw, by)
+            value: int = await session.run(lambda c: c.incrby(raw, by))
         except self._redis.exceptions.ResponseError:
             # INCRBY refused and left the value as it was; tell the caller why.
             raise increment_error(await session.client.get(raw)) from None
@@ -240,7 +310,8 @@ class AIORedis(NetworkInterface[_Session]):
 
     async def _replace(self, key: str, value: bytes) -> bytes | None:
         session = self._cached() or await self._session()
-        old: bytes | None = await session.client.set(encode_key(key), value, keepttl=True, get=True)
+        raw = encode_key(key)
+        old: bytes | None = await session.run(lambda c: c.set(raw, value, keepttl=True, get=True))
         return old
 
     async def _compare_and_set(
@@ -253,11 +324,13 @@ class AIORedis(NetworkInterface[_Session]):
         if ttl is None:
             return bool(await self._script("persist", [encode_key(key)], []))
         session = self._cached() or await self._session()
-        return bool(await session.client.pexpire(encode_key(key), milliseconds(ttl)))
+        raw, ms = encode_key(key), milliseconds(ttl)
+        return bool(await session.run(lambda c: c.pexpire(raw, ms)))
 
     async def _ttl(self, key: str) -> float | None:
         session = self._cached() or await self._session()
-        return seconds_left(await session.client.pttl(encode_key(key)))
+        raw = encode_key(key)
+        return seconds_left(await session.run(lambda c: c.pttl(raw)))
 
     async def _scan(self, prefix: str) -> list[bytes]:
         session = self._cached() or await self._session()

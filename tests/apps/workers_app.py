@@ -138,9 +138,10 @@ async def seeds(request: Request):
     seen = await ctx.get_many([f"seen:{pid}" for pid in await ctx.get("pids", [])])
     return json(
         {
-            "seed": await ctx.seed,
+            "seed": await ctx.get("seed"),
             "seen": seen,
-            "started": await ctx.workers_started,
+            # a worker may answer before any worker finished its after_server_start
+            "started": await ctx.get("workers_started", 0),
             "early_starts": await ctx.get("early_starts"),
         }
     )

@@ -58,6 +58,7 @@ class Batcher(Generic[Op]):
     __slots__ = (
         "_busy",
         "_calm",
+        "_drainer",
         "_last_task",
         "_loop",
         "_lull",
@@ -90,6 +91,7 @@ class Batcher(Generic[Op]):
         self._last_task: asyncio.Task[Any] | None = None
         self._pass_marked = False
         self._lull = 0
+        self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only weak refs
         self.sizes: Counter[int] = Counter()
 
     @property
@@ -114,7 +116,7 @@ class Batcher(Generic[Op]):
         finally:
             if self._queue:
                 self._lull = 0
-                self._loop.create_task(self._drain())
+                self._drainer = self._loop.create_task(self._drain())
             else:
                 self._busy = False
                 if self._send_direct is not None:

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["DEFAULT_MAX_BATCH", "Batcher", "Outcome", "check_max_batch"]
+from .errors import SynchroValueError
+
+__all__ = ["DEFAULT_MAX_BATCH", "Batcher", "Outcome", "batch_limit", "total_sizes"]
 
 #: Most operations sent in one round trip unless an interface is told otherwise.
 DEFAULT_MAX_BATCH = 128
@@ -37,12 +39,22 @@ Op = TypeVar("Op")
 Outcome = tuple[bool, Any]
 
 
-def check_max_batch(max_batch: object) -> int:
-    from .errors import SynchroValueError
-
+def batch_limit(batching: object, max_batch: object) -> int | None:
+    """Check an interface's ``batching``/``max_batch`` options: the bound, or None if off."""
+    if not isinstance(batching, bool):
+        raise SynchroValueError("batching must be True or False")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise SynchroValueError("max_batch must be a positive int")
-    return max_batch
+    return max_batch if batching else None
+
+
+def total_sizes(batchers: Iterable[Batcher[Any] | None]) -> Counter[int]:
+    """Round trips of several batchers, by how many operations they carried."""
+    total: Counter[int] = Counter()
+    for batcher in batchers:
+        if batcher is not None:
+            total.update(batcher.sizes)
+    return total
 
 
 class Batcher(Generic[Op]):

@@ -116,13 +116,7 @@ class StoreClient:
         if getattr(local, "pid", None) == pid:
             conn: Connection = local.conn
             return conn
-        conn = Client(self.address, authkey=self.authkey)
-        # The manager protocol: a new connection asks to be served as a client connection.
-        conn.send((None, "accept_connection", (threading.current_thread().name,), {}))
-        kind, result = conn.recv()
-        if kind != "#RETURN":
-            conn.close()
-            raise SynchroError(f"manager refused the connection: {result}")
+        conn = _client_connection(self.address, self.authkey)
         if self._timeout is not None:
             _set_socket_timeouts(conn.fileno(), self._timeout)
         local.conn, local.pid = conn, pid
@@ -162,14 +156,22 @@ def _answer(kind: str, result: Any) -> Any:
     raise SynchroError(f"manager answered {kind}: {result}")
 
 
-def _handshake(address: Address, authkey: bytes) -> socket.socket:
-    """Open an authenticated client connection to a manager and return its socket."""
+def _client_connection(address: Address, authkey: bytes) -> Connection:
+    """An authenticated connection to a manager, accepted as a client connection."""
     conn = Client(address, authkey=authkey)
+    # The manager protocol: a new connection asks to be served as a client connection.
+    conn.send((None, "accept_connection", (threading.current_thread().name,), {}))
+    kind, result = conn.recv()
+    if kind != "#RETURN":
+        conn.close()
+        raise SynchroError(f"manager refused the connection: {result}")
+    return conn
+
+
+def _handshake(address: Address, authkey: bytes) -> socket.socket:
+    """Like :func:`_client_connection`, as a non-blocking socket of its own."""
+    conn = _client_connection(address, authkey)
     try:
-        conn.send((None, "accept_connection", (threading.current_thread().name,), {}))
-        kind, result = conn.recv()
-        if kind != "#RETURN":
-            raise SynchroError(f"manager refused the connection: {result}")
         sock = socket.socket(fileno=os.dup(conn.fileno()))
     finally:
         conn.close()
@@ -317,14 +319,15 @@ class _Connection:
         if sock is None:
             return
         loop = self._loop
-        if not loop.is_closed():
-            if loop.is_running() and asyncio.events._get_running_loop() is not loop:
-                loop.call_soon_threadsafe(self._unregister, sock)
-                return
+        if loop.is_closed():
+            sock.close()
+        elif loop.is_running() and asyncio.events._get_running_loop() is not loop:
+            loop.call_soon_threadsafe(self._unregister, sock)
+        else:
             self._unregister(sock)
-        sock.close()
 
     def _unregister(self, sock: socket.socket) -> None:
+        """Stop watching the socket, on its loop's thread, and close it."""
         with contextlib.suppress(Exception):
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, check_max_batch
+from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit, total_sizes
 from ..errors import SynchroValueError
 from ..serializer import Serializer
 from .base import DEFAULT_MAX_VALUE_SIZE
@@ -116,9 +116,7 @@ class AIORedis(NetworkInterface[_Session]):
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         redis = _import_redis()
-        if not isinstance(batching, bool):
-            raise SynchroValueError("batching must be True or False")
-        self._max_batch: int | None = check_max_batch(max_batch) if batching else None
+        self._max_batch = batch_limit(batching, max_batch)
         if not isinstance(client, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
             raise SynchroValueError(
                 "AIORedis takes a redis.asyncio.Redis or redis.asyncio.RedisCluster; "
@@ -246,11 +244,7 @@ class AIORedis(NetworkInterface[_Session]):
     @property
     def batch_sizes(self) -> Counter[int]:
         """Round trips of the async front end in this process, by commands carried."""
-        total: Counter[int] = Counter()
-        for session in list(self._sessions.values()):
-            if session.batcher is not None:
-                total.update(session.batcher.sizes)
-        return total
+        return total_sizes(session.batcher for session in list(self._sessions.values()))
 
     async def _get(self, key: str) -> bytes | None:
         session = self._cached() or await self._session()

@@ -31,7 +31,7 @@ from collections.abc import Coroutine
 from multiprocessing import AuthenticationError
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, check_max_batch
+from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit, total_sizes
 from ..bridge import run_inline
 from ..checks import check_timeout
 from ..errors import SynchroError, SynchroValueError
@@ -92,10 +92,7 @@ class SyncManager(StoreBackedInterface):
     ) -> None:
         super().__init__(prefix=prefix, serializer=serializer, max_value_size=max_value_size)
         self._timeout = check_timeout(timeout)
-        if not isinstance(batching, bool):
-            raise SynchroValueError("batching must be True or False")
-        self._batching = batching
-        self._max_batch = check_max_batch(max_batch)
+        self._max_batch = batch_limit(batching, max_batch)
         self._blocking = threading.local()
         # per event loop: the StoreClient it was made for, its batcher and async client
         self._batchers: dict[
@@ -150,7 +147,7 @@ class SyncManager(StoreBackedInterface):
             blocking.active = False
 
     def _batcher(self) -> Batcher[_Call] | None:
-        if not self._batching or getattr(self._blocking, "active", False):
+        if self._max_batch is None or getattr(self._blocking, "active", False):
             return None
         loop = events._get_running_loop()
         if loop is None:
@@ -161,6 +158,8 @@ class SyncManager(StoreBackedInterface):
         return self._batcher_for(loop)
 
     def _batcher_for(self, loop: asyncio.AbstractEventLoop) -> Batcher[_Call] | None:
+        limit = self._max_batch
+        assert limit is not None  # only asked for with batching on
         store: Any = self._backend()
         batcher = None
         if isinstance(store, StoreClient):  # a Store of this process needs no batching
@@ -186,9 +185,7 @@ class SyncManager(StoreBackedInterface):
                     outcomes: list[Outcome] = await client.call("batch", calls)
                     return outcomes
 
-                batcher = Batcher(
-                    loop, send_one, send_many, self._max_batch, send_direct=send_direct
-                )
+                batcher = Batcher(loop, send_one, send_many, limit, send_direct=send_direct)
                 self._batchers[loop] = (store, batcher, client)
         self._recent = (loop, store, batcher)
         return batcher
@@ -196,10 +193,7 @@ class SyncManager(StoreBackedInterface):
     @property
     def batch_sizes(self) -> Counter[int]:
         """Round trips of the async front end in this process, by operations carried."""
-        total: Counter[int] = Counter()
-        for _, batcher, _ in list(self._batchers.values()):
-            total.update(batcher.sizes)
-        return total
+        return total_sizes(batcher for _, batcher, _ in list(self._batchers.values()))
 
     def _close_batchers(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Close the async connections (of ``loop`` only, if given)."""

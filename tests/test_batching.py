@@ -83,6 +83,21 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0)
 
 
+async def queue_behind_a_round_trip(
+    backend: Backend, batcher: Batcher[Any], ops: list[Any]
+) -> tuple[asyncio.Future[Any], list[asyncio.Future[Any]]]:
+    """Hold a lone operation's round trip in flight and queue ``ops`` behind it.
+
+    Returns the lone operation and the queued ones; the test releases ``backend.gate``.
+    """
+    backend.gate.clear()
+    first = asyncio.ensure_future(batcher.submit("first"))
+    await until(lambda: len(backend.trips) == 1)
+    waiting = [asyncio.ensure_future(batcher.submit(op)) for op in ops]
+    await until(lambda: batcher.queued == len(ops))
+    return first, waiting
+
+
 # -- the Batcher on its own ------------------------------------------------------------------
 
 
@@ -99,11 +114,7 @@ async def test_an_operation_issued_alone_goes_out_at_once() -> None:
 async def test_operations_issued_during_a_round_trip_share_the_next_one_in_order() -> None:
     backend = Backend()
     batcher = backend.batcher()
-    backend.gate.clear()
-    first = asyncio.ensure_future(batcher.submit("first"))
-    await until(lambda: len(backend.trips) == 1)
-    rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(10)]
-    await until(lambda: batcher.queued == 10)
+    first, rest = await queue_behind_a_round_trip(backend, batcher, list(range(10)))
     backend.gate.set()
     assert await first == ("done", "first")
     assert await asyncio.gather(*rest) == [("done", i) for i in range(10)]
@@ -114,12 +125,8 @@ async def test_operations_issued_during_a_round_trip_share_the_next_one_in_order
 async def test_one_failing_operation_never_fails_its_neighbours() -> None:
     backend = Backend()
     batcher = backend.batcher()
-    backend.gate.clear()
-    first = asyncio.ensure_future(batcher.submit("first"))
-    await until(lambda: len(backend.trips) == 1)
     ops = ["x", "boom", "y"]
-    waiting = [asyncio.ensure_future(batcher.submit(op)) for op in ops]
-    await until(lambda: batcher.queued == 3)
+    first, waiting = await queue_behind_a_round_trip(backend, batcher, ops)
     backend.gate.set()
     await first
     results = await asyncio.gather(*waiting, return_exceptions=True)
@@ -132,11 +139,7 @@ async def test_one_failing_operation_never_fails_its_neighbours() -> None:
 async def test_batch_size_is_bounded() -> None:
     backend = Backend()
     batcher = backend.batcher(max_batch=4)
-    backend.gate.clear()
-    first = asyncio.ensure_future(batcher.submit("first"))
-    await until(lambda: len(backend.trips) == 1)
-    rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(10)]
-    await until(lambda: batcher.queued == 10)
+    first, rest = await queue_behind_a_round_trip(backend, batcher, list(range(10)))
     backend.gate.set()
     await asyncio.gather(first, *rest)
     assert [len(trip) for trip in backend.trips] == [1, 4, 4, 2]
@@ -146,16 +149,12 @@ async def test_batch_size_is_bounded() -> None:
 async def test_a_caller_cancelled_while_queued_is_removed_from_the_batch() -> None:
     backend = Backend()
     batcher = backend.batcher()
-    backend.gate.clear()
-    first = asyncio.ensure_future(batcher.submit("first"))
-    await until(lambda: len(backend.trips) == 1)
-    waiting = {i: asyncio.ensure_future(batcher.submit(i)) for i in range(6)}
-    await until(lambda: batcher.queued == 6)
+    first, waiting = await queue_behind_a_round_trip(backend, batcher, list(range(6)))
     waiting[1].cancel()
     waiting[4].cancel()
     backend.gate.set()
     await first
-    results = await asyncio.gather(*waiting.values(), return_exceptions=True)
+    results = await asyncio.gather(*waiting, return_exceptions=True)
     assert backend.trips[1] == [0, 2, 3, 5]  # never sent
     assert [r for r in results if not isinstance(r, asyncio.CancelledError)] == [
         ("done", i) for i in (0, 2, 3, 5)
@@ -165,11 +164,7 @@ async def test_a_caller_cancelled_while_queued_is_removed_from_the_batch() -> No
 async def test_a_caller_cancelled_while_its_batch_is_in_flight_has_its_result_dropped() -> None:
     backend = Backend()
     batcher = backend.batcher()
-    backend.gate.clear()
-    first = asyncio.ensure_future(batcher.submit("first"))
-    await until(lambda: len(backend.trips) == 1)
-    waiting = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
-    await until(lambda: batcher.queued == 3)
+    first, waiting = await queue_behind_a_round_trip(backend, batcher, list(range(3)))
     backend.gate.set()
     await first
     backend.gate.clear()
@@ -193,11 +188,7 @@ async def test_a_lost_round_trip_fails_its_batch_only() -> None:
         raise lost
 
     batcher._send_many = failing_many
-    backend.gate.clear()
-    first = asyncio.ensure_future(batcher.submit("first"))
-    await until(lambda: len(backend.trips) == 1)
-    waiting = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
-    await until(lambda: batcher.queued == 3)
+    first, waiting = await queue_behind_a_round_trip(backend, batcher, list(range(3)))
     backend.gate.set()
     assert await first == ("done", "first")
     assert await asyncio.gather(*waiting, return_exceptions=True) == [lost, lost, lost]
@@ -232,60 +223,70 @@ async def test_direct_calls_while_calm_batching_under_concurrency_and_back() -> 
 # -- real backends ----------------------------------------------------------------------------
 
 
+COUNTERS = ["hits", "misses", "bytes"]
+TASKS, STEPS = 50, 20
+
+
+def plan(t: int) -> list[tuple[str, str, Any]]:
+    """Task ``t``'s operations: (kind, key, argument); its own keys and the shared counters."""
+    rng = random.Random(t)
+    own = [f"t{t}-k{i}" for i in range(3)]
+    steps: list[tuple[str, str, Any]] = []
+    for _ in range(STEPS):
+        kind = rng.choice(["inc", "set", "default", "cas", "delete", "get"])
+        key = rng.choice(own)
+        if kind == "inc":
+            steps.append((kind, rng.choice(COUNTERS), rng.randint(-5, 9)))
+        elif kind == "set":
+            steps.append((kind, key, {"t": t, "v": rng.random()}))
+        elif kind == "default":
+            steps.append((kind, key, [t]))
+        elif kind == "cas":
+            steps.append((kind, key, [t, "cas"]))
+        else:
+            steps.append((kind, key, None))
+    return steps
+
+
 async def test_concurrent_mixed_operations_end_as_a_sequential_model(ctx: Any) -> None:
     """1,000 operations from 50 tasks; each task owns some keys and shares counters, so the
     final state does not depend on the interleaving, only on every operation being atomic
     and answered to its own caller."""
-    model: dict[str, Any] = {}
-    tasks_count, per_task = 50, 20
-    counters = ["hits", "misses", "bytes"]
 
     async def task(t: int) -> None:
-        rng = random.Random(t)
-        own = [f"t{t}-k{i}" for i in range(3)]
-        for _ in range(per_task):
-            kind = rng.choice(["inc", "set", "default", "cas", "delete", "get"])
-            key = rng.choice(own)
+        for kind, key, argument in plan(t):
             if kind == "inc":
-                counter, by = rng.choice(counters), rng.randint(-5, 9)
-                await ctx.increment(counter, by)
+                await ctx.increment(key, argument)
             elif kind == "set":
-                assert await ctx.set(key, {"t": t, "v": rng.random()}) is None
+                assert await ctx.set(key, argument) is None
             elif kind == "default":
-                await ctx.set_default({"shared": "first-wins", key: [t]})
+                await ctx.set_default({"shared": "first-wins", key: argument})
             elif kind == "cas":
                 current = await ctx.get(key)
-                assert await ctx.compare_and_set(key, current, [t, "cas"]) is (current is not None)
+                assert await ctx.compare_and_set(key, current, argument) is (current is not None)
             elif kind == "delete":
                 await ctx.delete(key)
             else:
                 await ctx.get(key)
 
-    async def replay(t: int) -> None:
-        """The same task against a dict, sequentially."""
-        rng = random.Random(t)
-        own = [f"t{t}-k{i}" for i in range(3)]
-        for _ in range(per_task):
-            kind = rng.choice(["inc", "set", "default", "cas", "delete", "get"])
-            key = rng.choice(own)
+    model: dict[str, Any] = {}
+    for t in range(TASKS):  # the same operations against a dict, sequentially
+        for kind, key, argument in plan(t):
             if kind == "inc":
-                counter, by = rng.choice(counters), rng.randint(-5, 9)
-                model[counter] = model.get(counter, 0) + by
+                model[key] = model.get(key, 0) + argument
             elif kind == "set":
-                model[key] = {"t": t, "v": rng.random()}
+                model[key] = argument
             elif kind == "default":
                 model.setdefault("shared", "first-wins")
-                model.setdefault(key, [t])
+                model.setdefault(key, argument)
             elif kind == "cas":
                 if model.get(key) is not None:
-                    model[key] = [t, "cas"]
+                    model[key] = argument
             elif kind == "delete":
                 model.pop(key, None)
 
-    await asyncio.gather(*(task(t) for t in range(tasks_count)))
-    for t in range(tasks_count):
-        await replay(t)
-    names = counters + ["shared"] + [f"t{t}-k{i}" for t in range(tasks_count) for i in range(3)]
+    await asyncio.gather(*(task(t) for t in range(TASKS)))
+    names = [*COUNTERS, "shared"] + [f"t{t}-k{i}" for t in range(TASKS) for i in range(3)]
     assert await ctx.get_many(names) == {name: model[name] for name in names if name in model}
 
 

@@ -25,9 +25,14 @@ class Ratio:
     target: str | None
     higher_is_better: bool = False
     extra: str = ""
+    #: Per-round ratios of variants measured back to back; when given, the ratio is their
+    #: median (robust against a machine whose speed drifts between rounds).
+    pairs: tuple[float, ...] = ()
 
     @property
     def ratio(self) -> float:
+        if self.pairs:
+            return statistics.median(self.pairs)
         return self.ours / self.base
 
     @property

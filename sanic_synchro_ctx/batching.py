@@ -1,10 +1,18 @@
 """Automatic batching: operations issued while a round trip is in flight share the next one.
 
-A :class:`Batcher` belongs to one event loop. An operation submitted while nothing is in
-flight goes out at once, alone (no timer, no added latency when idle). Operations submitted
-while a round trip is in flight wait in a queue; when it returns, up to ``max_batch`` of
-them leave together as ONE round trip (a manager call running them in order, a Redis
-pipeline), and each caller gets exactly its own result or its own exception.
+A :class:`Batcher` belongs to one event loop and has two modes.
+
+*Calm* (one operation at a time): an operation goes out at once, alone (no timer, no added
+latency when idle).
+
+*Loaded*: once an operation had to wait behind a round trip in flight, operations are
+queued, and up to ``max_batch`` of them leave together as ONE round trip (a manager call
+running them in order, a Redis pipeline); each caller gets exactly its own result or its
+own exception. A batch leaves at the end of a pass of the loop, after further passes as
+long as each of them adds operations (at most :data:`GATHER_PASSES`), and only one round
+trip is in flight at a time: what is issued meanwhile waits for the next one. After
+:data:`CALM_AFTER` round trips in a row that carried one operation only, the loop counts as
+calm again.
 
 A caller cancelled while its operation still waits in the queue is simply skipped; one
 cancelled while its batch is in flight has its result dropped. The batch itself runs in a
@@ -12,10 +20,9 @@ task of its own, so no caller's cancellation can interrupt a round trip half rea
 
 Where a blocking call is cheaper than a trip through the event loop (a manager on a local
 socket: the loop's extra wake-up costs more than the whole call), a batcher can be given
-``send_direct``. While the loop is calm it then runs operations directly, blocking the loop
-for one round trip as any blocking call would; as soon as a second task issues an
-operation in the same pass of the loop it switches to batching, and it goes back to direct
-calls after :data:`CALM_AFTER` round trips in a row found nobody waiting behind them.
+``send_direct``: while calm it then runs operations directly, blocking the loop for one
+round trip as any blocking call would. A second task issuing an operation in the same pass
+of the loop makes it loaded.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ __all__ = ["DEFAULT_MAX_BATCH", "Batcher", "Outcome", "batch_limit", "total_size
 
 #: Most operations sent in one round trip unless an interface is told otherwise.
 DEFAULT_MAX_BATCH = 128
-#: Round trips in a row with nobody queued behind them before going back to direct calls.
+#: Round trips in a row that carried one operation only before the loop counts as calm.
 CALM_AFTER = 32
+#: Under load, most passes of the loop a batch waits for while each pass adds operations.
+GATHER_PASSES = 8
 
 Op = TypeVar("Op")
 #: What a batched round trip gives each operation: (True, result) or (False, exception).
@@ -99,7 +108,7 @@ class Batcher(Generic[Op]):
         self._max = max_batch
         self._queue: deque[tuple[Op, asyncio.Future[Any]]] = deque()
         self._busy = False
-        self._calm = send_direct is not None
+        self._calm = True
         self._last_task: asyncio.Task[Any] | None = None
         self._pass_marked = False
         self._lull = 0
@@ -111,16 +120,34 @@ class Batcher(Generic[Op]):
         """How many operations wait for the round trip in flight to return."""
         return len(self._queue)
 
-    async def submit(self, op: Op) -> Any:
-        """Run ``op``: at once if idle, else in the batch after the round trip in flight."""
+    def submit(self, op: Op) -> Awaitable[Any]:
+        """Run ``op``: at once if the loop is calm, else in the next round trip."""
+        if self._busy or not self._calm:
+            return self._enqueue(op)
+        if self._send_direct is None:
+            return self._alone(op)
+        if self._still_calm():
+            return self._direct(op)
+        return self._enqueue(op)  # a second task issued an operation in this pass
+
+    def _enqueue(self, op: Op) -> asyncio.Future[Any]:
+        """Queue ``op`` for the next round trip (sent at the end of this pass if idle)."""
         if self._busy:
-            future = self._loop.create_future()
-            self._queue.append((op, future))
-            return await future
-        if self._calm and self._still_calm():
-            assert self._send_direct is not None
-            self.sizes[1] += 1
-            return self._send_direct(op)
+            self._calm = False  # someone waited behind a round trip: batch from now on
+        future = self._loop.create_future()
+        self._queue.append((op, future))
+        if not self._busy:
+            self._busy = True
+            self._calm = False
+            self._drainer = self._loop.create_task(self._drain())
+        return future
+
+    async def _direct(self, op: Op) -> Any:
+        assert self._send_direct is not None
+        self.sizes[1] += 1
+        return self._send_direct(op)
+
+    async def _alone(self, op: Op) -> Any:
         self._busy = True
         self.sizes[1] += 1
         try:
@@ -131,17 +158,11 @@ class Batcher(Generic[Op]):
                 self._drainer = self._loop.create_task(self._drain())
             else:
                 self._busy = False
-                if self._send_direct is not None:
-                    self._lull += 1
-                    if self._lull >= CALM_AFTER:
-                        self._calm = True
 
     def _still_calm(self) -> bool:
         """False once two tasks issue operations in one pass of the loop (then: batch)."""
         task = asyncio.current_task(self._loop)
         if self._pass_marked and task is not self._last_task:
-            self._calm = False
-            self._lull = 0
             return False
         self._last_task = task
         if not self._pass_marked:
@@ -163,13 +184,38 @@ class Batcher(Generic[Op]):
                 taken.append(entry)
         return taken
 
+    async def _gather(self) -> None:
+        """Let the loop run while each of its passes adds operations to the queue.
+
+        Under load, requests arrive over several passes of the loop; a batch sent as soon
+        as the previous round trip returned would carry only the operations of one pass,
+        and every round trip costs both processes a few system calls and wake-ups.
+        """
+        queue = self._queue
+        queued = len(queue)
+        for _ in range(GATHER_PASSES):
+            if not queued or queued >= self._max:
+                return
+            await asyncio.sleep(0)
+            if len(queue) == queued:
+                return
+            queued = len(queue)
+
     async def _drain(self) -> None:
         try:
             while True:
+                await self._gather()
                 batch = self._take()
                 if not batch:
                     return
-                self.sizes[len(batch)] += 1
+                size = len(batch)
+                self.sizes[size] += 1
+                if size > 1:
+                    self._lull = 0
+                else:
+                    self._lull += 1
+                    if self._lull >= CALM_AFTER:  # nobody queues any more: calm again
+                        self._calm = True
                 try:
                     if len(batch) == 1:
                         outcomes = [await self._outcome_of_one(batch[0][0])]

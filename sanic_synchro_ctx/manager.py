@@ -198,7 +198,8 @@ class _Connection:
         self.sock: socket.socket | None = sock
         self._fd = sock.fileno()
         self._timeout = timeout
-        self._waiters: deque[asyncio.Future[tuple[str, Any]]] = deque()
+        # answers are awaited in order: (future, deadline) per request sent
+        self._waiters: deque[tuple[asyncio.Future[tuple[str, Any]], float]] = deque()
         self._buffer = bytearray()
         self._output = bytearray()  # what the socket did not take yet
         self._timer: asyncio.TimerHandle | None = None
@@ -229,10 +230,16 @@ class _Connection:
             if sent < len(data):
                 self._output += data[sent:]
                 self._loop.add_writer(self._fd, self._writable)
-        future: asyncio.Future[tuple[str, Any]] = self._loop.create_future()
-        self._waiters.append(future)
-        if self._timer is None and self._timeout is not None:
-            self._timer = self._loop.call_later(self._timeout, self._expired)
+        loop = self._loop
+        future: asyncio.Future[tuple[str, Any]] = loop.create_future()
+        timeout = self._timeout
+        if timeout is None:
+            self._waiters.append((future, 0.0))
+        else:
+            deadline = loop.time() + timeout
+            self._waiters.append((future, deadline))
+            if self._timer is None:
+                self._timer = loop.call_at(deadline, self._check_deadline)
         return future
 
     def _writable(self) -> None:
@@ -289,18 +296,24 @@ class _Connection:
         waiters = self._waiters
         if not waiters:
             return
-        future = waiters.popleft()
+        future = waiters.popleft()[0]
         if not future.done():  # a cancelled caller's answer is read and dropped
             future.set_result(message)
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        if waiters and self._timeout is not None:
-            self._timer = self._loop.call_later(self._timeout, self._expired)
 
-    def _expired(self) -> None:
+    def _check_deadline(self) -> None:
+        """The timer: fail everything if the oldest request is overdue, else wait for it.
+
+        One timer at a time, moved forward only when it fires (not set and cancelled for
+        every request, which would cost more than the rest of a batched round trip).
+        """
         self._timer = None
-        self._lose(TimeoutError(f"no answer from the manager within {self._timeout} s"))
+        if not self._waiters or self.sock is None:
+            return
+        deadline = self._waiters[0][1]
+        if deadline <= self._loop.time():
+            self._lose(TimeoutError(f"no answer from the manager within {self._timeout} s"))
+        else:
+            self._timer = self._loop.call_at(deadline, self._check_deadline)
 
     def _lose(self, exc: BaseException) -> None:
         """Close the connection and fail every call still waiting for an answer."""
@@ -309,7 +322,7 @@ class _Connection:
         if timer is not None:
             timer.cancel()
         waiters, self._waiters = self._waiters, deque()
-        for future in waiters:
+        for future, _ in waiters:
             if not future.done():
                 future.set_exception(exc)
 

@@ -203,8 +203,11 @@ async def test_direct_calls_while_calm_batching_under_concurrency_and_back() -> 
     assert backend.direct == list(range(5))
     assert backend.trips == []
 
+    async def issue(op: str) -> Any:  # each task issues its own operation
+        return await batcher.submit(op)
+
     backend.gate.clear()
-    tasks = [asyncio.ensure_future(batcher.submit(f"t{i}")) for i in range(20)]
+    tasks = [asyncio.ensure_future(issue(f"t{i}")) for i in range(20)]
     await until(lambda: len(backend.trips) == 1)
     backend.gate.set()
     assert await asyncio.gather(*tasks) == [("done", f"t{i}") for i in range(20)]

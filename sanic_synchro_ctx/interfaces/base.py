@@ -63,6 +63,13 @@ def operation(
     return mapped
 
 
+def _step_error(key: str, exc: SynchroTypeError | SynchroValueError) -> SynchroError:
+    """The error of a refused increment, naming the key."""
+    if isinstance(exc, SynchroTypeError):
+        return SynchroTypeError(f"cannot increment {key!r}: {exc}")
+    return SynchroValueError(f"cannot increment {key!r}: {exc}")
+
+
 class BaseSynchroInterface:
     """Base class of all interfaces. Subclasses implement the ``_`` primitives.
 
@@ -270,20 +277,20 @@ class BaseSynchroInterface:
     @operation
     async def increment(self, key: str, by: int = 1) -> int:
         full = self._key(key)
-        return await self._step(key, full, check_step(by))
+        step = check_step(by)
+        try:
+            return await self._increment(full, step)
+        except (SynchroTypeError, SynchroValueError) as exc:
+            raise _step_error(key, exc) from None
 
     @operation
     async def decrement(self, key: str, by: int = 1) -> int:
         full = self._key(key)
-        return await self._step(key, full, check_step(-check_step(by)))
-
-    async def _step(self, key: str, full: str, by: int) -> int:
+        step = check_step(-check_step(by))
         try:
-            return await self._increment(full, by)
-        except SynchroTypeError as exc:
-            raise SynchroTypeError(f"cannot increment {key!r}: {exc}") from None
-        except SynchroValueError as exc:
-            raise SynchroValueError(f"cannot increment {key!r}: {exc}") from None
+            return await self._increment(full, step)
+        except (SynchroTypeError, SynchroValueError) as exc:
+            raise _step_error(key, exc) from None
 
     @operation
     async def replace(self, key: str, value: Any) -> Any:
@@ -331,51 +338,53 @@ class BaseSynchroInterface:
 
     # -- primitives: each interface implements these ----------------------------------------
 
-    async def _get(self, key: str) -> bytes | None:
+    def _get(self, key: str) -> Awaitable[bytes | None]:
         raise NotImplementedError
 
-    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+    def _get_many(self, keys: list[str]) -> Awaitable[list[bytes | None]]:
         raise NotImplementedError
 
-    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+    def _set(self, key: str, value: bytes, ttl: float | None) -> Awaitable[None]:
         raise NotImplementedError
 
-    async def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
+    def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> Awaitable[None]:
         raise NotImplementedError
 
-    async def _add_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> list[bytes]:
+    def _add_many(
+        self, items: list[tuple[str, bytes]], ttl: float | None
+    ) -> Awaitable[list[bytes]]:
         raise NotImplementedError
 
-    async def _delete(self, keys: list[str]) -> int:
+    def _delete(self, keys: list[str]) -> Awaitable[int]:
         raise NotImplementedError
 
-    async def _increment(self, key: str, by: int) -> int:
+    def _increment(self, key: str, by: int) -> Awaitable[int]:
         """Add ``by``; SynchroTypeError if the value is not an integer, SynchroValueError if
         the result leaves the signed 64-bit range (the value is then left as it was)."""
         raise NotImplementedError
 
-    async def _replace(self, key: str, value: bytes) -> bytes | None:
+    def _replace(self, key: str, value: bytes) -> Awaitable[bytes | None]:
         raise NotImplementedError
 
-    async def _compare_and_set(
+    def _compare_and_set(
         self, key: str, expected: bytes, new: bytes, ttl: float | None
-    ) -> bool:
+    ) -> Awaitable[bool]:
         raise NotImplementedError
 
-    async def _expire(self, key: str, ttl: float | None) -> bool:
+    def _expire(self, key: str, ttl: float | None) -> Awaitable[bool]:
         raise NotImplementedError
 
-    async def _ttl(self, key: str) -> float | None:
+    def _ttl(self, key: str) -> Awaitable[float | None]:
         raise NotImplementedError
 
-    async def _keys(self, prefix: str) -> list[str]:
+    def _keys(self, prefix: str) -> Awaitable[list[str]]:
         raise NotImplementedError
 
-    async def _clear(self, prefix: str) -> None:
+    def _clear(self, prefix: str) -> Awaitable[None]:
         raise NotImplementedError
 
-    async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
+    def _lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
         raise NotImplementedError
 
-    async def _lock_release(self, key: str, token: str) -> bool:
+    def _lock_release(self, key: str, token: str) -> Awaitable[bool]:
         raise NotImplementedError

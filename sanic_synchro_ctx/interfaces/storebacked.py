@@ -10,6 +10,7 @@ instead (SyncManager does), so that concurrent operations share round trips.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..batching import Batcher
@@ -17,6 +18,11 @@ from ..store import Store
 from .base import BaseSynchroInterface
 
 __all__ = ["StoreBackedInterface"]
+
+
+async def _run(method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """A direct Store call, run when awaited (so it raises where it is awaited)."""
+    return method(*args)
 
 
 class StoreBackedInterface(BaseSynchroInterface):
@@ -30,67 +36,58 @@ class StoreBackedInterface(BaseSynchroInterface):
         """The running loop's batcher for this call, or None to call the Store directly."""
         return None
 
-    async def _call(self, method: str, *args: Any) -> Any:
+    def _call(self, method: str, *args: Any) -> Awaitable[Any]:
+        """Call ``method`` of the Store: directly, or through the running loop's batcher."""
         batcher = self._batcher()
         if batcher is None:
-            return getattr(self._backend(), method)(*args)
-        return await batcher.submit((method, args))
+            return _run(getattr(self._backend(), method), args)
+        return batcher.submit((method, args))
 
-    async def _get(self, key: str) -> bytes | None:
-        result: bytes | None = await self._call("get", key)
-        return result
+    def _get(self, key: str) -> Awaitable[bytes | None]:
+        return self._call("get", key)
 
-    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
-        result: list[bytes | None] = await self._call("get_many", keys)
-        return result
+    def _get_many(self, keys: list[str]) -> Awaitable[list[bytes | None]]:
+        return self._call("get_many", keys)
 
-    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
-        await self._call("set", key, value, ttl)
+    def _set(self, key: str, value: bytes, ttl: float | None) -> Awaitable[None]:
+        return self._call("set", key, value, ttl)
 
-    async def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
-        await self._call("set_many", items, ttl)
+    def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> Awaitable[None]:
+        return self._call("set_many", items, ttl)
 
-    async def _add_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> list[bytes]:
-        result: list[bytes] = await self._call("add_many", items, ttl)
-        return result
+    def _add_many(
+        self, items: list[tuple[str, bytes]], ttl: float | None
+    ) -> Awaitable[list[bytes]]:
+        return self._call("add_many", items, ttl)
 
-    async def _delete(self, keys: list[str]) -> int:
-        result: int = await self._call("delete", keys)
-        return result
+    def _delete(self, keys: list[str]) -> Awaitable[int]:
+        return self._call("delete", keys)
 
-    async def _increment(self, key: str, by: int) -> int:
-        result: int = await self._call("increment", key, by)
-        return result
+    def _increment(self, key: str, by: int) -> Awaitable[int]:
+        return self._call("increment", key, by)
 
-    async def _replace(self, key: str, value: bytes) -> bytes | None:
-        result: bytes | None = await self._call("replace", key, value)
-        return result
+    def _replace(self, key: str, value: bytes) -> Awaitable[bytes | None]:
+        return self._call("replace", key, value)
 
-    async def _compare_and_set(
+    def _compare_and_set(
         self, key: str, expected: bytes, new: bytes, ttl: float | None
-    ) -> bool:
-        result: bool = await self._call("compare_and_set", key, expected, new, ttl)
-        return result
+    ) -> Awaitable[bool]:
+        return self._call("compare_and_set", key, expected, new, ttl)
 
-    async def _expire(self, key: str, ttl: float | None) -> bool:
-        result: bool = await self._call("expire", key, ttl)
-        return result
+    def _expire(self, key: str, ttl: float | None) -> Awaitable[bool]:
+        return self._call("expire", key, ttl)
 
-    async def _ttl(self, key: str) -> float | None:
-        result: float | None = await self._call("ttl", key)
-        return result
+    def _ttl(self, key: str) -> Awaitable[float | None]:
+        return self._call("ttl", key)
 
-    async def _keys(self, prefix: str) -> list[str]:
-        result: list[str] = await self._call("keys", prefix)
-        return result
+    def _keys(self, prefix: str) -> Awaitable[list[str]]:
+        return self._call("keys", prefix)
 
-    async def _clear(self, prefix: str) -> None:
-        await self._call("clear", prefix)
+    def _clear(self, prefix: str) -> Awaitable[None]:
+        return self._call("clear", prefix)
 
-    async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
-        result: str | None = await self._call("lock_acquire", key, token, ttl)
-        return result
+    def _lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
+        return self._call("lock_acquire", key, token, ttl)
 
-    async def _lock_release(self, key: str, token: str) -> bool:
-        result: bool = await self._call("lock_release", key, token)
-        return result
+    def _lock_release(self, key: str, token: str) -> Awaitable[bool]:
+        return self._call("lock_release", key, token)

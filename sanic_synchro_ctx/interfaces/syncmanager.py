@@ -54,6 +54,12 @@ _Call = tuple[str, tuple[Any, ...]]
 _SERVER_WORKER_PREFIX = "Sanic-Server"
 
 
+class _Blocking(threading.local):
+    """Per thread: True while the blocking front end runs an operation in this thread."""
+
+    active = False  # a class default: reading it never raises (a miss costs an exception)
+
+
 def _in_server_worker() -> bool:
     return os.environ.get("SANIC_WORKER_NAME", "").startswith(_SERVER_WORKER_PREFIX)
 
@@ -93,7 +99,7 @@ class SyncManager(StoreBackedInterface):
         super().__init__(prefix=prefix, serializer=serializer, max_value_size=max_value_size)
         self._timeout = check_timeout(timeout)
         self._max_batch = batch_limit(batching, max_batch)
-        self._blocking = threading.local()
+        self._blocking = _Blocking()
         # per event loop: the StoreClient it was made for, its batcher and async client
         self._batchers: dict[
             asyncio.AbstractEventLoop, tuple[StoreClient, Batcher[_Call], AsyncStoreClient]
@@ -147,7 +153,7 @@ class SyncManager(StoreBackedInterface):
             blocking.active = False
 
     def _batcher(self) -> Batcher[_Call] | None:
-        if self._max_batch is None or getattr(self._blocking, "active", False):
+        if self._max_batch is None or self._blocking.active:
             return None
         loop = events._get_running_loop()
         if loop is None:

@@ -25,7 +25,7 @@ from sanic_synchro_ctx import (
     SynchroTypeError,
     SyncManager,
 )
-from sanic_synchro_ctx.batching import CALM_AFTER, Batcher, Outcome
+from sanic_synchro_ctx.batching import CALM_AFTER, GATHER_PASSES, Batcher, Outcome
 from sanic_synchro_ctx.errors import SynchroValueError
 from sanic_synchro_ctx.launcher import ManagerProcess
 
@@ -223,6 +223,42 @@ async def test_direct_calls_while_calm_batching_under_concurrency_and_back() -> 
     assert backend.direct[-1] == "calm"
 
 
+async def loaded(backend: Backend, batcher: Batcher[Any]) -> None:
+    """Put ``batcher`` under load: one operation waits behind a round trip, then all land."""
+    first, waiting = await queue_behind_a_round_trip(backend, batcher, ["warm"])
+    backend.gate.set()
+    await asyncio.gather(first, *waiting)
+    backend.trips.clear()
+
+
+async def issue_after(batcher: Batcher[Any], passes: int, op: Any) -> Any:
+    """Issue ``op`` from a task of its own after ``passes`` passes of the loop."""
+    for _ in range(passes):
+        await asyncio.sleep(0)
+    return await batcher.submit(op)
+
+
+async def test_under_load_a_batch_gathers_while_each_pass_adds_operations() -> None:
+    backend = Backend()
+    batcher = backend.batcher()
+    await loaded(backend, batcher)
+    # one operation in each of three passes in a row, then one after a pass that added none
+    tasks = [asyncio.ensure_future(issue_after(batcher, n, n)) for n in (0, 1, 2, 4)]
+    assert await asyncio.gather(*tasks) == [("done", n) for n in (0, 1, 2, 4)]
+    assert backend.trips == [[0, 1, 2], [4]]
+
+
+async def test_gathering_a_batch_is_bounded_in_passes() -> None:
+    backend = Backend()
+    batcher = backend.batcher()
+    await loaded(backend, batcher)
+    count = GATHER_PASSES + 5  # a new operation in every pass, more passes than the bound
+    tasks = [asyncio.ensure_future(issue_after(batcher, n, n)) for n in range(count)]
+    await asyncio.gather(*tasks)
+    assert len(backend.trips[0]) == GATHER_PASSES + 1  # the first, then one per pass waited
+    assert [op for trip in backend.trips for op in trip] == list(range(count))
+
+
 # -- real backends ----------------------------------------------------------------------------
 
 
@@ -406,6 +442,27 @@ async def test_a_manager_that_stops_answering_fails_a_batch_in_time_then_recover
     finally:
         frozen.process.send_signal(signal.SIGCONT)
         frozen.stop()
+
+
+async def test_a_busy_connection_never_times_out_an_answer_that_came_in_time(
+    app_name: str, manager_process: ManagerProcess
+) -> None:
+    """Each answer has its own deadline: a connection busy for many times the timeout,
+    with answers coming in all along, never fails a call."""
+    ctx = manager_context(app_name, manager_process, timeout=0.2)
+    stop = time.monotonic() + 1.5
+
+    async def keep_busy() -> int:
+        done = 0
+        while time.monotonic() < stop:
+            await ctx.increment("busy")
+            done += 1
+            await asyncio.sleep(0)  # the tasks interleave (a direct call never yields)
+        return done
+
+    counts = await asyncio.gather(*(keep_busy() for _ in range(20)))
+    assert await ctx.get("busy") == sum(counts)
+    assert max(ctx.interface.batch_sizes) > 1  # it did batch, through one connection
 
 
 async def test_batched_operations_of_a_killed_manager_raise_then_a_new_one_serves(

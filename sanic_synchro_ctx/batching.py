@@ -132,13 +132,11 @@ class Batcher(Generic[Op]):
 
     def _enqueue(self, op: Op) -> asyncio.Future[Any]:
         """Queue ``op`` for the next round trip (sent at the end of this pass if idle)."""
-        if self._busy:
-            self._calm = False  # someone waited behind a round trip: batch from now on
+        self._calm = False  # operations overlap: batch them from now on
         future = self._loop.create_future()
         self._queue.append((op, future))
         if not self._busy:
             self._busy = True
-            self._calm = False
             self._drainer = self._loop.create_task(self._drain())
         return future
 
@@ -217,7 +215,7 @@ class Batcher(Generic[Op]):
                     if self._lull >= CALM_AFTER:  # nobody queues any more: calm again
                         self._calm = True
                 try:
-                    if len(batch) == 1:
+                    if size == 1:
                         outcomes = [await self._outcome_of_one(batch[0][0])]
                     else:
                         outcomes = await self._send_many([op for op, _ in batch])

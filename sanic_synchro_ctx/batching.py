@@ -117,7 +117,7 @@ class Batcher(Generic[Op]):
 
     @property
     def queued(self) -> int:
-        """How many operations wait for the round trip in flight to return."""
+        """How many operations wait to be sent."""
         return len(self._queue)
 
     def submit(self, op: Op) -> Awaitable[Any]:
@@ -132,7 +132,9 @@ class Batcher(Generic[Op]):
 
     def _enqueue(self, op: Op) -> asyncio.Future[Any]:
         """Queue ``op`` for the next round trip (sent at the end of this pass if idle)."""
-        self._calm = False  # operations overlap: batch them from now on
+        if self._calm:  # operations overlap: batch them from now on
+            self._calm = False
+            self._lull = 0
         future = self._loop.create_future()
         self._queue.append((op, future))
         if not self._busy:
@@ -152,7 +154,6 @@ class Batcher(Generic[Op]):
             return await self._send_one(op)
         finally:
             if self._queue:
-                self._lull = 0
                 self._drainer = self._loop.create_task(self._drain())
             else:
                 self._busy = False

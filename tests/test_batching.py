@@ -259,6 +259,24 @@ async def test_gathering_a_batch_is_bounded_in_passes() -> None:
     assert [op for trip in backend.trips for op in trip] == list(range(count))
 
 
+async def test_every_loaded_spell_takes_calm_after_lone_round_trips_to_end() -> None:
+    backend = Backend()
+    batcher = backend.batcher(direct=True)
+
+    async def issue(op: str) -> Any:  # each task issues its own operation
+        return await batcher.submit(op)
+
+    for spell in range(2):
+        # two tasks in one pass: loaded; the second one's operation is a lone round trip
+        await asyncio.gather(issue(f"a{spell}"), issue(f"b{spell}"))
+        for i in range(CALM_AFTER - 2):
+            await batcher.submit(f"lone{spell}-{i}")
+        assert await batcher.submit(f"last{spell}") == ("done", f"last{spell}")
+        assert f"last{spell}" not in backend.direct  # the CALM_AFTER-th lone round trip
+        assert await batcher.submit(f"calm{spell}") == ("done", f"calm{spell}")
+        assert backend.direct[-1] == f"calm{spell}"  # then calm: a direct call
+
+
 # -- real backends ----------------------------------------------------------------------------
 
 

@@ -12,10 +12,11 @@ and a write must be one step. Counters stay plain integers, so ``redis-cli INCR`
 database. On a cluster the namespace is a hash tag (``{prefix}key``), so all of it lives in
 one slot and multi-key operations stay atomic.
 
-The async front end batches (``batching=True``, the default): commands issued while one is
-in flight go out together as one non-transactional pipeline (order kept, each caller gets
-its own reply or error), at most ``max_batch`` at a time. On a cluster, the operations
-that run a Lua script go out on their own (redis-py refuses EVALSHA in a cluster pipeline).
+The async front end batches (``batching=True``, the default): under load, commands go out
+together as one non-transactional pipeline (order kept, each caller gets its own reply or
+error), at most ``max_batch`` at a time (see :mod:`~sanic_synchro_ctx.batching`). On a
+cluster, the operations that run a Lua script go out on their own (redis-py refuses
+EVALSHA in a cluster pipeline).
 """
 
 from __future__ import annotations

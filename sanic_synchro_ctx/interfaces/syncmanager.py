@@ -15,9 +15,10 @@ With ``address`` and ``authkey`` it connects to a manager started elsewhere, suc
 (default 30 s); a manager that does not answer in time gives SynchroConnectionError.
 
 The async front end batches (``batching=True``, the default): each event loop talks to the
-manager on a connection of its own without blocking; an operation issued while a round
-trip is in flight is queued, and the queue (up to ``max_batch`` operations) goes out as ONE
-call that runs them in order inside the manager. The blocking front end calls directly.
+manager on a connection of its own without blocking; under load the operations of its tasks
+are queued and go out (up to ``max_batch`` at a time) as ONE call that runs them in order
+inside the manager (see :mod:`~sanic_synchro_ctx.batching` for when a batch leaves). While
+the loop is calm an operation is a direct call. The blocking front end calls directly.
 """
 
 from __future__ import annotations

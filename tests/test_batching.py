@@ -11,6 +11,7 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from sanic import Sanic
 
 from sanic_synchro_ctx import (
     AIORedis,
+    AsyncioRedis,
     Synchro,
     SynchroConnectionError,
     SynchroTypeError,
@@ -28,6 +30,8 @@ from sanic_synchro_ctx import (
 from sanic_synchro_ctx.batching import CALM_AFTER, GATHER_PASSES, Batcher, Outcome
 from sanic_synchro_ctx.errors import SynchroValueError
 from sanic_synchro_ctx.launcher import ManagerProcess
+
+from .backends import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -363,7 +367,7 @@ def manager_context(app_name: str, manager: ManagerProcess, **options: Any) -> A
     return app.ctx.synchro
 
 
-BATCHING = ["syncmanager", "aioredis", "aioredis-cluster"]
+BATCHING = ["syncmanager", "aioredis", "aioredis-cluster", "asyncio_redis"]
 
 
 def batching_context(
@@ -376,6 +380,8 @@ def batching_context(
         interface = SyncManager(manager.address, manager.authkey, **options)
     elif kind == "aioredis":
         interface = AIORedis.from_url(request.getfixturevalue("redis_server").url, **options)
+    elif kind == "asyncio_redis":
+        interface = AsyncioRedis(port=request.getfixturevalue("redis_server").port, **options)
     else:
         cluster = request.getfixturevalue("redis_cluster")
         interface = AIORedis.from_url(cluster.url, cluster=True, **options)
@@ -413,12 +419,57 @@ async def test_batching_can_be_turned_off(
         await ctx.interface.aclose()
 
 
+def server_reads(port: int) -> int:
+    """How many reads the Redis server on ``port`` has done; this query adds two (its command,
+    then the end of its connection)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"INFO stats\r\n")
+        reply = b""
+        while b"total_reads_processed:" not in reply or not reply.endswith(b"\r\n"):
+            reply += sock.recv(65536)
+    return int(reply.split(b"total_reads_processed:")[1].split(b"\r\n")[0])
+
+
+@pytest.mark.parametrize("kind", ["aioredis", "asyncio_redis"])
+async def test_the_commands_of_a_batch_reach_redis_in_one_send(
+    kind: str, app_name: str, tmp_path: Any
+) -> None:
+    """Redis reads each round trip's commands at once: the server counts one read per trip.
+    (A server of its own: connections other tests leave behind close at any time, and the
+    server counts that as a read.)"""
+    server = RedisServer(tmp_path).start()
+    port = server.port
+    interface: Any
+    if kind == "aioredis":
+        interface = AIORedis.from_url(server.url, max_batch=16)
+    else:
+        interface = AsyncioRedis(port=port, max_batch=16)
+    app = Sanic(app_name)
+    Synchro(app, interface=interface)
+    ctx = app.ctx.synchro
+    try:
+        await asyncio.gather(*(ctx.increment("warm") for _ in range(50)))  # connections open
+        trips = sum(ctx.interface.batch_sizes.values())
+        before = server_reads(port)
+        results = await asyncio.gather(*(ctx.increment("n") for _ in range(400)))
+        reads = server_reads(port) - before - 2
+        assert sorted(results) == list(range(1, 401))
+        trips = sum(ctx.interface.batch_sizes.values()) - trips
+        assert max(ctx.interface.batch_sizes) == 16
+        assert reads == trips
+    finally:
+        await ctx.interface.aclose()
+        server.stop()
+
+
 @pytest.mark.parametrize("options", [{"max_batch": 0}, {"max_batch": True}, {"batching": 1}])
 def test_batching_options_are_checked(options: dict[str, Any]) -> None:
     with pytest.raises(SynchroValueError):
         SyncManager(**options)
     with pytest.raises(SynchroValueError):
         AIORedis.from_url("redis://127.0.0.1:1/0", **options)
+    with pytest.raises(SynchroValueError):
+        AsyncioRedis(port=1, **options)
 
 
 @pytest.mark.parametrize("kind", BATCHING)
@@ -459,6 +510,40 @@ async def test_a_manager_that_stops_answering_fails_a_batch_in_time_then_recover
         assert await ctx.get("n") == max(counts)
     finally:
         frozen.process.send_signal(signal.SIGCONT)
+        frozen.stop()
+
+
+@pytest.mark.parametrize("kind", ["aioredis", "asyncio_redis"])
+async def test_a_redis_that_stops_answering_fails_a_batch_in_time_then_recovers(
+    kind: str, app_name: str, tmp_path: Any
+) -> None:
+    frozen = RedisServer(tmp_path).start()
+    assert frozen.process is not None
+    interface: Any
+    if kind == "aioredis":
+        interface = AIORedis.from_url(frozen.url, socket_timeout=0.5)
+    else:
+        interface = AsyncioRedis(port=frozen.port, timeout=0.5)
+    app = Sanic(app_name)
+    Synchro(app, interface=interface)
+    ctx = app.ctx.synchro
+    try:
+        await asyncio.gather(*(ctx.increment("n") for _ in range(20)))
+        frozen.process.send_signal(signal.SIGSTOP)
+        wait_stopped(frozen.process.pid)
+        started = time.monotonic()
+        calls = [ctx.increment("n") if i % 2 else ctx.get_many(["n", "m"]) for i in range(20)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(r, SynchroConnectionError) for r in results), results
+        assert time.monotonic() - started < 3
+        assert max(interface.batch_sizes) > 1
+        frozen.process.send_signal(signal.SIGCONT)
+        counts = await asyncio.gather(*(ctx.increment("n") for _ in range(20)))
+        assert len(set(counts)) == 20  # each caller its own answer
+        assert await ctx.get_many(["n", "m"]) == {"n": max(counts)}
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+        await interface.aclose()
         frozen.stop()
 
 

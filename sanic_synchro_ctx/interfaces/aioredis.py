@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit, total_sizes
+from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ..errors import SynchroValueError
 from ..serializer import Serializer
 from .base import DEFAULT_MAX_VALUE_SIZE
@@ -241,11 +240,6 @@ class AIORedis(NetworkInterface[_Session]):
             await session.client.aclose()
 
     # -- primitives -----------------------------------------------------------------------
-
-    @property
-    def batch_sizes(self) -> Counter[int]:
-        """Round trips of the async front end in this process, by commands carried."""
-        return total_sizes(session.batcher for session in list(self._sessions.values()))
 
     async def _get(self, key: str) -> bytes | None:
         session = self._cached() or await self._session()

@@ -10,14 +10,21 @@ retried once. Its multi-bulk replies are not safe to cancel (a
 connection's reader dies and it never answers again): MGET and SCAN run shielded.
 ``timeout`` (seconds, default None) bounds each call; ``asyncio_redis`` never times out.
 ``connect_timeout`` (default 5 s) bounds opening a pool.
+
+The async front end batches (``batching=True``, the default): under load, the commands
+waiting for the next round trip go out together on one connection of the pool, written in
+one send and answered in order (a non-transactional pipeline: each caller gets its own
+reply or error), at most ``max_batch`` at a time (see :mod:`~sanic_synchro_ctx.batching`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ..checks import check_timeout
 from ..errors import SynchroValueError
 from ..serializer import Serializer
@@ -61,20 +68,138 @@ def _whole(reading: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
     return asyncio.shield(reading)
 
 
+def _evaluation(sha: str, keys: list[bytes], args: list[bytes]) -> _Command:
+    """The command that runs a loaded script and answers its return value."""
+
+    async def evaluate(redis: Any) -> Any:
+        reply = await redis.evalsha(sha, keys, args)
+        return await reply.return_value()
+
+    return evaluate
+
+
 def _arg(value: bytes | str | int) -> bytes:
     if isinstance(value, bytes):
         return value
     return str(value).encode("utf-8", "surrogatepass")
 
 
+#: One command: given a pool or one connection's protocol, the coroutine that runs it.
+_Command = Callable[[Any], Coroutine[Any, Any, Any]]
+#: A command, and whether it reads a multi-bulk reply (then it must not be interrupted).
+_Op = tuple[_Command, bool]
+
+
+class _Corked:
+    """Stands in for a connection's transport while a batch is issued: keeps the writes,
+    so that the whole batch goes out in one send."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+
 class _Session:
-    """One loop's pool and its loaded scripts."""
+    """One loop's pool, its loaded scripts and its batcher."""
 
-    __slots__ = ("pool", "scripts")
+    __slots__ = ("batcher", "pool", "scripts", "timeout")
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, max_batch: int | None, timeout: float | None) -> None:
         self.pool = pool
         self.scripts: dict[str, Any] = {}
+        self.timeout = timeout
+        self.batcher: Batcher[_Op] | None = None
+        if max_batch is not None:
+            self.batcher = Batcher(
+                asyncio.get_running_loop(), self._send_one, self._send_many, max_batch
+            )
+
+    def run(self, command: _Command, whole: bool = False) -> Awaitable[Any]:
+        """Issue ``command`` (``whole``: it reads a multi-bulk reply), bounded by the
+        timeout; batched with concurrent ones when batching is on."""
+        if self.batcher is not None:
+            awaitable: Awaitable[Any] = self.batcher.submit((command, whole))
+        elif whole:
+            awaitable = _whole(command(self.pool))
+        else:
+            awaitable = command(self.pool)
+        if self.timeout is None:
+            return awaitable
+        return asyncio.wait_for(awaitable, self.timeout)
+
+    def _send_one(self, op: _Op) -> Awaitable[Any]:
+        command, whole = op
+        return _whole(command(self.pool)) if whole else command(self.pool)
+
+    async def _send_many(self, ops: list[_Op]) -> list[Outcome]:
+        """Issue ``ops`` back to back on one connection, in one send; their outcomes."""
+        protocol = self.pool.protocol  # a connected one, as the pool hands out for a command
+        started = _issue(protocol, [command for command, _ in ops])
+        if self.timeout is None:
+            return await _answers(started)
+        # Shielded: a multi-bulk read interrupted half way breaks its connection for good.
+        return await asyncio.wait_for(asyncio.shield(_answers(started)), self.timeout)
+
+
+#: A command issued in a batch: its coroutine and what it waits for, or its outcome.
+_Started = tuple[Coroutine[Any, Any, Any] | None, Any]
+
+
+def _issue(protocol: Any, commands: list[_Command]) -> list[_Started]:
+    """Start each command on ``protocol`` up to its first wait (asyncio_redis writes a
+    command before it waits for its reply), with the writes kept and sent as one."""
+    transport = protocol.transport
+    corked = _Corked()
+    protocol.transport = corked
+    started: list[_Started] = []
+    try:
+        for command in commands:
+            coroutine = command(protocol)
+            try:
+                started.append((coroutine, coroutine.send(None)))
+            except StopIteration as stop:
+                started.append((None, (True, stop.value)))
+            except Exception as exc:
+                started.append((None, (False, exc)))
+    finally:
+        protocol.transport = transport
+        if corked.parts and transport is not None and not transport.is_closing():
+            transport.write(b"".join(corked.parts))
+    return started
+
+
+async def _answers(started: list[_Started]) -> list[Outcome]:
+    """Drive each started command to its end, in order; each one's outcome."""
+    outcomes: list[Outcome] = []
+    pending = [coroutine for coroutine, _ in started if coroutine is not None]
+    try:
+        for coroutine, waiting in started:
+            if coroutine is None:
+                outcomes.append(waiting)
+                continue
+            try:
+                while True:
+                    if waiting is None:  # a bare yield: let the loop run once
+                        await asyncio.sleep(0)
+                    elif not waiting.done():
+                        # Take over the wait from the command, as a Task does for what its
+                        # coroutine yields (else this second await counts as misuse).
+                        waiting._asyncio_future_blocking = False
+                        with contextlib.suppress(Exception):  # the command receives it below
+                            await waiting
+                    waiting = coroutine.send(None)
+            except StopIteration as stop:
+                outcomes.append((True, stop.value))
+            except Exception as exc:
+                outcomes.append((False, exc))
+    finally:
+        for coroutine in pending:
+            coroutine.close()  # those not finished (this batch was abandoned)
+    return outcomes
 
 
 class AsyncioRedis(NetworkInterface[_Session]):
@@ -93,8 +218,11 @@ class AsyncioRedis(NetworkInterface[_Session]):
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         timeout: float | None = None,
         connect_timeout: float = 5.0,
+        batching: bool = True,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         module = _import_asyncio_redis()
+        self._max_batch = batch_limit(batching, max_batch)
         if isinstance(poolsize, bool) or not isinstance(poolsize, int) or poolsize < 1:
             raise SynchroValueError("poolsize must be an int >= 1")
         self._module = module
@@ -122,7 +250,7 @@ class AsyncioRedis(NetworkInterface[_Session]):
                 f"no Redis at {self._options['host']}:{self._options['port']} "
                 f"within {self._connect_timeout} s"
             ) from None
-        return _Session(pool)
+        return _Session(pool, self._max_batch, self._timeout)
 
     async def _shut(self, session: _Session) -> None:
         session.pool.close()
@@ -141,55 +269,49 @@ class AsyncioRedis(NetworkInterface[_Session]):
             session = await self._session()
         return session
 
-    async def _pool(self) -> Any:
-        return (await self._live()).pool
-
-    async def _call(self, command: Any) -> Any:
-        """Await one command, bounded by ``timeout`` when one is set."""
-        if self._timeout is None:
-            return await command
-        return await asyncio.wait_for(command, self._timeout)
-
     async def _script(self, name: str, keys: list[bytes], args: list[bytes | str | int]) -> Any:
         session = await self._live()
         encoded = [_arg(arg) for arg in args]
         for attempt in (1, 2):
-            script = session.scripts.get(name)
+            script: Any = session.scripts.get(name)
             if script is None:
-                script = await self._call(session.pool.register_script(SCRIPTS[name]))
+                script = await self._bounded(session.pool.register_script(SCRIPTS[name]))
                 session.scripts[name] = script
             try:
-                reply = await self._call(script.run(keys=keys, args=encoded))
+                return await session.run(_evaluation(script.sha, keys, encoded))
             except self._module.exceptions.ScriptKilledError:
                 if attempt == 2:
                     raise
                 session.scripts.pop(name, None)  # a restarted Redis forgot it: load again
-                continue
-            return await reply.return_value()
         raise AssertionError("unreachable")
+
+    def _bounded(self, awaitable: Awaitable[T]) -> Awaitable[T]:
+        """``awaitable``, bounded by ``timeout`` when one is set."""
+        if self._timeout is None:
+            return awaitable
+        return asyncio.wait_for(awaitable, self._timeout)
 
     # -- primitives -----------------------------------------------------------------------
 
     async def _get(self, key: str) -> bytes | None:
-        pool = await self._pool()
-        value: bytes | None = await self._call(pool.get(encode_key(key)))
+        session = await self._live()
+        raw = encode_key(key)
+        value: bytes | None = await session.run(lambda redis: redis.get(raw))
         return value
 
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
-        pool = await self._pool()
-
-        async def fetch() -> list[bytes | None]:
-            reply = await pool.mget([encode_key(key) for key in keys])
-            values: list[bytes | None] = await reply.aslist()
-            return values
-
-        values: list[bytes | None] = await self._call(_whole(fetch()))
+        session = await self._live()
+        raw = [encode_key(key) for key in keys]
+        values: list[bytes | None] = await session.run(
+            lambda redis: redis.mget_aslist(raw), whole=True
+        )
         return values
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
-        pool = await self._pool()
+        session = await self._live()
         px = None if ttl is None else milliseconds(ttl)
-        await self._call(pool.set(encode_key(key), value, pexpire=px))
+        raw = encode_key(key)
+        await session.run(lambda redis: redis.set(raw, value, pexpire=px))
 
     async def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
         px = "" if ttl is None else milliseconds(ttl)
@@ -203,18 +325,19 @@ class AsyncioRedis(NetworkInterface[_Session]):
         return split_netstrings(stored)
 
     async def _delete(self, keys: list[str]) -> int:
-        pool = await self._pool()
-        deleted: int = await self._call(pool.delete(list({encode_key(key) for key in keys})))
+        session = await self._live()
+        raw = list({encode_key(key) for key in keys})
+        deleted: int = await session.run(lambda redis: redis.delete(raw))
         return deleted
 
     async def _increment(self, key: str, by: int) -> int:
-        pool = await self._pool()
+        session = await self._live()
         raw = encode_key(key)
         try:
-            value: int = await self._call(pool.incrby(raw, by))
+            value: int = await session.run(lambda redis: redis.incrby(raw, by))
         except self._module.exceptions.ErrorReply:
             # INCRBY refused and left the value as it was; tell the caller why.
-            raise increment_error(await self._call(pool.get(raw))) from None
+            raise increment_error(await session.run(lambda redis: redis.get(raw))) from None
         return value
 
     async def _replace(self, key: str, value: bytes) -> bytes | None:
@@ -230,22 +353,24 @@ class AsyncioRedis(NetworkInterface[_Session]):
     async def _expire(self, key: str, ttl: float | None) -> bool:
         if ttl is None:
             return bool(await self._script("persist", [encode_key(key)], []))
-        pool = await self._pool()
-        return bool(await self._call(pool.pexpire(encode_key(key), milliseconds(ttl))))
+        session = await self._live()
+        raw, ms = encode_key(key), milliseconds(ttl)
+        return bool(await session.run(lambda redis: redis.pexpire(raw, ms)))
 
     async def _ttl(self, key: str) -> float | None:
-        pool = await self._pool()
-        return seconds_left(await self._call(pool.pttl(encode_key(key))))
+        session = await self._live()
+        raw = encode_key(key)
+        return seconds_left(await session.run(lambda redis: redis.pttl(raw)))
 
     async def _scan(self, prefix: str) -> list[bytes]:
-        pool = await self._pool()
+        pool = (await self._live()).pool
 
         async def fetch() -> list[bytes]:
             cursor = await pool.scan(match=match_pattern(prefix))
             found: list[bytes] = await cursor.fetchall()
             return found
 
-        found: list[bytes] = await self._call(_whole(fetch()))
+        found: list[bytes] = await self._bounded(_whole(fetch()))
         return found
 
     async def _keys(self, prefix: str) -> list[str]:
@@ -253,9 +378,9 @@ class AsyncioRedis(NetworkInterface[_Session]):
 
     async def _clear(self, prefix: str) -> None:
         found = await self._scan(prefix)
-        pool = await self._pool()
+        pool = (await self._live()).pool
         for start in range(0, len(found), _CHUNK):
-            await self._call(pool.delete(found[start : start + _CHUNK]))
+            await self._bounded(pool.delete(found[start : start + _CHUNK]))
 
     async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
         holder = await self._script("lock_acquire", [encode_key(key)], [token, milliseconds(ttl)])

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections import Counter
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ..batching import total_sizes
 from ..bridge import bridge
 from .base import BaseSynchroInterface
 
@@ -96,6 +98,13 @@ class NetworkInterface(BaseSynchroInterface, Generic[S]):
             session = self._forget(asyncio.get_running_loop())
         if session is not None:
             await self._shut(session)
+
+    @property
+    def batch_sizes(self) -> Counter[int]:
+        """Round trips of the async front end in this process, by operations carried (empty
+        when batching is off)."""
+        sessions = list(self._sessions.values())
+        return total_sizes(getattr(session, "batcher", None) for session in sessions)
 
     # -- blocking front end ---------------------------------------------------------------
 

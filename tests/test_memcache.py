@@ -148,6 +148,38 @@ async def test_clear_in_one_process_is_seen_by_another(
         await second.aclose()
 
 
+async def test_a_batch_sent_on_a_generation_a_clear_moved_is_sent_again_on_the_new_one(
+    memcached_server: MemcachedServer, app_name: str
+) -> None:
+    """A batch (merged reads and writes in one exchange) checks the generation as a single
+    operation does: after another process's clear, none of it reads or writes old data."""
+    first = Memcache(port=memcached_server.port, prefix=f"{app_name}:")
+    second = Memcache(port=memcached_server.port, prefix=f"{app_name}:")
+    keys = [f"k{i}" for i in range(20)]
+    try:
+        await first.update({key: "before" for key in keys} | {"n": 100})
+        assert await asyncio.gather(*(first.get(key) for key in keys)) == ["before"] * 20
+        assert max(first.batch_sizes) > 1  # first batches from now on
+        seen = first._generation
+        await second.clear()
+        sizes = first.batch_sizes
+        results = await asyncio.gather(
+            *(first.get(key) for key in keys[:10]),
+            *(first.set(key, "after") for key in keys[10:]),
+            first.increment("n"),
+            first.get_many(keys),
+        )
+        assert max(first.batch_sizes - sizes) == 22  # all of them in one batch
+        assert first._generation != seen
+        assert results[:10] == [None] * 10
+        assert results[20] == 1  # counted from zero on the new generation
+        assert results[21] == {key: "after" for key in keys[10:]}
+        assert await second.get_many(keys) == {key: "after" for key in keys[10:]}
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
 async def test_an_evicted_generation_key_never_brings_old_data_back(
     memcache: Any, memcached_server: MemcachedServer
 ) -> None:

@@ -47,8 +47,10 @@ import math
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
+from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ..checks import INT64_MAX, INT64_MIN
 from ..errors import SynchroError, SynchroTypeError, SynchroUnsupported, SynchroValueError
 from ..serializer import Serializer
@@ -89,6 +91,33 @@ class _Item(NamedTuple):
 
     data: bytes
     flags: int
+
+
+#: Part of a pipelined exchange: command text, and how many reply lines it gets (None: it is
+#: a ``get``, answered by items).
+_Segment = tuple[bytes, int | None]
+
+
+class _Read(NamedTuple):
+    """Read these keys (full names), with the generation."""
+
+    keys: tuple[str, ...]
+
+
+class _Write(NamedTuple):
+    """Send the commands built for a generation; their reply lines, one each."""
+
+    build: Callable[[bytes], list[bytes]]
+
+
+_Op = _Read | _Write
+
+
+class _Session(NamedTuple):
+    """One loop's client and its batcher."""
+
+    client: Any
+    batcher: Batcher[_Op] | None
 
 
 _client_class: Any = None
@@ -161,6 +190,24 @@ def _cancel_safe_client(module: Any) -> Any:
                 return replies, token
 
             @module.client.acquire  # type: ignore[untyped-decorator]
+            async def pipeline(self, conn: Any, segments: list[_Segment]) -> list[Any]:
+                """Send the commands of every segment in one write; then read each one's
+                replies in order: its reply lines, or for a ``get`` its items by key."""
+                try:
+                    conn.writer.write(b"".join(text for text, _ in segments))
+                    await conn.writer.drain()
+                    replies: list[Any] = []
+                    for _, lines in segments:
+                        if lines is None:
+                            replies.append(await _items(conn))
+                        else:
+                            replies.append([await _reply_line(conn) for _ in range(lines)])
+                except BaseException as exc:
+                    _abandon(conn, exc)
+                    raise
+                return replies
+
+            @module.client.acquire  # type: ignore[untyped-decorator]
             async def gets_many(self, conn: Any, *keys: bytes) -> tuple[dict[bytes, Any], Any]:
                 """Values and cas tokens of ``keys`` in one ``gets``."""
                 found: tuple[dict[bytes, Any], Any] = await self._multi_get(
@@ -177,6 +224,17 @@ async def _reply_line(conn: Any) -> bytes:
     if not line.endswith(b"\r\n"):
         raise ConnectionResetError("memcached closed the connection")
     return line[:-2]
+
+
+async def _items(conn: Any) -> dict[bytes, _Item]:
+    """The items of a ``get`` reply, by key."""
+    found: dict[bytes, _Item] = {}
+    while (line := await _reply_line(conn)) != b"END":
+        head = line.split()
+        if len(head) != 4 or head[0] != b"VALUE":
+            raise ConnectionAbortedError(f"memcached answered {line[:80]!r} to a get")
+        found[head[1]] = _Item((await conn.reader.readexactly(int(head[3]) + 2))[:-2], int(head[2]))
+    return found
 
 
 def _storage(
@@ -237,7 +295,7 @@ def _unpack(raw: bytes | _Item | None) -> tuple[bytes, int] | None:
     return raw, 0
 
 
-class Memcache(NetworkInterface[Any]):
+class Memcache(NetworkInterface[_Session]):
     """The context in memcached, through ``aiomcache``."""
 
     ttl_resolution = 1.0
@@ -252,8 +310,11 @@ class Memcache(NetworkInterface[Any]):
         prefix: str | None = None,
         serializer: Serializer | None = None,
         max_value_size: int = MEMCACHE_MAX_VALUE_SIZE,
+        batching: bool = True,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         module = _import_aiomcache()
+        self._max_batch = batch_limit(batching, max_batch)
         self._module = module
         if isinstance(host, module.Client):
             pool = host._pool  # settings of the given client; each loop gets its own
@@ -273,8 +334,8 @@ class Memcache(NetworkInterface[Any]):
 
     # -- sessions -------------------------------------------------------------------------
 
-    async def _open(self) -> Any:
-        return _cancel_safe_client(self._module)(
+    async def _open(self) -> _Session:
+        client = _cancel_safe_client(self._module)(
             self._host,
             self._port,
             pool_size=self._pool_size,
@@ -282,9 +343,18 @@ class Memcache(NetworkInterface[Any]):
             get_flag_handler=_to_item,
             set_flag_handler=_from_item,
         )
+        if self._max_batch is None:
+            return _Session(client, None)
+        batcher: Batcher[_Op] = Batcher(
+            asyncio.get_running_loop(),
+            functools.partial(self._send_one, client),
+            functools.partial(self._send_many, client),
+            self._max_batch,
+        )
+        return _Session(client, batcher)
 
-    async def _shut(self, session: Any) -> None:
-        await session.close()
+    async def _shut(self, session: _Session) -> None:
+        await session.client.close()
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -325,7 +395,26 @@ class Memcache(NetworkInterface[Any]):
         self._generation = token
         return token
 
-    async def _reads(self, client: Any, *keys: str) -> list[tuple[bytes, int] | None]:
+    def _reads(self, session: _Session, *keys: str) -> Awaitable[list[tuple[bytes, int] | None]]:
+        """Data items of ``keys`` (None: missing), read together with the generation token;
+        under load, merged with concurrent reads into one multi-get."""
+        if session.batcher is None:
+            return self._read_now(session.client, keys)
+        return session.batcher.submit(_Read(keys))
+
+    def _write(self, session: _Session, build: Callable[[bytes], list[bytes]]) -> Awaitable[Any]:
+        """The reply lines of the commands ``build(generation)``, sent together with a read
+        of the generation; under load, in one exchange with concurrent operations."""
+        if session.batcher is None:
+            return self._write_now(session.client, build)
+        return session.batcher.submit(_Write(build))
+
+    def _send_one(self, client: Any, op: _Op) -> Awaitable[Any]:
+        if isinstance(op, _Read):
+            return self._read_now(client, op.keys)
+        return self._write_now(client, op.build)
+
+    async def _read_now(self, client: Any, keys: tuple[str, ...]) -> list[tuple[bytes, int] | None]:
         """Data items of ``keys`` in one multi-get, together with the generation token."""
         generation = self._generation or await self._current_generation(client)
         while True:
@@ -336,7 +425,7 @@ class Memcache(NetworkInterface[Any]):
                 return [self._live(raw) for raw in found[1:]]
             generation = await self._current_generation(client, token)
 
-    async def _write(self, client: Any, build: Any) -> list[bytes]:
+    async def _write_now(self, client: Any, build: Callable[[bytes], list[bytes]]) -> list[bytes]:
         """Send ``build(generation)`` (raw commands) together with a read of the generation,
         in one exchange; when a clear had moved the generation, send them again on the new
         one. Answers the commands' reply lines. (The write is ordered before the check: an
@@ -347,6 +436,52 @@ class Memcache(NetworkInterface[Any]):
             if token == generation:
                 return list(replies)
             generation = await self._current_generation(client, token)
+
+    async def _send_many(self, client: Any, ops: list[_Op]) -> list[Outcome]:
+        """Several operations in one exchange, in order: writes as their commands, runs of
+        reads merged into one multi-get, and the generation read last (with the last run of
+        reads if the batch ends with one). If a clear moved the generation, all of it is
+        sent again on the new one, as for a single operation."""
+        generation = self._generation or await self._current_generation(client)
+        generation_key = self._generation_key()
+        while True:
+            segments: list[_Segment] = []
+            plan: list[tuple[int, list[bytes]]] = []  # per op: its segment, and its names
+            run: dict[bytes, None] | None = None  # names of the get being gathered
+            for op in ops:
+                if isinstance(op, _Read):
+                    names = [self._data_key(key, generation) for key in op.keys]
+                    if run is None:
+                        run = {}
+                        segments.append((b"", None))
+                    run.update(dict.fromkeys(names))
+                    plan.append((len(segments) - 1, names))
+                    continue
+                if run is not None:
+                    segments[-1] = (b"get " + b" ".join(run) + b"\r\n", None)
+                    run = None
+                commands = op.build(generation)
+                segments.append((b"".join(commands), len(commands)))
+                plan.append((len(segments) - 1, []))
+            if run is not None:  # the generation goes with the last reads
+                segments[-1] = (b"get " + b" ".join([generation_key, *run]) + b"\r\n", None)
+            else:
+                segments.append((b"get " + generation_key + b"\r\n", None))
+            replies = await client.pipeline(segments)
+            token = replies[-1].get(generation_key)
+            if token is not None:
+                token = token.data
+            if token != generation:
+                generation = await self._current_generation(client, token)
+                continue
+            outcomes: list[Outcome] = []
+            for index, names in plan:
+                reply = replies[index]
+                if names:
+                    outcomes.append((True, [self._live(reply.get(name)) for name in names]))
+                else:
+                    outcomes.append((True, reply))
+            return outcomes
 
     # -- values and expiry ---------------------------------------------------------------
 
@@ -404,21 +539,21 @@ class Memcache(NetworkInterface[Any]):
     # -- primitives -----------------------------------------------------------------------
 
     async def _get(self, key: str) -> bytes | None:
-        client = self._cached() or await self._session()
-        (item,) = await self._reads(client, key)
+        session = self._cached() or await self._session()
+        (item,) = await self._reads(session, key)
         return None if item is None else self._value(item)
 
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
-        client = self._cached() or await self._session()
-        items = await self._reads(client, *keys)
+        session = self._cached() or await self._session()
+        items = await self._reads(session, *keys)
         return [None if item is None else self._value(item) for item in items]
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
-        client = self._cached() or await self._session()
+        session = self._cached() or await self._session()
         deadline = self._deadline(ttl)
         stored, exptime = self._store(value, deadline), self._exptime(deadline)
         (reply,) = await self._write(
-            client, lambda g: [_storage(b"set", self._data_key(key, g), stored, exptime)]
+            session, lambda g: [_storage(b"set", self._data_key(key, g), stored, exptime)]
         )
         self._expect(reply, b"STORED")
 
@@ -429,12 +564,12 @@ class Memcache(NetworkInterface[Any]):
 
     async def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
         # memcached has no multi-set: each key is written on its own, in one exchange.
-        client = self._cached() or await self._session()
+        session = self._cached() or await self._session()
         deadline = self._deadline(ttl)
         exptime = self._exptime(deadline)
         stored = [(key, self._store(value, deadline)) for key, value in items]
         replies = await self._write(
-            client,
+            session,
             lambda g: [_storage(b"set", self._data_key(k, g), v, exptime) for k, v in stored],
         )
         for reply in replies:
@@ -445,61 +580,61 @@ class Memcache(NetworkInterface[Any]):
 
     async def _add_one(self, key: str, value: bytes, ttl: float | None) -> bytes:
         """Set ``key`` if missing; the serialized value it now holds."""
-        client = self._cached() or await self._session()
+        session = self._cached() or await self._session()
         deadline = self._deadline(ttl)
         stored, exptime = self._store(value, deadline), self._exptime(deadline)
         while True:
             (reply,) = await self._write(
-                client, lambda g: [_storage(b"add", self._data_key(key, g), stored, exptime)]
+                session, lambda g: [_storage(b"add", self._data_key(key, g), stored, exptime)]
             )
             if self._expect(reply, b"STORED", b"NOT_STORED") == b"STORED":
                 return value
-            (item,) = await self._reads(client, key)
+            (item,) = await self._reads(session, key)
             if item is not None:
                 return self._value(item)
             # it expired between the add and the read: try again
 
     async def _delete(self, keys: list[str]) -> int:
-        client = self._cached() or await self._session()
+        session = self._cached() or await self._session()
         names = list(dict.fromkeys(keys))
         replies = await self._write(
-            client, lambda g: [b"delete %s\r\n" % self._data_key(k, g) for k in names]
+            session, lambda g: [b"delete %s\r\n" % self._data_key(k, g) for k in names]
         )
         return sum(self._expect(r, b"DELETED", b"NOT_FOUND") == b"DELETED" for r in replies)
 
     async def _increment(self, key: str, by: int) -> int:
-        client = self._cached() or await self._session()
+        session = self._cached() or await self._session()
         step = by % _WRAP  # a negative step is a modular increment
         counter = _Item(_encode(by), _COUNTER)
         while True:
             (reply,) = await self._write(
-                client, lambda g: [b"incr %s %d\r\n" % (self._data_key(key, g), step)]
+                session, lambda g: [b"incr %s %d\r\n" % (self._data_key(key, g), step)]
             )
             if reply.isdigit():
                 result = _decode(int(reply))
                 break
             if reply != b"NOT_FOUND":  # CLIENT_ERROR: memcached did not read a number
-                (item,) = await self._reads(client, key)
+                (item,) = await self._reads(session, key)
                 if item is not None and item[1] & _COUNTER:
-                    return await self._cas_increment(client, key, by)
+                    return await self._cas_increment(key, by)
                 raise self._refusal(item)
             (reply,) = await self._write(
-                client, lambda g: [_storage(b"add", self._data_key(key, g), counter, 0)]
+                session, lambda g: [_storage(b"add", self._data_key(key, g), counter, 0)]
             )
             if self._expect(reply, b"STORED", b"NOT_STORED") == b"STORED":
                 return by
             # another client created it first: increment that one
         if not INT64_MIN <= result - by <= INT64_MAX:  # the sum left the signed range
             (reply,) = await self._write(
-                client,
+                session,
                 lambda g: [b"incr %s %d\r\n" % (self._data_key(key, g), _WRAP - step)],
             )
             if not reply.isdigit():
-                await self._cas_increment(client, key, -by, undo=True)
+                await self._cas_increment(key, -by, undo=True)
             raise SynchroValueError("the result leaves the signed 64-bit range")
         return result
 
-    async def _cas_increment(self, client: Any, key: str, by: int, *, undo: bool = False) -> int:
+    async def _cas_increment(self, key: str, by: int, *, undo: bool = False) -> int:
         """An exact increment by gets/cas, for counters memcached's ``incr`` refuses (see
         the module docstring). ``undo``: reverse a step that overflowed (modular)."""
 
@@ -526,7 +661,7 @@ class Memcache(NetworkInterface[Any]):
     async def _swap(self, key: str, choose: Any) -> Any:
         """A gets/cas loop, two exchanges when nothing interferes. ``choose(item)`` answers
         (stored, deadline, result), or (None, 0, result) to leave the item alone."""
-        client = self._cached() or await self._session()
+        client = (self._cached() or await self._session()).client
         generation_key = self._generation_key()
         while True:
             generation = self._generation or await self._current_generation(client)
@@ -586,8 +721,8 @@ class Memcache(NetworkInterface[Any]):
         return existed
 
     async def _ttl(self, key: str) -> float | None:
-        client = self._cached() or await self._session()
-        (item,) = await self._reads(client, key)
+        session = self._cached() or await self._session()
+        (item,) = await self._reads(session, key)
         return None if item is None else self._left(item[1])
 
     async def _keys(self, prefix: str) -> list[str]:
@@ -596,13 +731,13 @@ class Memcache(NetworkInterface[Any]):
         )
 
     async def _clear(self, prefix: str) -> None:
-        client = self._cached() or await self._session()
+        client = (self._cached() or await self._session()).client
         fresh = secrets.token_hex(8).encode("ascii")
         await client.set(self._generation_key(), fresh)
         self._generation = fresh
 
     async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
-        client = self._cached() or await self._session()
+        client = (self._cached() or await self._session()).client
         name = self._lock_name(key)
         owner = _MARK + token.encode("utf-8", "surrogatepass")
         while True:
@@ -616,7 +751,7 @@ class Memcache(NetworkInterface[Any]):
             # released between the add and the get: try again
 
     async def _lock_release(self, key: str, token: str) -> bool:
-        client = self._cached() or await self._session()
+        client = (self._cached() or await self._session()).client
         name = self._lock_name(key)
         raw, cas = await client.gets(name)
         if raw is None or raw != _MARK + token.encode("utf-8", "surrogatepass"):

@@ -199,6 +199,27 @@ async def blocking_vs_async(group: str, ctx: Any, *, count: int, rounds: int) ->
     )
 
 
+async def lone_operations(group: str, on: Any, off: Any, *, count: int, rounds: int) -> list[Ratio]:
+    """Operations issued one at a time (no concurrency), batching on against off: a lone
+    operation must go out at once, with no added latency."""
+    await on.set("lone-v", DOC)
+    await off.set("lone-v", DOC)
+    pairs: dict[str, tuple[Op, Op]] = {
+        "get": (lambda: on.get("lone-v"), lambda: off.get("lone-v")),
+        "increment": (lambda: on.increment("lone-n"), lambda: off.increment("lone-n")),
+    }
+    results = await compare(
+        "batching on / off, one operation at a time",
+        pairs,
+        count=count,
+        rounds=rounds,
+        target="<= 1.10x",
+    )
+    for ratio in results:
+        ratio.name = f"{group} {ratio.name}"
+    return results
+
+
 def four_round_trip_increment(count: int, rounds: int, ctx: Any) -> Ratio:
     """SyncManager.increment against lock+get+set+unlock through plain manager proxies."""
     manager = Manager()
@@ -260,6 +281,14 @@ async def run(
         )
         results.append(four_round_trip_increment(count, rounds, synced))
         results.append(await blocking_vs_async("SyncManager", synced, count=count, rounds=rounds))
+        unbatched = SyncManager(process.address, process.authkey, batching=False)
+        results += await lone_operations(
+            "SyncManager",
+            synced,
+            context(f"{tag}_sync_off", unbatched),
+            count=count,
+            rounds=rounds,
+        )
     finally:
         process.stop()
     results.append(await blocking_vs_async("InMemory", memory, count=count * 5, rounds=rounds))
@@ -274,6 +303,11 @@ async def run(
         target="<= 1.10x",
     )
     results.append(await blocking_vs_async("AIORedis", aioredis, count=count, rounds=rounds))
+    unbatched_redis = context(f"{tag}_aioredis_off", AIORedis.from_url(redis_url, batching=False))
+    results += await lone_operations(
+        "AIORedis", aioredis, unbatched_redis, count=count, rounds=rounds
+    )
+    await unbatched_redis.interface.aclose()
     await aioredis.interface.aclose()
     await client.aclose()
 
@@ -293,6 +327,14 @@ async def run(
         target="<= 1.10x",
     )
     results.append(await blocking_vs_async("AsyncioRedis", other, count=count, rounds=rounds))
+    unbatched_other = context(
+        f"{tag}_asyncio_redis_off",
+        AsyncioRedis(url["host"], url["port"], poolsize=4, batching=False),
+    )
+    results += await lone_operations(
+        "AsyncioRedis", other, unbatched_other, count=count, rounds=rounds
+    )
+    await unbatched_other.interface.aclose()
     await other.interface.aclose()
     pool.close()
 
@@ -306,6 +348,11 @@ async def run(
         target="<= 1.10x",
     )
     results.append(await blocking_vs_async("Memcache", mc, count=count, rounds=rounds))
+    unbatched_mc = context(
+        f"{tag}_memcache_off", Memcache(port=memcached_port, pool_size=4, batching=False)
+    )
+    results += await lone_operations("Memcache", mc, unbatched_mc, count=count, rounds=rounds)
+    await unbatched_mc.interface.aclose()
     await mc.interface.aclose()
     await raw_mc.close()
     return results

@@ -34,6 +34,13 @@ Cancellation and outages
     reply loop spins on end of file. The client used here closes a connection interrupted
     mid-call and reports end of file as a lost connection.
 
+Batching
+    Under load (``batching=True``, the default; see :mod:`~sanic_synchro_ctx.batching`),
+    the reads and writes waiting for the next round trip go out in one exchange on one
+    connection, in order: each run of reads merged into one multi-get, each write as its
+    commands, and one read of the generation for the whole batch (sent again on the new
+    generation if a clear moved it). gets/cas loops and locks go out on their own.
+
 ``keys()`` raises SynchroUnsupported: memcached cannot list keys.
 """
 

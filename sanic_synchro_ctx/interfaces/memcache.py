@@ -173,28 +173,19 @@ def _cancel_safe_client(module: Any) -> Any:
                     _abandon(conn, exc)
                     raise
 
-            @module.client.acquire  # type: ignore[untyped-decorator]
             async def exchange(
-                self, conn: Any, commands: list[bytes], generation_key: bytes
+                self, commands: list[bytes], generation_key: bytes
             ) -> tuple[list[bytes], bytes | None]:
                 """Send ``commands`` and ``get generation_key`` in one write; answer each
                 command's reply line, and the generation token as the server then had it."""
-                try:
-                    conn.writer.write(b"".join(commands) + b"get " + generation_key + b"\r\n")
-                    await conn.writer.drain()
-                    replies = [await _reply_line(conn) for _ in commands]
-                    line = await _reply_line(conn)
-                    token = None
-                    if line.startswith(b"VALUE "):
-                        size = int(line.split()[3])
-                        token = (await conn.reader.readexactly(size + 2))[:-2]
-                        line = await _reply_line(conn)
-                    if line != b"END":
-                        raise module.exceptions.ClientException("unexpected reply", line)
-                except BaseException as exc:
-                    _abandon(conn, exc)
-                    raise
-                return replies, token
+                lines, found = await self.pipeline(
+                    [
+                        (b"".join(commands), len(commands)),
+                        (b"get " + generation_key + b"\r\n", None),
+                    ]
+                )
+                token = found.get(generation_key)
+                return lines, None if token is None else token.data
 
             @module.client.acquire  # type: ignore[untyped-decorator]
             async def pipeline(self, conn: Any, segments: list[_Segment]) -> list[Any]:
@@ -206,13 +197,25 @@ def _cancel_safe_client(module: Any) -> Any:
                     replies: list[Any] = []
                     for _, lines in segments:
                         if lines is None:
-                            replies.append(await _items(conn))
+                            replies.append(await self._items(conn))
                         else:
                             replies.append([await _reply_line(conn) for _ in range(lines)])
                 except BaseException as exc:
                     _abandon(conn, exc)
                     raise
                 return replies
+
+            @staticmethod
+            async def _items(conn: Any) -> dict[bytes, _Item]:
+                """The items of a ``get`` reply, by key."""
+                found: dict[bytes, _Item] = {}
+                while (line := await _reply_line(conn)) != b"END":
+                    head = line.split()
+                    if len(head) != 4 or head[0] != b"VALUE":
+                        raise module.exceptions.ClientException("unexpected reply", line)
+                    data = await conn.reader.readexactly(int(head[3]) + 2)
+                    found[head[1]] = _Item(data[:-2], int(head[2]))
+                return found
 
             @module.client.acquire  # type: ignore[untyped-decorator]
             async def gets_many(self, conn: Any, *keys: bytes) -> tuple[dict[bytes, Any], Any]:
@@ -231,17 +234,6 @@ async def _reply_line(conn: Any) -> bytes:
     if not line.endswith(b"\r\n"):
         raise ConnectionResetError("memcached closed the connection")
     return line[:-2]
-
-
-async def _items(conn: Any) -> dict[bytes, _Item]:
-    """The items of a ``get`` reply, by key."""
-    found: dict[bytes, _Item] = {}
-    while (line := await _reply_line(conn)) != b"END":
-        head = line.split()
-        if len(head) != 4 or head[0] != b"VALUE":
-            raise ConnectionAbortedError(f"memcached answered {line[:80]!r} to a get")
-        found[head[1]] = _Item((await conn.reader.readexactly(int(head[3]) + 2))[:-2], int(head[2]))
-    return found
 
 
 def _storage(

@@ -397,16 +397,18 @@ class Memcache(NetworkInterface[_Session]):
     def _reads(self, session: _Session, *keys: str) -> Awaitable[list[tuple[bytes, int] | None]]:
         """Data items of ``keys`` (None: missing), read together with the generation token;
         under load, merged with concurrent reads into one multi-get."""
-        if session.batcher is None:
-            return self._read_now(session.client, keys)
-        return session.batcher.submit(_Read(keys))
+        return self._run(session, _Read(keys))
 
     def _write(self, session: _Session, build: Callable[[bytes], list[bytes]]) -> Awaitable[Any]:
         """The reply lines of the commands ``build(generation)``, sent together with a read
         of the generation; under load, in one exchange with concurrent operations."""
+        return self._run(session, _Write(build))
+
+    def _run(self, session: _Session, op: _Op) -> Awaitable[Any]:
+        """Send ``op``: through the session's batcher when batching is on."""
         if session.batcher is None:
-            return self._write_now(session.client, build)
-        return session.batcher.submit(_Write(build))
+            return self._send_one(session.client, op)
+        return session.batcher.submit(op)
 
     def _send_one(self, client: Any, op: _Op) -> Awaitable[Any]:
         if isinstance(op, _Read):

@@ -68,6 +68,13 @@ def _whole(reading: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
     return asyncio.shield(reading)
 
 
+def _bounded(awaitable: Awaitable[T], timeout: float | None) -> Awaitable[T]:
+    """``awaitable``, bounded by ``timeout`` seconds when one is set."""
+    if timeout is None:
+        return awaitable
+    return asyncio.wait_for(awaitable, timeout)
+
+
 def _evaluation(sha: str, keys: list[bytes], args: list[bytes]) -> _Command:
     """The command that runs a loaded script and answers its return value."""
 
@@ -121,15 +128,10 @@ class _Session:
     def run(self, command: _Command, whole: bool = False) -> Awaitable[Any]:
         """Issue ``command`` (``whole``: it reads a multi-bulk reply), bounded by the
         timeout; batched with concurrent ones when batching is on."""
-        if self.batcher is not None:
-            awaitable: Awaitable[Any] = self.batcher.submit((command, whole))
-        elif whole:
-            awaitable = _whole(command(self.pool))
-        else:
-            awaitable = command(self.pool)
-        if self.timeout is None:
-            return awaitable
-        return asyncio.wait_for(awaitable, self.timeout)
+        op = (command, whole)
+        if self.batcher is None:
+            return _bounded(self._send_one(op), self.timeout)
+        return _bounded(self.batcher.submit(op), self.timeout)
 
     def _send_one(self, op: _Op) -> Awaitable[Any]:
         command, whole = op
@@ -275,7 +277,7 @@ class AsyncioRedis(NetworkInterface[_Session]):
         for attempt in (1, 2):
             script: Any = session.scripts.get(name)
             if script is None:
-                script = await self._bounded(session.pool.register_script(SCRIPTS[name]))
+                script = await _bounded(session.pool.register_script(SCRIPTS[name]), self._timeout)
                 session.scripts[name] = script
             try:
                 return await session.run(_evaluation(script.sha, keys, encoded))
@@ -284,12 +286,6 @@ class AsyncioRedis(NetworkInterface[_Session]):
                     raise
                 session.scripts.pop(name, None)  # a restarted Redis forgot it: load again
         raise AssertionError("unreachable")
-
-    def _bounded(self, awaitable: Awaitable[T]) -> Awaitable[T]:
-        """``awaitable``, bounded by ``timeout`` when one is set."""
-        if self._timeout is None:
-            return awaitable
-        return asyncio.wait_for(awaitable, self._timeout)
 
     # -- primitives -----------------------------------------------------------------------
 
@@ -370,7 +366,7 @@ class AsyncioRedis(NetworkInterface[_Session]):
             found: list[bytes] = await cursor.fetchall()
             return found
 
-        found: list[bytes] = await self._bounded(_whole(fetch()))
+        found: list[bytes] = await _bounded(_whole(fetch()), self._timeout)
         return found
 
     async def _keys(self, prefix: str) -> list[str]:
@@ -380,7 +376,7 @@ class AsyncioRedis(NetworkInterface[_Session]):
         found = await self._scan(prefix)
         pool = (await self._live()).pool
         for start in range(0, len(found), _CHUNK):
-            await self._bounded(pool.delete(found[start : start + _CHUNK]))
+            await _bounded(pool.delete(found[start : start + _CHUNK]), self._timeout)
 
     async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
         holder = await self._script("lock_acquire", [encode_key(key)], [token, milliseconds(ttl)])

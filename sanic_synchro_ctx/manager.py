@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import pickle
 import select
 import signal
 import socket
@@ -29,6 +28,8 @@ from multiprocessing.managers import BaseManager
 from typing import Any
 
 from .errors import SynchroError
+from .framing import READ_SIZE, frame, take_messages
+from .server import PIPELINED, StoreServer
 from .store import Store
 
 __all__ = [
@@ -57,7 +58,17 @@ def _shared_store() -> Store:
 
 
 class StoreManager(BaseManager):
-    """A manager whose one registered type, ``store``, is the process-wide Store."""
+    """A manager whose one registered type, ``store``, is the process-wide Store.
+
+    Its server also serves pipelining clients (the workers' event loops) from one thread.
+    """
+
+    _Server = StoreServer  # what BaseManager.start() runs
+
+    def get_server(self) -> StoreServer:
+        """The server to run in this process (BaseManager's own ignores ``_Server``)."""
+        attrs = self._registry, self._address, self._authkey, self._serializer  # type: ignore[attr-defined]
+        return StoreServer(*attrs)
 
 
 StoreManager.register("store", callable=_shared_store, exposed=Store.EXPOSED)
@@ -156,11 +167,18 @@ def _answer(kind: str, result: Any) -> Any:
     raise SynchroError(f"manager answered {kind}: {result}")
 
 
-def _client_connection(address: Address, authkey: bytes) -> Connection:
-    """An authenticated connection to a manager, accepted as a client connection."""
+def _client_connection(
+    address: Address, authkey: bytes, serve: str = "accept_connection"
+) -> Connection:
+    """An authenticated connection to a manager, accepted as a client connection.
+
+    ``serve`` names how the server is asked to serve it: multiprocessing's
+    ``accept_connection`` (a thread of its own) or :data:`~.server.PIPELINED`.
+    """
     conn = Client(address, authkey=authkey)
     # The manager protocol: a new connection asks to be served as a client connection.
-    conn.send((None, "accept_connection", (threading.current_thread().name,), {}))
+    args = () if serve == PIPELINED else (threading.current_thread().name,)
+    conn.send((None, serve, args, {}))
     kind, result = conn.recv()
     if kind != "#RETURN":
         conn.close()
@@ -169,20 +187,21 @@ def _client_connection(address: Address, authkey: bytes) -> Connection:
 
 
 def _handshake(address: Address, authkey: bytes) -> socket.socket:
-    """Like :func:`_client_connection`, as a non-blocking socket of its own."""
-    conn = _client_connection(address, authkey)
+    """A pipelined connection (see :mod:`.server`) as a non-blocking socket of its own.
+
+    A manager that does not know pipelined serving (started by an older version of this
+    package) serves the connection with a thread of its own: the protocol is the same.
+    """
+    try:
+        conn = _client_connection(address, authkey, PIPELINED)
+    except SynchroError:
+        conn = _client_connection(address, authkey)
     try:
         sock = socket.socket(fileno=os.dup(conn.fileno()))
     finally:
         conn.close()
     sock.setblocking(False)
     return sock
-
-
-# multiprocessing.connection's framing: a signed 32-bit big-endian length, or -1 and a
-# 64-bit length for larger messages; then the pickled message.
-_SHORT = struct.Struct("!i")
-_LONG = struct.Struct("!Q")
 
 
 class _Connection:
@@ -209,14 +228,12 @@ class _Connection:
     def open(self) -> bool:
         return self.sock is not None
 
-    def request(self, payload: bytes) -> asyncio.Future[tuple[str, Any]]:
-        """Send one pickled request; the future gets its (kind, result) answer."""
+    def request(self, message: Any) -> asyncio.Future[tuple[str, Any]]:
+        """Send one request; the future gets its (kind, result) answer."""
         sock = self.sock
         if sock is None:
             raise EOFError("the manager connection is closed")
-        size = len(payload)
-        header = _SHORT.pack(size) if size <= 0x7FFFFFFF else _SHORT.pack(-1) + _LONG.pack(size)
-        data = header + payload
+        data = frame(message)
         if self._output:
             self._output += data  # keep the order behind what is still waiting
         else:
@@ -262,7 +279,7 @@ class _Connection:
         if sock is None:
             return
         try:
-            data = sock.recv(262_144)
+            data = sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -273,23 +290,7 @@ class _Connection:
             return
         buffer = self._buffer
         buffer += data
-        while True:
-            available = len(buffer)
-            if available < 4:
-                return
-            (size,) = _SHORT.unpack_from(buffer)
-            start = 4
-            if size == -1:
-                if available < 12:
-                    return
-                (size,) = _LONG.unpack_from(buffer, 4)
-                start = 12
-            end = start + size
-            if available < end:
-                return
-            with memoryview(buffer) as view:
-                message = pickle.loads(view[start:end])
-            del buffer[:end]
+        for message in take_messages(buffer):
             self._answered(message)
 
     def _answered(self, message: tuple[str, Any]) -> None:
@@ -401,8 +402,7 @@ class AsyncStoreClient:
         connection = self._connection
         if connection is None or not connection.open:
             connection = await self._connect()
-        payload = pickle.dumps((self._ident, method, args, {}), pickle.HIGHEST_PROTOCOL)
-        kind, result = await connection.request(payload)
+        kind, result = await connection.request((self._ident, method, args, {}))
         return _answer(kind, result)
 
     def close(self) -> None:

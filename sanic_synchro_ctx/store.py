@@ -13,7 +13,7 @@ import heapq
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .checks import INT64_MAX, INT64_MIN
@@ -223,13 +223,17 @@ class Store:
     def batch(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
         """Run several operations in order; each gets its own result or its own exception."""
         results: list[tuple[bool, Any]] = []
+        append = results.append
         for method, args in calls:
-            if method not in self.EXPOSED or method == "batch":
-                results.append((False, SynchroValueError(f"unknown store operation {method!r}")))
+            if method not in _BATCHABLE:
+                append((False, SynchroValueError(f"unknown store operation {method!r}")))
                 continue
-            func: Callable[..., Any] = getattr(self, method)
             try:
-                results.append((True, func(*args)))
+                append((True, getattr(self, method)(*args)))
             except Exception as exc:
-                results.append((False, exc))
+                append((False, exc))
         return results
+
+
+#: What a batch may call: every exposed method but batch itself.
+_BATCHABLE = frozenset(Store.EXPOSED) - {"batch"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
+import select
 import socket
 import threading
 from multiprocessing.connection import Connection
@@ -36,12 +36,18 @@ _OUTPUT_LIMIT = 4 * 1_048_576
 class _Peer:
     """One pipelined client connection: what was read but not answered, what waits to go."""
 
-    __slots__ = ("input", "output", "sock")
+    __slots__ = ("events", "input", "output", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.events = _READ
         self.input = bytearray()
         self.output = bytearray()
+
+
+_READ = select.EPOLLIN
+_WRITE = select.EPOLLOUT
+_CLOSED = select.EPOLLHUP | select.EPOLLERR
 
 
 class StoreServer(Server):
@@ -51,7 +57,8 @@ class StoreServer(Server):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._selector: selectors.BaseSelector | None = None
+        self._epoll: select.epoll | None = None
+        self._peers: dict[int, _Peer] = {}
         self._arrivals: list[socket.socket] = []
         self._arrivals_lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -71,11 +78,11 @@ class StoreServer(Server):
         with self._arrivals_lock:
             self._arrivals.append(sock)
         with self._started:
-            if self._selector is None:
-                self._selector = selectors.DefaultSelector()
-                self._selector.register(self._wake_r, selectors.EVENT_READ)
+            if self._epoll is None:
+                self._epoll = select.epoll()
+                self._epoll.register(self._wake_r.fileno(), _READ)
                 serving = threading.Thread(
-                    target=self._serve, args=(self._selector,), name="synchro-pipelined"
+                    target=self._serve, args=(self._epoll,), name="synchro-pipelined"
                 )
                 serving.daemon = True
                 serving.start()
@@ -84,28 +91,33 @@ class StoreServer(Server):
 
     # -- the serving thread -------------------------------------------------------------------
 
-    def _serve(self, selector: selectors.BaseSelector) -> None:
+    def _serve(self, epoll: select.epoll) -> None:
+        wake = self._wake_r.fileno()
+        peers = self._peers
         while True:
-            for key, events in selector.select():
-                if key.fileobj is self._wake_r:
-                    self._admit(selector)
+            for fd, events in epoll.poll():
+                if fd == wake:
+                    self._admit(epoll)
                     continue
-                peer: _Peer = key.data
-                if events & selectors.EVENT_READ:
-                    self._read(selector, peer)
-                if events & selectors.EVENT_WRITE and peer.sock.fileno() != -1:
-                    self._flush(selector, peer)
+                peer = peers.get(fd)
+                if peer is None:
+                    continue
+                if events & (_READ | _CLOSED):
+                    self._read(epoll, peer)
+                if events & _WRITE and peer.sock.fileno() != -1:
+                    self._flush(epoll, peer)
 
-    def _admit(self, selector: selectors.BaseSelector) -> None:
+    def _admit(self, epoll: select.epoll) -> None:
         with contextlib.suppress(BlockingIOError):
             while self._wake_r.recv(4096):
                 pass
         with self._arrivals_lock:
             arrivals, self._arrivals = self._arrivals, []
         for sock in arrivals:
-            selector.register(sock, selectors.EVENT_READ, _Peer(sock))
+            self._peers[sock.fileno()] = _Peer(sock)
+            epoll.register(sock.fileno(), _READ)
 
-    def _read(self, selector: selectors.BaseSelector, peer: _Peer) -> None:
+    def _read(self, epoll: select.epoll, peer: _Peer) -> None:
         try:
             data = peer.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -113,13 +125,13 @@ class StoreServer(Server):
         except OSError:
             data = b""
         if not data:
-            self._drop(selector, peer)
+            self._drop(epoll, peer)
             return
         peer.input += data
         try:
             requests = take_messages(peer.input)
         except Exception:  # not a request this server can read: the client is broken
-            self._drop(selector, peer)
+            self._drop(epoll, peer)
             return
         if not requests:
             return
@@ -127,7 +139,7 @@ class StoreServer(Server):
         for request in requests:
             peer.output += self._answer(request)
         if not waiting or len(peer.output) >= _OUTPUT_LIMIT:
-            self._flush(selector, peer)
+            self._flush(epoll, peer)
 
     def _answer(self, request: Any) -> bytes:
         """One request's framed answer, as ``serve_client`` would give it."""
@@ -148,25 +160,28 @@ class StoreServer(Server):
         except Exception:
             return frame(("#UNSERIALIZABLE", format_exc()))
 
-    def _flush(self, selector: selectors.BaseSelector, peer: _Peer) -> None:
+    def _flush(self, epoll: select.epoll, peer: _Peer) -> None:
         output = peer.output
         try:
             sent = peer.sock.send(output)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            self._drop(selector, peer)
+            self._drop(epoll, peer)
             return
         del output[:sent]
         # Wait for room only while something is left (a client that stopped reading), and
         # read no more requests from it while a lot is.
-        events = selectors.EVENT_READ if len(output) < _OUTPUT_LIMIT else 0
+        events = _READ if len(output) < _OUTPUT_LIMIT else 0
         if output:
-            events |= selectors.EVENT_WRITE
-        if selector.get_key(peer.sock).events != events:
-            selector.modify(peer.sock, events, peer)
+            events |= _WRITE
+        if events != peer.events:
+            peer.events = events
+            epoll.modify(peer.sock.fileno(), events)
 
-    def _drop(self, selector: selectors.BaseSelector, peer: _Peer) -> None:
-        with contextlib.suppress(Exception):
-            selector.unregister(peer.sock)
+    def _drop(self, epoll: select.epoll, peer: _Peer) -> None:
+        fd = peer.sock.fileno()
+        self._peers.pop(fd, None)
+        with contextlib.suppress(OSError):
+            epoll.unregister(fd)
         peer.sock.close()

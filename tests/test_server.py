@@ -36,14 +36,16 @@ def threads_of(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
-def settled(count: Callable[[], int], expected: int, within: float = 10.0) -> int:
-    """``count()`` once it equals ``expected`` (threads come and go asynchronously), or its
-    last value when ``within`` seconds passed."""
-    deadline = time.monotonic() + within
-    value = count()
-    while value != expected and time.monotonic() < deadline:
+def steady(count: Callable[[], int]) -> int:
+    """``count()`` once it held still for 10 readings in a row (threads that served a
+    handshake end a moment after it)."""
+    deadline = time.monotonic() + 10
+    value, same = count(), 0
+    while same < 10 and time.monotonic() < deadline:
         time.sleep(0.02)
-        value = count()
+        now = count()
+        same = same + 1 if now == value else 0
+        value = now
     return value
 
 
@@ -55,22 +57,23 @@ def store_ident(manager: ManagerProcess) -> tuple[StoreClient, str]:
 async def test_pipelined_clients_share_one_serving_thread(manager: ManagerProcess) -> None:
     pid = manager.process.pid
     blocking, ident = store_ident(manager)
-    before = settled(lambda: threads_of(pid), -1, within=0)
     loop = asyncio.get_running_loop()
     clients = [
         AsyncStoreClient(loop, manager.address, manager.authkey, ident, timeout=10)
         for _ in range(6)
     ]
     try:
+        assert await clients[0].call("increment", "n", 1) == 1
+        one = steady(lambda: threads_of(pid))
         results = await asyncio.gather(*(c.call("increment", "n", 1) for c in clients * 50))
-        assert sorted(results) == list(range(1, 301))
-        # Six connections, one thread more: the pipelined serving thread.
-        assert settled(lambda: threads_of(pid), before + 1) == before + 1
+        assert sorted(results) == list(range(2, 302))
+        # Five more connections, no thread more: the pipelined thread serves them all.
+        assert steady(lambda: threads_of(pid)) == one
         # A blocking client still gets multiprocessing's thread per connection.
         more = [connect(manager.address, manager.authkey, timeout=10) for _ in range(2)]
         for client in more:
             client.call("get", "n")
-        assert settled(lambda: threads_of(pid), before + 3) == before + 3
+        assert steady(lambda: threads_of(pid)) == one + 2
         for client in more:
             client.close()
     finally:

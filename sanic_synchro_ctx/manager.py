@@ -1,7 +1,9 @@
 """The manager process: a multiprocessing manager serving one shared Store.
 
 A client calls Store methods by name; each call is one request/response on the client's
-connection and runs inside the manager process under the Store's lock.
+connection and runs inside the manager process under the Store's lock. Blocking clients
+get a server thread per connection (multiprocessing's way); the event loops' pipelining
+clients are all served by one thread (:mod:`~sanic_synchro_ctx.server`).
 The server listens on an AF_UNIX socket (or TCP) and admits only clients that prove they
 know the authkey (multiprocessing's HMAC challenge) before it unpickles anything.
 """

@@ -45,9 +45,10 @@ class _Peer:
         self.output = bytearray()
 
 
-_READ = select.EPOLLIN
-_WRITE = select.EPOLLOUT
-_CLOSED = select.EPOLLHUP | select.EPOLLERR
+# poll(), not epoll: the same shape of API, and there on macOS too (a handful of sockets).
+_READ = select.POLLIN
+_WRITE = select.POLLOUT
+_CLOSED = select.POLLHUP | select.POLLERR
 
 
 class StoreServer(Server):
@@ -57,7 +58,7 @@ class StoreServer(Server):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._epoll: select.epoll | None = None
+        self._poller: select.poll | None = None
         self._peers: dict[int, _Peer] = {}
         self._arrivals: list[socket.socket] = []
         self._arrivals_lock = threading.Lock()
@@ -78,11 +79,11 @@ class StoreServer(Server):
         with self._arrivals_lock:
             self._arrivals.append(sock)
         with self._started:
-            if self._epoll is None:
-                self._epoll = select.epoll()
-                self._epoll.register(self._wake_r.fileno(), _READ)
+            if self._poller is None:
+                self._poller = select.poll()
+                self._poller.register(self._wake_r.fileno(), _READ)
                 serving = threading.Thread(
-                    target=self._serve, args=(self._epoll,), name="synchro-pipelined"
+                    target=self._serve, args=(self._poller,), name="synchro-pipelined"
                 )
                 serving.daemon = True
                 serving.start()
@@ -91,23 +92,23 @@ class StoreServer(Server):
 
     # -- the serving thread -------------------------------------------------------------------
 
-    def _serve(self, epoll: select.epoll) -> None:
+    def _serve(self, poller: select.poll) -> None:
         wake = self._wake_r.fileno()
         peers = self._peers
         while True:
-            for fd, events in epoll.poll():
+            for fd, events in poller.poll():
                 if fd == wake:
-                    self._admit(epoll)
+                    self._admit(poller)
                     continue
                 peer = peers.get(fd)
                 if peer is None:
                     continue
                 if events & (_READ | _CLOSED):
-                    self._read(epoll, peer)
+                    self._read(poller, peer)
                 if events & _WRITE and peer.sock.fileno() != -1:
-                    self._flush(epoll, peer)
+                    self._flush(poller, peer)
 
-    def _admit(self, epoll: select.epoll) -> None:
+    def _admit(self, poller: select.poll) -> None:
         with contextlib.suppress(BlockingIOError):
             while self._wake_r.recv(4096):
                 pass
@@ -115,9 +116,9 @@ class StoreServer(Server):
             arrivals, self._arrivals = self._arrivals, []
         for sock in arrivals:
             self._peers[sock.fileno()] = _Peer(sock)
-            epoll.register(sock.fileno(), _READ)
+            poller.register(sock.fileno(), _READ)
 
-    def _read(self, epoll: select.epoll, peer: _Peer) -> None:
+    def _read(self, poller: select.poll, peer: _Peer) -> None:
         try:
             data = peer.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -125,13 +126,13 @@ class StoreServer(Server):
         except OSError:
             data = b""
         if not data:
-            self._drop(epoll, peer)
+            self._drop(poller, peer)
             return
         peer.input += data
         try:
             requests = take_messages(peer.input)
         except Exception:  # not a request this server can read: the client is broken
-            self._drop(epoll, peer)
+            self._drop(poller, peer)
             return
         if not requests:
             return
@@ -139,7 +140,7 @@ class StoreServer(Server):
         for request in requests:
             peer.output += self._answer(request)
         if not waiting or len(peer.output) >= _OUTPUT_LIMIT:
-            self._flush(epoll, peer)
+            self._flush(poller, peer)
 
     def _answer(self, request: Any) -> bytes:
         """One request's framed answer, as ``serve_client`` would give it."""
@@ -160,14 +161,14 @@ class StoreServer(Server):
         except Exception:
             return frame(("#UNSERIALIZABLE", format_exc()))
 
-    def _flush(self, epoll: select.epoll, peer: _Peer) -> None:
+    def _flush(self, poller: select.poll, peer: _Peer) -> None:
         output = peer.output
         try:
             sent = peer.sock.send(output)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            self._drop(epoll, peer)
+            self._drop(poller, peer)
             return
         del output[:sent]
         # Wait for room only while something is left (a client that stopped reading), and
@@ -177,11 +178,11 @@ class StoreServer(Server):
             events |= _WRITE
         if events != peer.events:
             peer.events = events
-            epoll.modify(peer.sock.fileno(), events)
+            poller.modify(peer.sock.fileno(), events)
 
-    def _drop(self, epoll: select.epoll, peer: _Peer) -> None:
+    def _drop(self, poller: select.poll, peer: _Peer) -> None:
         fd = peer.sock.fileno()
         self._peers.pop(fd, None)
         with contextlib.suppress(OSError):
-            epoll.unregister(fd)
+            poller.unregister(fd)
         peer.sock.close()

@@ -8,10 +8,11 @@ socket framed here talks to a multiprocessing ``Connection`` at the other end.
 from __future__ import annotations
 
 import pickle
+import socket
 import struct
 from typing import Any
 
-__all__ = ["READ_SIZE", "frame", "take_messages"]
+__all__ = ["READ_SIZE", "frame", "receive", "take_messages"]
 
 #: Bytes asked of each read. recv() allocates this much first: above malloc's mmap
 #: threshold (128 KiB) every read maps and unmaps memory (a 256 KiB read of a few hundred
@@ -58,3 +59,19 @@ def take_messages(buffer: bytearray) -> list[Any]:
     finally:
         del buffer[:start]
     return messages
+
+
+def receive(sock: socket.socket, buffer: bytearray) -> list[Any] | None:
+    """Read what the non-blocking ``sock`` has into ``buffer``: the complete messages now
+    taken from it (maybe none), or None when the other end closed the connection.
+
+    OSError when the connection broke; an unpickling error as :func:`take_messages`.
+    """
+    try:
+        data = sock.recv(READ_SIZE)
+    except (BlockingIOError, InterruptedError):
+        return []
+    if not data:
+        return None
+    buffer += data
+    return take_messages(buffer)

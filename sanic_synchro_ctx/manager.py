@@ -30,7 +30,7 @@ from multiprocessing.managers import BaseManager
 from typing import Any
 
 from .errors import SynchroError
-from .framing import READ_SIZE, frame, take_messages
+from .framing import frame, receive
 from .server import PIPELINED, StoreServer
 from .store import Store
 
@@ -281,18 +281,14 @@ class _Connection:
         if sock is None:
             return
         try:
-            data = sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
+            messages = receive(sock, self._buffer)
         except OSError as exc:
             self._lose(exc)
             return
-        if not data:
+        if messages is None:
             self._lose(EOFError("the manager closed the connection"))
             return
-        buffer = self._buffer
-        buffer += data
-        for message in take_messages(buffer):
+        for message in messages:
             self._answered(message)
 
     def _answered(self, message: tuple[str, Any]) -> None:

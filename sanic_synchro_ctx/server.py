@@ -22,7 +22,7 @@ from multiprocessing.managers import Server
 from traceback import format_exc
 from typing import Any
 
-from .framing import READ_SIZE, frame, take_messages
+from .framing import frame, receive
 
 __all__ = ["PIPELINED", "StoreServer"]
 
@@ -120,18 +120,10 @@ class StoreServer(Server):
 
     def _read(self, poller: select.poll, peer: _Peer) -> None:
         try:
-            data = peer.sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(poller, peer)
-            return
-        peer.input += data
-        try:
-            requests = take_messages(peer.input)
-        except Exception:  # not a request this server can read: the client is broken
+            requests = receive(peer.sock, peer.input)
+        except Exception:  # the connection broke, or the client sent what is no request
+            requests = None
+        if requests is None:
             self._drop(poller, peer)
             return
         if not requests:

@@ -77,6 +77,33 @@ async def alternate_async(
     return statistics.median(mine), statistics.median(theirs)
 
 
+async def interleaved_latency(
+    ours: Callable[[], Awaitable[object]],
+    base: Callable[[], Awaitable[object]],
+    *,
+    count: int,
+) -> tuple[float, float]:
+    """Median µs of one call of each, the two taking turns call by call.
+
+    For latency of single operations: consecutive calls of the two variants see the same
+    machine, so a speed that drifts over seconds (other tenants, CPU wake-up states) moves
+    both alike instead of whichever happened to run during a slow spell. Which of the two
+    goes first alternates too.
+    """
+    await time_async(ours, count // 10 + 1)  # warm up connections and caches
+    await time_async(base, count // 10 + 1)
+    clock = time.perf_counter
+    mine, theirs = [], []
+    for i in range(count):
+        for call, times in (
+            ((ours, mine), (base, theirs)) if i % 2 else ((base, theirs), (ours, mine))
+        ):
+            started = clock()
+            await call()
+            times.append(clock() - started)
+    return statistics.median(mine) * 1e6, statistics.median(theirs) * 1e6
+
+
 def machine() -> list[str]:
     def version(package: str) -> str:
         try:

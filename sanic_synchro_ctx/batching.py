@@ -19,15 +19,16 @@ cancelled while its batch is in flight has its result dropped. The batch itself 
 task of its own, so no caller's cancellation can interrupt a round trip half read.
 
 Where a blocking call is cheaper than a trip through the event loop (a manager on a local
-socket: the loop's extra wake-up costs more than the whole call), a batcher can be given
-``send_direct``: while calm it then runs operations directly, blocking the loop for one
-round trip as any blocking call would. A second task issuing an operation in the same pass
-of the loop makes it loaded.
+socket: the loop's extra wake-up costs more than the whole call), an interface asks
+:meth:`Batcher.direct` first: while the loop is calm it then makes the call itself, blocking
+the loop for one round trip as any blocking call would. A second task issuing an
+operation in the same pass of the loop makes it loaded.
 """
 
 from __future__ import annotations
 
 import asyncio
+from asyncio import current_task
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
@@ -79,6 +80,7 @@ class Batcher(Generic[Op]):
     __slots__ = (
         "_busy",
         "_calm",
+        "_direct_calls",
         "_drainer",
         "_last_task",
         "_loop",
@@ -86,10 +88,9 @@ class Batcher(Generic[Op]):
         "_max",
         "_pass_marked",
         "_queue",
-        "_send_direct",
         "_send_many",
         "_send_one",
-        "sizes",
+        "_sizes",
     )
 
     def __init__(
@@ -98,13 +99,10 @@ class Batcher(Generic[Op]):
         send_one: Callable[[Op], Awaitable[Any]],
         send_many: Callable[[list[Op]], Awaitable[list[Outcome]]],
         max_batch: int,
-        *,
-        send_direct: Callable[[Op], Any] | None = None,
     ) -> None:
         self._loop = loop
         self._send_one = send_one
         self._send_many = send_many
-        self._send_direct = send_direct
         self._max = max_batch
         self._queue: deque[tuple[Op, asyncio.Future[Any]]] = deque()
         self._busy = False
@@ -113,7 +111,16 @@ class Batcher(Generic[Op]):
         self._pass_marked = False
         self._lull = 0
         self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only weak refs
-        self.sizes: Counter[int] = Counter()
+        self._sizes: Counter[int] = Counter()
+        self._direct_calls = 0  # an int: a Counter update costs more than the check itself
+
+    @property
+    def sizes(self) -> Counter[int]:
+        """Round trips so far (direct calls included), by how many operations they carried."""
+        sizes = self._sizes.copy()
+        if self._direct_calls:
+            sizes[1] += self._direct_calls
+        return sizes
 
     @property
     def queued(self) -> int:
@@ -121,14 +128,32 @@ class Batcher(Generic[Op]):
         return len(self._queue)
 
     def submit(self, op: Op) -> Awaitable[Any]:
-        """Run ``op``: at once if the loop is calm, else in the next round trip."""
+        """Run ``op``: in a round trip of its own if the loop is calm, else in the next batch."""
         if self._busy or not self._calm:
             return self._enqueue(op)
-        if self._send_direct is None:
-            return self._alone(op)
-        if self._still_calm():
-            return self._direct(op)
-        return self._enqueue(op)  # a second task issued an operation in this pass
+        return self._alone(op)
+
+    def direct(self) -> bool:
+        """Whether the operation about to be issued may be run directly, by a blocking call.
+
+        Yes while the loop is calm, nothing is in flight and no other task issued an
+        operation in this pass of the loop (it then counts as a lone round trip). No makes
+        the loop loaded when a second task of the pass asks: :meth:`submit` then queues.
+        Kept to a few attribute reads: it runs before every operation of a calm loop.
+        """
+        if self._busy or not self._calm:
+            return False
+        task = current_task(self._loop)
+        if not self._pass_marked:
+            self._pass_marked = True
+            self._last_task = task
+            self._loop.call_soon(self._end_of_pass)
+        elif task is not self._last_task:
+            self._calm = False  # two tasks in one pass: batch from now on
+            self._lull = 0
+            return False
+        self._direct_calls += 1
+        return True
 
     def _enqueue(self, op: Op) -> asyncio.Future[Any]:
         """Queue ``op`` for the next round trip (sent at the end of this pass if idle)."""
@@ -142,14 +167,9 @@ class Batcher(Generic[Op]):
             self._drainer = self._loop.create_task(self._drain())
         return future
 
-    async def _direct(self, op: Op) -> Any:
-        assert self._send_direct is not None
-        self.sizes[1] += 1
-        return self._send_direct(op)
-
     async def _alone(self, op: Op) -> Any:
         self._busy = True
-        self.sizes[1] += 1
+        self._sizes[1] += 1
         try:
             return await self._send_one(op)
         finally:
@@ -157,17 +177,6 @@ class Batcher(Generic[Op]):
                 self._drainer = self._loop.create_task(self._drain())
             else:
                 self._busy = False
-
-    def _still_calm(self) -> bool:
-        """False once two tasks issue operations in one pass of the loop (then: batch)."""
-        task = asyncio.current_task(self._loop)
-        if self._pass_marked and task is not self._last_task:
-            return False
-        self._last_task = task
-        if not self._pass_marked:
-            self._pass_marked = True
-            self._loop.call_soon(self._end_of_pass)
-        return True
 
     def _end_of_pass(self) -> None:
         self._pass_marked = False
@@ -208,7 +217,7 @@ class Batcher(Generic[Op]):
                 if not batch:
                     return
                 size = len(batch)
-                self.sizes[size] += 1
+                self._sizes[size] += 1
                 if size > 1:
                     self._lull = 0
                 else:

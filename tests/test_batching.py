@@ -68,18 +68,15 @@ class Backend:
                 outcomes.append((False, exc))
         return outcomes
 
-    def send_direct(self, op: Any) -> Any:
-        self.direct.append(op)
-        return self.answer(op)
+    async def call(self, batcher: Batcher[Any], op: Any) -> Any:
+        """Issue ``op`` as an interface with a blocking call does: directly while calm."""
+        if batcher.direct():
+            self.direct.append(op)
+            return self.answer(op)
+        return await batcher.submit(op)
 
-    def batcher(self, max_batch: int = 128, *, direct: bool = False) -> Batcher[Any]:
-        return Batcher(
-            asyncio.get_running_loop(),
-            self.send_one,
-            self.send_many,
-            max_batch,
-            send_direct=self.send_direct if direct else None,
-        )
+    def batcher(self, max_batch: int = 128) -> Batcher[Any]:
+        return Batcher(asyncio.get_running_loop(), self.send_one, self.send_many, max_batch)
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -202,14 +199,15 @@ async def test_a_lost_round_trip_fails_its_batch_only() -> None:
 
 async def test_direct_calls_while_calm_batching_under_concurrency_and_back() -> None:
     backend = Backend()
-    batcher = backend.batcher(direct=True)
+    batcher = backend.batcher()
     for i in range(5):  # one task, one operation after the other: direct calls
-        assert await batcher.submit(i) == ("done", i)
+        assert await backend.call(batcher, i) == ("done", i)
     assert backend.direct == list(range(5))
     assert backend.trips == []
+    assert batcher.sizes == {1: 5}
 
     async def issue(op: str) -> Any:  # each task issues its own operation
-        return await batcher.submit(op)
+        return await backend.call(batcher, op)
 
     backend.gate.clear()
     tasks = [asyncio.ensure_future(issue(f"t{i}")) for i in range(20)]
@@ -223,8 +221,8 @@ async def test_direct_calls_while_calm_batching_under_concurrency_and_back() -> 
     assert max(len(trip) for trip in backend.trips) > 1
 
     for i in range(CALM_AFTER):  # lone round trips: calm again after CALM_AFTER of them
-        await batcher.submit(f"lone{i}")
-    assert await batcher.submit("calm") == ("done", "calm")
+        await backend.call(batcher, f"lone{i}")
+    assert await backend.call(batcher, "calm") == ("done", "calm")
     assert backend.direct[-1] == "calm"
 
 
@@ -266,19 +264,19 @@ async def test_gathering_a_batch_is_bounded_in_passes() -> None:
 
 async def test_every_loaded_spell_takes_calm_after_lone_round_trips_to_end() -> None:
     backend = Backend()
-    batcher = backend.batcher(direct=True)
+    batcher = backend.batcher()
 
     async def issue(op: str) -> Any:  # each task issues its own operation
-        return await batcher.submit(op)
+        return await backend.call(batcher, op)
 
     for spell in range(2):
         # two tasks in one pass: loaded; the second one's operation is a lone round trip
         await asyncio.gather(issue(f"a{spell}"), issue(f"b{spell}"))
         for i in range(CALM_AFTER - 2):
-            await batcher.submit(f"lone{spell}-{i}")
-        assert await batcher.submit(f"last{spell}") == ("done", f"last{spell}")
+            await backend.call(batcher, f"lone{spell}-{i}")
+        assert await backend.call(batcher, f"last{spell}") == ("done", f"last{spell}")
         assert f"last{spell}" not in backend.direct  # the CALM_AFTER-th lone round trip
-        assert await batcher.submit(f"calm{spell}") == ("done", f"calm{spell}")
+        assert await backend.call(batcher, f"calm{spell}") == ("done", f"calm{spell}")
         assert backend.direct[-1] == f"calm{spell}"  # then calm: a direct call
 
 

@@ -5,7 +5,8 @@ process, through a proxy with the same methods. Every primitive is one Store cal
 is one round trip for SyncManager. Called from the blocking front end (or with no running
 loop) a primitive calls the Store directly and never suspends; from the async front end an
 interface may hand the call to the running loop's :class:`~sanic_synchro_ctx.batching.Batcher`
-instead (SyncManager does), so that concurrent operations share round trips.
+instead (SyncManager does), so that concurrent operations share round trips; while the
+loop is calm the batcher lets it call directly all the same.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class StoreBackedInterface(BaseSynchroInterface):
     def _call(self, method: str, *args: Any) -> Awaitable[Any]:
         """Call ``method`` of the Store: directly, or through the running loop's batcher."""
         batcher = self._batcher()
-        if batcher is None:
+        if batcher is None or batcher.direct():
             return _run(getattr(self._backend(), method), args)
         return batcher.submit((method, args))
 

@@ -185,14 +185,11 @@ class SyncManager(StoreBackedInterface):
                 async def send_one(call: _Call) -> Any:
                     return await client.call(call[0], *call[1])
 
-                def send_direct(call: _Call) -> Any:
-                    return getattr(store, call[0])(*call[1])
-
                 async def send_many(calls: list[_Call]) -> list[Outcome]:
                     outcomes: list[Outcome] = await client.call("batch", calls)
                     return outcomes
 
-                batcher = Batcher(loop, send_one, send_many, limit, send_direct=send_direct)
+                batcher = Batcher(loop, send_one, send_many, limit)
                 self._batchers[loop] = (store, batcher, client)
         self._recent = (loop, store, batcher)
         return batcher

@@ -3,14 +3,14 @@
 Every interface runs get, set, increment, set_default, compare_and_set and a lock
 acquire+release; "raw" issues the same commands (or calls the same Store method, or runs
 the same Lua script) on the same connection settings, with keys and bytes prepared ahead.
+Every row is the median latency of single calls, the two variants taking turns call by
+call (:func:`~.timing.interleaved_latency`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import statistics
-import time
 from collections.abc import Awaitable, Callable
 from multiprocessing import Manager
 from typing import Any
@@ -25,7 +25,7 @@ from sanic_synchro_ctx.interfaces.redisscripts import COMPARE_AND_SET, LOCK_RELE
 from sanic_synchro_ctx.launcher import ManagerProcess
 from sanic_synchro_ctx.manager import connect
 
-from .timing import Ratio, alternate_async, interleaved_latency, time_sync
+from .timing import Ratio, interleaved_latency
 
 Op = Callable[[], Awaitable[object]]
 DOC = {"user": "ada", "roles": ["admin", "dev"], "visits": 12}
@@ -169,40 +169,34 @@ async def memcache_pairs(ctx: Any, client: Any) -> dict[str, tuple[Op, Op]]:
 
 
 async def compare(
-    group: str, pairs: dict[str, tuple[Op, Op]], *, count: int, rounds: int, target: str | None
+    group: str, pairs: dict[str, tuple[Op, Op]], *, count: int, target: str | None
 ) -> list[Ratio]:
     results = []
     for name, (ours, raw) in pairs.items():
-        mine, theirs = await alternate_async(ours, raw, count=count, rounds=rounds)
+        mine, theirs = await interleaved_latency(ours, raw, count=count)
         results.append(Ratio(group, name, mine, theirs, "µs/op", target))
     return results
 
 
-async def blocking_vs_async(group: str, ctx: Any, *, count: int, rounds: int) -> Ratio:
+async def blocking_vs_async(group: str, ctx: Any, *, count: int) -> Ratio:
     """increment through ``.sync`` (called on the loop's thread, as a def handler does)
-    against the async front end, alternating."""
+    against the async front end."""
     blocking = ctx.sync
-    mine, theirs = [], []
-    for _ in range(rounds):
-        mine.append(time_sync(lambda: blocking.increment("b"), count))
-        started = time.perf_counter()
-        for _ in range(count):
-            await ctx.increment("b")
-        theirs.append((time.perf_counter() - started) / count * 1e6)
+
+    async def blocking_increment() -> int:
+        return int(blocking.increment("b"))
+
+    mine, theirs = await interleaved_latency(
+        blocking_increment, lambda: ctx.increment("b"), count=count
+    )
     return Ratio(
-        "blocking / async front end",
-        f"{group} increment",
-        statistics.median(mine),
-        statistics.median(theirs),
-        "µs/op",
-        "<= 1.5x",
+        "blocking / async front end", f"{group} increment", mine, theirs, "µs/op", "<= 1.5x"
     )
 
 
 async def lone_operations(group: str, on: Any, off: Any, *, count: int) -> list[Ratio]:
     """Operations issued one at a time (no concurrency), batching on against off: a lone
-    operation must go out at once, with no added latency. Latency per operation, the two
-    variants taking turns operation by operation (see :func:`interleaved_latency`)."""
+    operation must go out at once, with no added latency."""
     await on.set("lone-v", DOC)
     await off.set("lone-v", DOC)
     pairs: dict[str, tuple[Op, Op]] = {
@@ -214,7 +208,7 @@ async def lone_operations(group: str, on: Any, off: Any, *, count: int) -> list[
         mine, base = await interleaved_latency(ours, theirs, count=count)
         results.append(
             Ratio(
-                "batching on / off, one operation at a time (median latency)",
+                "batching on / off, one operation at a time",
                 f"{group} {name}",
                 mine,
                 base,
@@ -225,14 +219,14 @@ async def lone_operations(group: str, on: Any, off: Any, *, count: int) -> list[
     return results
 
 
-def four_round_trip_increment(count: int, rounds: int, ctx: Any) -> Ratio:
+async def four_round_trip_increment(count: int, ctx: Any) -> Ratio:
     """SyncManager.increment against lock+get+set+unlock through plain manager proxies."""
     manager = Manager()
     try:
         lock, data = manager.Lock(), manager.dict()
         data["n"] = 0
 
-        def naive() -> None:
+        async def naive() -> None:
             lock.acquire()
             try:
                 data["n"] = data.get("n", 0) + 1
@@ -240,15 +234,16 @@ def four_round_trip_increment(count: int, rounds: int, ctx: Any) -> Ratio:
                 lock.release()
 
         blocking = ctx.sync
-        mine, theirs = [], []
-        for _ in range(rounds):
-            mine.append(time_sync(lambda: blocking.increment("naive"), count))
-            theirs.append(time_sync(naive, count))
+
+        async def ours() -> int:
+            return int(blocking.increment("naive"))
+
+        mine, theirs = await interleaved_latency(ours, naive, count=count)
         return Ratio(
             "SyncManager increment / lock+get+set+unlock proxies",
             "increment",
-            statistics.median(mine),
-            statistics.median(theirs),
+            mine,
+            theirs,
             "µs/op",
             "<= 0.33x",
             extra="target: >= 3x faster",
@@ -260,8 +255,7 @@ def four_round_trip_increment(count: int, rounds: int, ctx: Any) -> Ratio:
 async def run(
     redis_url: str, cluster_url: str | None, memcached_port: int, quick: bool
 ) -> list[Ratio]:
-    count, rounds = (300, 3) if quick else (1_000, 5)
-    lone = count * rounds  # single calls taking turns: as many of each as the other rows make
+    calls = 900 if quick else 5_000  # single calls of each variant per row
     results: list[Ratio] = []
     tag = f"b{os.getpid()}"
 
@@ -269,8 +263,7 @@ async def run(
     results += await compare(
         "InMemory (vs the Store called directly)",
         await store_pairs(memory, memory.interface._store),
-        count=count * 5,
-        rounds=rounds,
+        count=calls * 5,
         target=None,
     )
 
@@ -281,35 +274,33 @@ async def run(
         results += await compare(
             "SyncManager (vs a plain manager proxy)",
             await store_pairs(synced, raw_proxy),
-            count=count,
-            rounds=rounds,
+            count=calls,
             target=None,
         )
-        results.append(four_round_trip_increment(count, rounds, synced))
-        results.append(await blocking_vs_async("SyncManager", synced, count=count, rounds=rounds))
+        results.append(await four_round_trip_increment(calls, synced))
+        results.append(await blocking_vs_async("SyncManager", synced, count=calls))
         unbatched = SyncManager(process.address, process.authkey, batching=False)
         results += await lone_operations(
             "SyncManager",
             synced,
             context(f"{tag}_sync_off", unbatched),
-            count=lone,
+            count=calls,
         )
     finally:
         process.stop()
-    results.append(await blocking_vs_async("InMemory", memory, count=count * 5, rounds=rounds))
+    results.append(await blocking_vs_async("InMemory", memory, count=calls * 5))
 
     client = redis_asyncio.Redis.from_url(redis_url)
     aioredis = context(f"{tag}_aioredis", AIORedis(client))
     results += await compare(
         "AIORedis (vs redis.asyncio)",
         await aioredis_pairs(aioredis, client),
-        count=count,
-        rounds=rounds,
+        count=calls,
         target="<= 1.10x",
     )
-    results.append(await blocking_vs_async("AIORedis", aioredis, count=count, rounds=rounds))
+    results.append(await blocking_vs_async("AIORedis", aioredis, count=calls))
     unbatched_redis = context(f"{tag}_aioredis_off", AIORedis.from_url(redis_url, batching=False))
-    results += await lone_operations("AIORedis", aioredis, unbatched_redis, count=lone)
+    results += await lone_operations("AIORedis", aioredis, unbatched_redis, count=calls)
     await unbatched_redis.interface.aclose()
     await aioredis.interface.aclose()
     await client.aclose()
@@ -325,16 +316,15 @@ async def run(
     results += await compare(
         "AsyncioRedis (vs asyncio_redis)",
         await asyncio_redis_pairs(other, pool),
-        count=count,
-        rounds=rounds,
+        count=calls,
         target="<= 1.10x",
     )
-    results.append(await blocking_vs_async("AsyncioRedis", other, count=count, rounds=rounds))
+    results.append(await blocking_vs_async("AsyncioRedis", other, count=calls))
     unbatched_other = context(
         f"{tag}_asyncio_redis_off",
         AsyncioRedis(url["host"], url["port"], poolsize=4, batching=False),
     )
-    results += await lone_operations("AsyncioRedis", other, unbatched_other, count=lone)
+    results += await lone_operations("AsyncioRedis", other, unbatched_other, count=calls)
     await unbatched_other.interface.aclose()
     await other.interface.aclose()
     pool.close()
@@ -344,15 +334,14 @@ async def run(
     results += await compare(
         "Memcache (vs aiomcache)",
         await memcache_pairs(mc, raw_mc),
-        count=count,
-        rounds=rounds,
+        count=calls,
         target="<= 1.10x",
     )
-    results.append(await blocking_vs_async("Memcache", mc, count=count, rounds=rounds))
+    results.append(await blocking_vs_async("Memcache", mc, count=calls))
     unbatched_mc = context(
         f"{tag}_memcache_off", Memcache(port=memcached_port, pool_size=4, batching=False)
     )
-    results += await lone_operations("Memcache", mc, unbatched_mc, count=lone)
+    results += await lone_operations("Memcache", mc, unbatched_mc, count=calls)
     await unbatched_mc.interface.aclose()
     await mc.interface.aclose()
     await raw_mc.close()

@@ -53,30 +53,6 @@ async def time_async(call: Callable[[], Awaitable[object]], count: int) -> float
     return (time.perf_counter() - started) / count * 1e6
 
 
-def time_sync(call: Callable[[], object], count: int) -> float:
-    started = time.perf_counter()
-    for _ in range(count):
-        call()
-    return (time.perf_counter() - started) / count * 1e6
-
-
-async def alternate_async(
-    ours: Callable[[], Awaitable[object]],
-    base: Callable[[], Awaitable[object]],
-    *,
-    count: int,
-    rounds: int,
-) -> tuple[float, float]:
-    """Median µs per call of each, measured in alternation (ours, base, ours, base...)."""
-    await time_async(ours, count // 10 + 1)  # warm up connections and caches
-    await time_async(base, count // 10 + 1)
-    mine, theirs = [], []
-    for _ in range(rounds):
-        mine.append(await time_async(ours, count))
-        theirs.append(await time_async(base, count))
-    return statistics.median(mine), statistics.median(theirs)
-
-
 async def interleaved_latency(
     ours: Callable[[], Awaitable[object]],
     base: Callable[[], Awaitable[object]],

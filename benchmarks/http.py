@@ -111,7 +111,7 @@ def compare(
 
 
 def main(redis_url: str, logs: Path, quick: bool) -> list[Ratio]:
-    rounds, seconds = (2, 1) if quick else (14, 2)
+    rounds, seconds = (2, 1) if quick else (20, 2)
     return [
         compare(
             "SyncManager vs multiprocessing.Value + lock in shared_ctx",

@@ -203,19 +203,11 @@ async def lone_operations(group: str, on: Any, off: Any, *, count: int) -> list[
         "get": (lambda: on.get("lone-v"), lambda: off.get("lone-v")),
         "increment": (lambda: on.increment("lone-n"), lambda: off.increment("lone-n")),
     }
-    results = []
-    for name, (ours, theirs) in pairs.items():
-        mine, base = await interleaved_latency(ours, theirs, count=count)
-        results.append(
-            Ratio(
-                "batching on / off, one operation at a time",
-                f"{group} {name}",
-                mine,
-                base,
-                "µs/op",
-                "<= 1.10x",
-            )
-        )
+    results = await compare(
+        "batching on / off, one operation at a time", pairs, count=count, target="<= 1.10x"
+    )
+    for ratio in results:
+        ratio.name = f"{group} {ratio.name}"
     return results
 
 

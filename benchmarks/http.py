@@ -86,14 +86,12 @@ def compare(
     a = Server(ours[0], ours[1], logs / "ours.log")
     b = Server(base[0], base[1], logs / "base.log")
     try:
-        mine, theirs = [], []
+        mine: list[tuple[float, float]] = []
+        theirs: list[tuple[float, float]] = []
         for i in range(rounds):
-            if i % 2:
-                theirs.append(wrk(b.port, seconds, connections))
-                mine.append(wrk(a.port, seconds, connections))
-            else:
-                mine.append(wrk(a.port, seconds, connections))
-                theirs.append(wrk(b.port, seconds, connections))
+            turns = ((b, theirs), (a, mine)) if i % 2 else ((a, mine), (b, theirs))
+            for server, results in turns:
+                results.append(wrk(server.port, seconds, connections))
     finally:
         a.stop()
         b.stop()

@@ -25,7 +25,7 @@ from sanic_synchro_ctx.interfaces.redisscripts import COMPARE_AND_SET, LOCK_RELE
 from sanic_synchro_ctx.launcher import ManagerProcess
 from sanic_synchro_ctx.manager import connect
 
-from .timing import Ratio, interleaved_latency
+from .timing import Ratio, awaiting, interleaved_latency
 
 Op = Callable[[], Awaitable[object]]
 DOC = {"user": "ada", "roles": ["admin", "dev"], "visits": 12}
@@ -182,12 +182,8 @@ async def blocking_vs_async(group: str, ctx: Any, *, count: int) -> Ratio:
     """increment through ``.sync`` (called on the loop's thread, as a def handler does)
     against the async front end."""
     blocking = ctx.sync
-
-    async def blocking_increment() -> int:
-        return int(blocking.increment("b"))
-
     mine, theirs = await interleaved_latency(
-        blocking_increment, lambda: ctx.increment("b"), count=count
+        awaiting(lambda: blocking.increment("b")), lambda: ctx.increment("b"), count=count
     )
     return Ratio(
         "blocking / async front end", f"{group} increment", mine, theirs, "µs/op", "<= 1.5x"
@@ -218,7 +214,7 @@ async def four_round_trip_increment(count: int, ctx: Any) -> Ratio:
         lock, data = manager.Lock(), manager.dict()
         data["n"] = 0
 
-        async def naive() -> None:
+        def naive() -> None:
             lock.acquire()
             try:
                 data["n"] = data.get("n", 0) + 1
@@ -226,11 +222,9 @@ async def four_round_trip_increment(count: int, ctx: Any) -> Ratio:
                 lock.release()
 
         blocking = ctx.sync
-
-        async def ours() -> int:
-            return int(blocking.increment("naive"))
-
-        mine, theirs = await interleaved_latency(ours, naive, count=count)
+        mine, theirs = await interleaved_latency(
+            awaiting(lambda: blocking.increment("naive")), awaiting(naive), count=count
+        )
         return Ratio(
             "SyncManager increment / lock+get+set+unlock proxies",
             "increment",

@@ -53,6 +53,15 @@ async def time_async(call: Callable[[], Awaitable[object]], count: int) -> float
     return (time.perf_counter() - started) / count * 1e6
 
 
+def awaiting(call: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+    """A blocking ``call`` as a function returning an awaitable, to time it beside one."""
+
+    async def run() -> object:
+        return call()
+
+    return run
+
+
 async def interleaved_latency(
     ours: Callable[[], Awaitable[object]],
     base: Callable[[], Awaitable[object]],

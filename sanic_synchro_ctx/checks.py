@@ -31,6 +31,13 @@ INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 
 
+def _brief(number: float) -> str:
+    """A number for an error message (an int of thousands of digits is not printed whole)."""
+    if isinstance(number, int) and abs(number) >= 10**24:
+        return f"an int of {number.bit_length()} bits"
+    return repr(number)
+
+
 def check_key(key: Any, what: str = "key") -> str:
     """A key is a non-empty ``str`` of at most :data:`MAX_KEY_LENGTH` characters."""
     if not isinstance(key, str):
@@ -72,10 +79,12 @@ def check_lease(ttl: Any) -> float:
         raise SynchroTypeError("ttl must be a number of seconds, not None")
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
         raise SynchroTypeError(f"ttl must be int or float seconds, got {type(ttl).__name__}")
+    if ttl > MAX_TTL:  # compared before any float(): an int may exceed every float
+        raise SynchroValueError(
+            f"ttl must be at most {MAX_TTL} seconds (ten years), got {_brief(ttl)}"
+        )
     if not math.isfinite(ttl) or ttl <= 0:
         raise SynchroValueError(f"ttl must be a positive, finite number of seconds, got {ttl!r}")
-    if ttl > MAX_TTL:
-        raise SynchroValueError(f"ttl must be at most {MAX_TTL} seconds (ten years), got {ttl!r}")
     return float(ttl)
 
 
@@ -86,6 +95,10 @@ def check_timeout(timeout: Any) -> float | None:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise SynchroTypeError(
             f"timeout must be int or float seconds, got {type(timeout).__name__}"
+        )
+    if timeout > MAX_TTL:  # compared before any float(): an int may exceed every float
+        raise SynchroValueError(
+            f"timeout must be at most {MAX_TTL} seconds (ten years), got {_brief(timeout)}"
         )
     if not math.isfinite(timeout) or timeout < 0:
         raise SynchroValueError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")

@@ -18,9 +18,14 @@ import json
 import pickle
 from typing import Any
 
-from .errors import SynchroSerializationError
+from .errors import SynchroSerializationError, SynchroValueError
 
-__all__ = ["JSONSerializer", "PickleSerializer", "Serializer"]
+__all__ = ["MAX_DEPTH", "JSONSerializer", "PickleSerializer", "Serializer"]
+
+#: Deepest nesting of lists and dicts a JSON value may have. Every write checks it, so every
+#: stored value can be decoded by any reader, even one already deep in its own call stack
+#: (decoding recurses once per level, and a few hundred levels would hit Python's limit).
+MAX_DEPTH = 64
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
@@ -43,12 +48,19 @@ class Serializer:
 _SCALAR_TYPES = frozenset(_JSON_SCALARS)
 
 
-def _reject_non_str_keys(value: Any) -> None:
-    """JSON would silently turn ``{1: "a"}`` into ``{"1": "a"}``; refuse it instead.
+def _too_deep() -> SynchroValueError:
+    return SynchroValueError(f"value is nested too deeply: at most {MAX_DEPTH} levels")
+
+
+def _check_containers(value: Any, depth: int = 1) -> None:
+    """Refuse dict keys that are not str (JSON would silently turn ``{1: "a"}`` into
+    ``{"1": "a"}``) and nesting deeper than :data:`MAX_DEPTH`.
 
     Runs after the encoder accepted the value (so it is finite and acyclic); scalars are
     skipped by exact type, which keeps the walk cheap for typical values.
     """
+    if depth > MAX_DEPTH:
+        raise _too_deep()
     if isinstance(value, dict):
         for key, item in value.items():
             if type(key) is not str and not isinstance(key, str):
@@ -56,11 +68,19 @@ def _reject_non_str_keys(value: Any) -> None:
                     f"dict keys must be str to be stored as JSON, got {type(key).__name__}"
                 )
             if type(item) not in _SCALAR_TYPES:
-                _reject_non_str_keys(item)
+                _check_containers(item, depth + 1)
     elif isinstance(value, (list, tuple)):
         for item in value:
             if type(item) not in _SCALAR_TYPES:
-                _reject_non_str_keys(item)
+                _check_containers(item, depth + 1)
+
+
+def _int_text(value: int) -> bytes:
+    """An int in decimal; Python refuses to write one of more than 4,300 digits."""
+    try:
+        return str(value).encode("ascii")
+    except ValueError as exc:
+        raise SynchroSerializationError(f"int cannot be stored: {exc}") from None
 
 
 class JSONSerializer(Serializer):
@@ -73,18 +93,17 @@ class JSONSerializer(Serializer):
 
     def dumps(self, value: Any) -> bytes:
         if type(value) is int:
-            return str(value).encode("ascii")
+            return _int_text(value)
         try:
             text = self._encoder.encode(value)
-        except (TypeError, ValueError, RecursionError) as exc:
+        except RecursionError:
+            raise _too_deep() from None
+        except (TypeError, ValueError) as exc:
             raise SynchroSerializationError(
                 f"value of type {type(value).__name__} cannot be stored as JSON: {exc}"
             ) from exc
         if type(value) not in _SCALAR_TYPES:
-            try:
-                _reject_non_str_keys(value)
-            except RecursionError as exc:
-                raise SynchroSerializationError("value is nested too deeply") from exc
+            _check_containers(value)
         return text.encode("ascii")
 
     def loads(self, data: bytes) -> Any:
@@ -118,7 +137,7 @@ class PickleSerializer(Serializer):
 
     def dumps(self, value: Any) -> bytes:
         if type(value) is int:
-            return str(value).encode("ascii")
+            return _int_text(value)
         try:
             payload = pickle.dumps(value, protocol=self._protocol)
         except Exception as exc:

@@ -89,23 +89,24 @@ def memcached_server() -> Iterator[MemcachedServer]:
 
 
 @pytest.fixture
-def make_interface(request: pytest.FixtureRequest) -> Callable[[str], BaseSynchroInterface]:
+def make_interface(request: pytest.FixtureRequest) -> Callable[..., BaseSynchroInterface]:
     """Build an interface of one kind; its backend server starts on first use."""
 
-    def make(kind: str) -> BaseSynchroInterface:
+    def make(kind: str, **options: Any) -> BaseSynchroInterface:
         if kind == "inmemory":
-            return InMemory()
+            return InMemory(**options)
         if kind == "syncmanager":
             manager = request.getfixturevalue("manager_process")
-            return SyncManager(manager.address, manager.authkey)
+            return SyncManager(manager.address, manager.authkey, **options)
         if kind == "aioredis":
-            return AIORedis.from_url(request.getfixturevalue("redis_server").url)
+            return AIORedis.from_url(request.getfixturevalue("redis_server").url, **options)
         if kind == "aioredis-cluster":
-            return AIORedis.from_url(request.getfixturevalue("redis_cluster").url, cluster=True)
+            url = request.getfixturevalue("redis_cluster").url
+            return AIORedis.from_url(url, cluster=True, **options)
         if kind == "asyncio_redis":
-            return AsyncioRedis(port=request.getfixturevalue("redis_server").port)
+            return AsyncioRedis(port=request.getfixturevalue("redis_server").port, **options)
         if kind == "memcache":
-            return Memcache(port=request.getfixturevalue("memcached_server").port)
+            return Memcache(port=request.getfixturevalue("memcached_server").port, **options)
         raise ValueError(kind)
 
     return make
@@ -113,7 +114,7 @@ def make_interface(request: pytest.FixtureRequest) -> Callable[[str], BaseSynchr
 
 @pytest.fixture(params=INTERFACES)
 async def interface(
-    request: pytest.FixtureRequest, make_interface: Callable[[str], BaseSynchroInterface]
+    request: pytest.FixtureRequest, make_interface: Callable[..., BaseSynchroInterface]
 ) -> AsyncIterator[BaseSynchroInterface]:
     made = make_interface(request.param)
     yield made
@@ -134,7 +135,7 @@ def ctx(
 def shared_pair(
     request: pytest.FixtureRequest,
     app_name: str,
-    make_interface: Callable[[str], BaseSynchroInterface],
+    make_interface: Callable[..., BaseSynchroInterface],
 ) -> tuple[Any, Any]:
     """Two namespaces (two apps) on one backend server, to show they never mix."""
     contexts = []
@@ -143,3 +144,24 @@ def shared_pair(
         Synchro(app, interface=make_interface(request.param))
         contexts.append(app.ctx.synchro)
     return contexts[0], contexts[1]
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+async def shared_backend(
+    request: pytest.FixtureRequest,
+    app_name: str,
+    make_interface: Callable[..., BaseSynchroInterface],
+) -> AsyncIterator[Callable[..., Any]]:
+    """Contexts with explicit prefixes (made unique per test) on one backend server."""
+    made: list[BaseSynchroInterface] = []
+
+    def attach(prefix: str) -> Any:
+        interface = make_interface(request.param, prefix=app_name + prefix)
+        made.append(interface)
+        app = Sanic(f"{app_name}_{len(made)}")
+        Synchro(app, interface=interface)
+        return app.ctx.synchro
+
+    yield attach
+    for interface in made:
+        await interface.aclose()

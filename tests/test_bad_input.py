@@ -19,11 +19,16 @@ from sanic_synchro_ctx import (
     SynchroValueError,
 )
 from sanic_synchro_ctx.checks import MAX_KEY_LENGTH, MAX_TTL
+from sanic_synchro_ctx.serializer import MAX_DEPTH
 
 BEFORE = {"counter": 5, "text": "hello", "doc": {"a": [1, 2]}, "nothing": None}
 HUGE = "x" * 1_100_000
 circular: list[Any] = []
 circular.append(circular)
+TOO_DEEP: Any = "bottom"
+for _ in range(MAX_DEPTH + 1):
+    TOO_DEEP = [TOO_DEEP]
+HUGE_NUMBER = 10**400
 
 Op = Callable[[Any], Any]
 
@@ -61,6 +66,9 @@ CASES: list[tuple[str, Op, type[SynchroError]]] = [
     ),
     ("circular value", lambda c: c.set("doc", circular), SynchroSerializationError),
     ("value over the size limit", lambda c: c.set("text", HUGE), SynchroValueError),
+    ("int beyond JSON's digits", lambda c: c.set("text", 10**5000), SynchroSerializationError),
+    ("value nested too deeply", lambda c: c.set("doc", TOO_DEEP), SynchroValueError),
+    ("too deep inside a dict", lambda c: c.set("doc", {"a": TOO_DEEP}), SynchroValueError),
     (
         "bad value in update",
         lambda c: c.update({"text": "new", "x": object()}),
@@ -89,6 +97,19 @@ CASES: list[tuple[str, Op, type[SynchroError]]] = [
     ("NaN ttl", lambda c: c.set("text", "new", ttl=math.nan), SynchroValueError),
     ("infinite ttl", lambda c: c.expire("text", math.inf), SynchroValueError),
     ("ttl over ten years", lambda c: c.set("text", "new", ttl=MAX_TTL + 1), SynchroValueError),
+    ("ttl beyond float", lambda c: c.set("text", "new", ttl=HUGE_NUMBER), SynchroValueError),
+    ("expire beyond float", lambda c: c.expire("text", HUGE_NUMBER), SynchroValueError),
+    ("update ttl beyond float", lambda c: c.update({"a": 1}, ttl=HUGE_NUMBER), SynchroValueError),
+    (
+        "set_default ttl beyond float",
+        lambda c: c.set_default({"new": 1}, ttl=HUGE_NUMBER),
+        SynchroValueError,
+    ),
+    (
+        "compare_and_set ttl beyond float",
+        lambda c: c.compare_and_set("text", "hello", "x", ttl=HUGE_NUMBER),
+        SynchroValueError,
+    ),
     ("str ttl", lambda c: c.set("text", "new", ttl="5"), SynchroTypeError),
     ("bool ttl", lambda c: c.update({"text": "new"}, ttl=True), SynchroTypeError),
     (
@@ -114,6 +135,8 @@ CASES: list[tuple[str, Op, type[SynchroError]]] = [
     ("negative lock lease", lambda c: c.lock("l", ttl=-1), SynchroValueError),
     ("negative lock timeout", lambda c: c.lock("l", timeout=-1), SynchroValueError),
     ("NaN lock timeout", lambda c: c.lock("l", timeout=math.nan), SynchroValueError),
+    ("lock lease beyond float", lambda c: c.lock("l", ttl=HUGE_NUMBER), SynchroValueError),
+    ("lock timeout beyond float", lambda c: c.lock("l", timeout=HUGE_NUMBER), SynchroValueError),
 ]
 
 

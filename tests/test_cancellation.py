@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sanic import Sanic
 
-from sanic_synchro_ctx import Synchro
+from sanic_synchro_ctx import Synchro, SynchroTypeError, SynchroValueError
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 
 pytestmark = pytest.mark.timeout(120)
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.timeout(120)
     "kind", ["syncmanager", "aioredis", "aioredis-cluster", "asyncio_redis", "memcache"]
 )
 async def test_a_thousand_cancelled_operations_leave_every_later_read_correct(
-    kind: str, make_interface: Callable[[str], BaseSynchroInterface], app_name: str
+    kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
 ) -> None:
     interface = make_interface(kind)
     Synchro(Sanic(app_name), interface=interface)
@@ -62,5 +63,51 @@ async def test_a_thousand_cancelled_operations_leave_every_later_read_correct(
                 assert await interface.increment("counter") == counter + 1
 
             await asyncio.wait_for(reads(), timeout=20)
+    finally:
+        await interface.aclose()
+
+
+NETWORK = ["syncmanager", "aioredis", "aioredis-cluster", "asyncio_redis", "memcache"]
+
+
+async def _cancelled_at_random(call: Callable[[], Any], times: int) -> None:
+    """``times`` calls, each cancelled after a random 0-2 ms (some finish first)."""
+    for _ in range(times):
+        try:
+            await asyncio.wait_for(call(), random.uniform(0, 0.002))
+        except (asyncio.TimeoutError, SynchroTypeError, SynchroValueError):
+            pass
+
+
+@pytest.mark.parametrize("kind", NETWORK)
+async def test_cancelling_calls_answered_with_an_error_keeps_every_connection(
+    kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
+) -> None:
+    """The issue's 40 of 40 reads that hung: an error reply to a cancelled caller."""
+    interface = make_interface(kind)
+    Synchro(Sanic(app_name), interface=interface)
+    try:
+        await interface.set("s", "abc")
+        await _cancelled_at_random(lambda: interface.increment("s"), 200)
+
+        async def reads() -> None:
+            for _ in range(40):
+                assert await interface.get("s") == "abc"
+
+        await asyncio.wait_for(reads(), timeout=20)
+    finally:
+        await interface.aclose()
+
+
+@pytest.mark.parametrize("kind", ["inmemory", *NETWORK])
+async def test_cancelled_overflowing_increments_leave_the_counter_as_it_was(
+    kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
+) -> None:
+    interface = make_interface(kind)
+    Synchro(Sanic(app_name), interface=interface)
+    try:
+        await interface.set("n", 2**63 - 6)
+        await _cancelled_at_random(lambda: interface.increment("n", 10), 300)
+        assert await asyncio.wait_for(interface.get("n"), 20) == 2**63 - 6
     finally:
         await interface.aclose()

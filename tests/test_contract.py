@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -257,6 +258,34 @@ async def test_increment_keeps_the_expiry(ctx: Any) -> None:
     assert await ctx.ttl("m") is None
 
 
+async def test_an_overflowing_increment_is_never_visible(ctx: Any) -> None:
+    """Refused overflows change nothing that anyone could read, even while they run."""
+    top, bottom = 2**63 - 6, -(2**63) + 6
+    await ctx.update({"top": top, "bottom": bottom})
+    refused = 0
+    reads: list[Any] = []
+
+    async def overflow(key: str, by: int) -> None:
+        nonlocal refused
+        for _ in range(5):
+            with pytest.raises(SynchroValueError):
+                await ctx.increment(key, by)
+            refused += 1
+
+    async def read() -> None:
+        while refused < 40:
+            reads.append(tuple((await ctx.get_many(["top", "bottom"])).values()))
+            await asyncio.sleep(0)
+
+    reader = asyncio.create_task(read())
+    await asyncio.gather(
+        *(overflow("top", 10) for _ in range(4)), *(overflow("bottom", -10) for _ in range(4))
+    )
+    await reader
+    assert set(reads) <= {(top, bottom)}
+    assert await ctx.get_many(["top", "bottom"]) == {"top": top, "bottom": bottom}
+
+
 async def test_concurrent_increments_from_tasks_are_exact(ctx: Any) -> None:
     async def bump() -> list[int]:
         return [await ctx.increment("n") for _ in range(50)]
@@ -360,6 +389,25 @@ async def test_set_with_ttl_expires(ctx: Any) -> None:
         assert "k" not in await ctx.keys()
 
 
+async def test_once_a_key_reads_as_expired_every_operation_agrees(ctx: Any) -> None:
+    """No operation may act on a key that a read already reported gone."""
+    names = ["inc", "del", "add", "cas", "exp", "rep"]
+    await ctx.update(dict.fromkeys(names, 5), ttl=0.5)
+
+    async def all_gone() -> bool:
+        return await ctx.get_many(names) == {}
+
+    await until(all_gone, timeout=10)
+    assert await ctx.increment("inc") == 1
+    assert await ctx.ttl("inc") is None
+    assert await ctx.delete("del") == 0
+    assert await ctx.setdefault("add", 7) == 7
+    assert await ctx.compare_and_set("cas", 5, 6) is False
+    assert await ctx.expire("exp", 10) is False
+    assert await ctx.replace("rep", 1) is None
+    assert await ctx.get_many(names) == {"inc": 1, "add": 7, "rep": 1}
+
+
 async def test_set_without_ttl_clears_an_old_expiry(ctx: Any) -> None:
     await ctx.set("k", 1, ttl=100)
     await ctx.set("k", 2)
@@ -450,6 +498,12 @@ async def test_held_lock_excludes_a_second_owner(ctx: Any) -> None:
         assert time.monotonic() - started >= 0.1
 
 
+async def test_a_lease_beyond_thirty_days_excludes_a_second_owner(ctx: Any) -> None:
+    async with ctx.lock("long", ttl=31 * 86_400):
+        with pytest.raises(LockTimeout):
+            await ctx.lock("long", timeout=0).acquire()
+
+
 async def test_expired_lease_can_be_taken_over(ctx: Any) -> None:
     first = ctx.lock("job", ttl=0.2)
     await first.acquire()
@@ -510,3 +564,20 @@ async def test_namespaces_on_one_backend_never_mix(shared_pair: tuple[Any, Any])
     await first.clear()
     assert await second.get("shared-name") == "second"
     assert await first.get_many(["shared-name", "only-first"]) == {}
+
+
+async def test_nested_explicit_prefixes_never_reach_into_each_other(
+    shared_backend: Callable[..., Any],
+) -> None:
+    """Prefix "app" is a string prefix of "app2": their namespaces must still not mix."""
+    short, long_ = shared_backend(prefix="app"), shared_backend(prefix="app2")
+    await long_.update({"x": "long", "kept": 1})
+    await short.update({"2x": "short", "mine": 2})
+    assert await long_.get("x") == "long"
+    assert await short.get("2x") == "short"
+    if lists_keys(short):
+        assert sorted(await short.keys()) == ["2x", "mine"]
+        assert sorted(await long_.keys()) == ["kept", "x"]
+    await short.clear()
+    assert await long_.get_many(["x", "kept"]) == {"x": "long", "kept": 1}
+    await long_.clear()

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import datetime
+import inspect
+import sys
 from typing import Any
 
 import pytest
 
-from sanic_synchro_ctx import InMemory, Synchro, SynchroSerializationError, SynchroTypeError
-from sanic_synchro_ctx.serializer import JSONSerializer, PickleSerializer
+from sanic_synchro_ctx import (
+    InMemory,
+    Synchro,
+    SynchroSerializationError,
+    SynchroTypeError,
+    SynchroValueError,
+)
+from sanic_synchro_ctx.serializer import MAX_DEPTH, JSONSerializer, PickleSerializer
 
 
 def test_json_is_canonical() -> None:
@@ -60,3 +68,36 @@ def test_an_interface_with_the_pickle_serializer(app: Any) -> None:
         ctx.increment("date")
     with pytest.raises(SynchroSerializationError):
         ctx.set("lambda", lambda: None)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def test_the_deepest_value_accepted_reads_back_from_a_deep_call_stack() -> None:
+    """A value at MAX_DEPTH round-trips even when the reader is already deep in its own
+    stack (a handler inside middleware, decorators, a framework)."""
+    serializer = JSONSerializer()
+    value = _nested(MAX_DEPTH)
+    data = serializer.dumps(value)
+    with pytest.raises(SynchroValueError, match="deep"):
+        serializer.dumps([value])
+    limit = sys.getrecursionlimit()
+
+    def read_at(depth: int) -> Any:
+        if depth:
+            return read_at(depth - 1)
+        return serializer.loads(data)
+
+    # leave only a little more than MAX_DEPTH frames of the interpreter's limit
+    here = len(inspect.stack())
+    assert read_at(limit - here - MAX_DEPTH - 40) == value
+
+
+def test_depth_counts_containers_only() -> None:
+    serializer = JSONSerializer()
+    flat = {f"k{i}": [i, {"x": "y"}] for i in range(1_000)}
+    assert serializer.loads(serializer.dumps(flat)) == flat

@@ -1,0 +1,272 @@
+"""Exact under faults: a stalled or frozen backend, real servers, real signals.
+
+Every backend here is a private server process of the test (a redis-server, a memcached,
+a standalone manager) so that it can be stopped with SIGSTOP without disturbing the rest
+of the suite. A non-idempotent operation must never be sent twice: an increment that timed
+out raised SynchroConnectionError and may or may not have been applied, so the final count
+lies between the acknowledged and the issued increments, never above.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sanic import Sanic
+
+from sanic_synchro_ctx import (
+    AIORedis,
+    AsyncioRedis,
+    Memcache,
+    Synchro,
+    SynchroConnectionError,
+    SyncManager,
+)
+from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
+
+from .backends import MemcachedServer, RedisServer
+
+pytestmark = pytest.mark.timeout(180)
+
+#: Interfaces whose backend is a process a test can freeze, each with a 1 s timeout.
+FREEZABLE = ["syncmanager", "aioredis", "asyncio_redis", "memcache"]
+TIMEOUT = 1.0
+
+
+class Backend:
+    """A private backend process and an interface factory bound to it."""
+
+    def __init__(self, pid: int, make: Callable[[], BaseSynchroInterface]) -> None:
+        self.pid = pid
+        self.make = make
+
+    @contextlib.contextmanager
+    def frozen(self, watchdog: float = 20.0) -> Iterator[threading.Event]:
+        """SIGSTOP the backend for the block; a watchdog thaws it after ``watchdog`` s
+        (so a call that waits for the thaw ends, and the test can see that it waited)."""
+        thawed = threading.Event()
+
+        def thaw_later() -> None:
+            if not thawed.wait(watchdog):
+                os.kill(self.pid, signal.SIGCONT)
+                thawed.set()
+
+        os.kill(self.pid, signal.SIGSTOP)
+        _wait_state(self.pid, "T")
+        threading.Thread(target=thaw_later, daemon=True).start()
+        try:
+            yield thawed
+        finally:
+            if not thawed.is_set():
+                thawed.set()
+                os.kill(self.pid, signal.SIGCONT)
+
+
+def _wait_state(pid: int, state: str) -> None:
+    """Wait until the kernel reports process ``pid`` in ``state`` (T: stopped)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as handle:
+            if handle.read().rsplit(")", 1)[1].split()[0] == state:
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} never reached state {state}")
+
+
+@pytest.fixture(params=FREEZABLE)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    kind = request.param
+    if kind == "syncmanager":
+        from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
+
+        process = ManagerProcess.start(watch_pid=os.getpid())
+        yield Backend(
+            process.pid,
+            lambda: SyncManager(process.address, process.authkey, timeout=TIMEOUT),
+        )
+        process.stop()
+        return
+    if kind == "memcache":
+        server: Any = MemcachedServer().start()
+        assert server.process is not None
+        port = server.port
+        yield Backend(server.process.pid, lambda: Memcache(port=port, timeout=TIMEOUT))
+        server.stop()
+        return
+    server = RedisServer(tmp_path).start()
+    assert server.process is not None
+    url, port = server.url, server.port
+    if kind == "aioredis":
+        yield Backend(
+            server.process.pid,
+            lambda: AIORedis.from_url(url, socket_timeout=TIMEOUT),
+        )
+    else:
+        yield Backend(server.process.pid, lambda: AsyncioRedis(port=port, timeout=TIMEOUT))
+    server.stop()
+
+
+def _attach(interface: BaseSynchroInterface, app_name: str) -> Any:
+    app = Sanic(app_name)
+    Synchro(app, interface=interface)
+    return app.ctx.synchro
+
+
+async def test_a_stalled_backend_never_applies_an_increment_twice(
+    backend: Backend, app_name: str
+) -> None:
+    """16 tasks increment while the backend stalls for longer than the timeout: calls
+    that timed out are not sent again when it resumes (the issue's 33,277 > 33,262)."""
+    ctx = _attach(backend.make(), app_name)
+    await ctx.set("n", 0)
+    issued = acknowledged = 0
+    running = True
+
+    async def bump() -> None:
+        nonlocal issued, acknowledged
+        while running:
+            issued += 1
+            try:
+                await ctx.increment("n")
+            except SynchroConnectionError as exc:
+                assert "unknown" in str(exc)  # the caller is told the effect is unknown
+                await asyncio.sleep(0.05)
+            else:
+                acknowledged += 1
+
+    tasks = [asyncio.create_task(bump()) for _ in range(16)]
+    await _until(lambda: acknowledged >= 200)
+    with backend.frozen():
+        await asyncio.sleep(TIMEOUT * 2.5)
+    mark = acknowledged
+    await _until(lambda: acknowledged >= mark + 200, timeout=30)
+    running = False
+    await asyncio.gather(*tasks)
+    final = await _read_eventually(ctx, "n")
+    assert acknowledged <= final <= issued, (acknowledged, final, issued)
+    await ctx.interface.aclose()
+
+
+def test_a_stalled_backend_never_applies_a_blocking_increment_twice(
+    backend: Backend, app_name: str
+) -> None:
+    ctx = _attach(backend.make(), app_name).sync
+    ctx.set("n", 0)
+    counts = {"issued": 0, "acknowledged": 0}
+    lock = threading.Lock()
+    running = threading.Event()
+    running.set()
+
+    def bump() -> None:
+        while running.is_set():
+            with lock:
+                counts["issued"] += 1
+            try:
+                ctx.increment("n")
+            except SynchroConnectionError:
+                time.sleep(0.05)
+            else:
+                with lock:
+                    counts["acknowledged"] += 1
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    _wait_until(lambda: counts["acknowledged"] >= 100)
+    with backend.frozen():
+        time.sleep(TIMEOUT * 2.5)
+    mark = counts["acknowledged"]
+    _wait_until(lambda: counts["acknowledged"] >= mark + 100, timeout=30)
+    running.clear()
+    for thread in threads:
+        thread.join()
+    final = ctx.get("n")
+    assert counts["acknowledged"] <= final <= counts["issued"], (counts, final)
+    ctx.interface.close()
+
+
+async def test_a_frozen_backend_fails_every_async_call_within_its_timeout(
+    backend: Backend, app_name: str
+) -> None:
+    """Each call ends within its timeout with SynchroConnectionError, the second one too
+    (reconnecting is bounded as well), and the event loop is never held for longer."""
+    ctx = _attach(backend.make(), app_name)
+    await ctx.set("k", "v")
+    longest = 0.0
+    ticking = True
+
+    async def ticker() -> None:
+        nonlocal longest
+        last = time.monotonic()
+        while ticking:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            longest = max(longest, now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    with backend.frozen() as thawed:
+        for call in (lambda: ctx.get("k"), lambda: ctx.increment("n"), lambda: ctx.get("k")):
+            with pytest.raises(SynchroConnectionError):
+                await call()
+            assert not thawed.is_set(), "a call waited for the backend to resume"
+    ticking = False
+    await tick
+    assert longest < TIMEOUT + 1.5, f"the event loop was held for {longest:.2f} s"
+    assert await _read_eventually(ctx, "k") == "v"
+    await ctx.interface.aclose()
+
+
+def test_a_frozen_backend_fails_every_blocking_call_within_its_timeout(
+    backend: Backend, app_name: str
+) -> None:
+    ctx = _attach(backend.make(), app_name).sync
+    ctx.set("k", "v")
+    with backend.frozen() as thawed:
+        for call in (lambda: ctx.get("k"), lambda: ctx.increment("n"), lambda: ctx.get("k")):
+            with pytest.raises(SynchroConnectionError):
+                call()
+            assert not thawed.is_set(), "a call waited for the backend to resume"
+    _wait_until(lambda: _answers(lambda: ctx.get("k")) == "v")
+    ctx.interface.close()
+
+
+async def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def _wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def _answers(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except SynchroConnectionError:
+        return None
+
+
+async def _read_eventually(ctx: Any, key: str) -> Any:
+    """Read ``key`` once the backend answers again (the first calls after a thaw may still
+    meet connections that timed out)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return await ctx.get(key)
+        except SynchroConnectionError:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)

@@ -31,8 +31,8 @@ PRIORITY = 1_000
 
 
 def default_prefix(app_name: str, name: str) -> str:
-    """The key prefix of one (app, Synchro name) pair; no two pairs share or nest prefixes."""
-    return f"synchro:{quote(app_name, safe='')}:{quote(name, safe='')}:"
+    """The namespace of one (app, Synchro name) pair: no two pairs share one."""
+    return f"synchro/{quote(app_name, safe='')}/{quote(name, safe='')}"
 
 
 def _is_blocking_handler(handler: Callable[..., Any], method: str) -> bool:

@@ -12,6 +12,7 @@ from sanic.views import HTTPMethodView
 from sanic_synchro_ctx import InMemory, Synchro, SynchroValueError, SyncManager
 from sanic_synchro_ctx.context import SynchroContext
 from sanic_synchro_ctx.extension import default_prefix
+from sanic_synchro_ctx.interfaces.base import namespace_head
 
 
 def kinds_app(app: Sanic[Any, Any]) -> None:
@@ -123,14 +124,20 @@ def test_two_names_on_one_app_keep_separate_namespaces(app: Any) -> None:
     assert app.ctx.cache.interface.prefix != app.ctx.flags.interface.prefix
 
 
-def test_default_prefixes_never_nest() -> None:
+def test_namespace_heads_never_nest() -> None:
     prefixes = [
-        default_prefix("app", "synchro"),
-        default_prefix("app", "synchro2"),
-        default_prefix("app:synchro", "x"),
-        default_prefix("app", "synchro:x"),
-        default_prefix("ap", "p"),
+        namespace_head(default_prefix("app", "synchro")),
+        namespace_head(default_prefix("app", "synchro2")),
+        namespace_head(default_prefix("app:synchro", "x")),
+        namespace_head(default_prefix("app", "synchro:x")),
+        namespace_head(default_prefix("ap", "p")),
+        namespace_head("app"),
+        namespace_head("app2"),
+        namespace_head("app:"),
+        namespace_head("app%3A"),
+        namespace_head("synchro"),
     ]
+    assert len(set(prefixes)) == len(prefixes)
     for one in prefixes:
         for other in prefixes:
             if one is not other:

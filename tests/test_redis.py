@@ -86,6 +86,14 @@ async def test_keys_and_clear_scan_the_namespace_and_never_flush(
         assert forbidden not in stats
 
 
+async def test_a_raw_key_equal_to_the_namespace_head_is_not_listed(
+    redis_ctx: Any, redis_server: RedisServer
+) -> None:
+    redis_cli(redis_server.port, "SET", redis_ctx.interface.prefix, "written by someone else")
+    await redis_ctx.set("mine", 1)
+    assert await redis_ctx.keys() == ["mine"]
+
+
 async def test_the_two_redis_interfaces_read_each_others_keys(
     redis_server: RedisServer, app_name: str
 ) -> None:

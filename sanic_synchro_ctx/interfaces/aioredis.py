@@ -250,6 +250,9 @@ class AIORedis(NetworkInterface[_Session]):
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
         session = self._cached() or await self._session()
         raw = [encode_key(key) for key in keys]
+        if self._cluster:  # redis-py refuses MGET in a cluster pipeline: not batched
+            cluster_values: list[bytes | None] = await session.client.mget(raw)
+            return cluster_values
         values: list[bytes | None] = await session.run(lambda c: c.mget(raw))
         return values
 

@@ -25,12 +25,21 @@ from ..serializer import JSONSerializer, Serializer
 if TYPE_CHECKING:
     from sanic import Sanic
 
-__all__ = ["DEFAULT_MAX_VALUE_SIZE", "LOCK_MARK", "BaseSynchroInterface"]
+__all__ = ["DEFAULT_MAX_VALUE_SIZE", "LOCK_MARK", "BaseSynchroInterface", "namespace_head"]
 
 #: Largest serialized value accepted, in bytes (memcached's default item size).
 DEFAULT_MAX_VALUE_SIZE = 1_048_576
 #: Lock keys are ``LOCK_MARK + prefix + name``: never equal to a data key ``prefix + key``.
 LOCK_MARK = "\x00lock\x00"
+
+
+
+def namespace_head(namespace: str) -> str:
+    """What every key of ``namespace`` starts with: the namespace with ``%`` and ``:``
+    escaped, then ``:``. Its only ``:`` is its last character, so no namespace's head is the
+    start of another's ("app" and "app2" never reach into each other's keys)."""
+    return namespace.replace("%", "%25").replace(":", "%3A") + ":"
+
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -115,7 +124,9 @@ class BaseSynchroInterface:
             raise SynchroValueError("max_value_size must be a positive int")
         if max_value_size <= 0:
             raise SynchroValueError("max_value_size must be a positive int")
-        self._prefix: str | None = None if prefix is None else self._key_prefix(prefix)
+        self._prefix: str | None = (
+            None if prefix is None else self._key_prefix(namespace_head(prefix))
+        )
         self._explicit_prefix = prefix is not None
         self._serializer: Serializer = serializer if serializer is not None else JSONSerializer()
         self._max_value_size = max_value_size
@@ -124,7 +135,8 @@ class BaseSynchroInterface:
 
     @property
     def prefix(self) -> str | None:
-        """The key prefix in use (None until the interface is attached to an app)."""
+        """What every key of this namespace starts with in the backend (None until the
+        interface is attached to an app): the namespace, escaped, and ``:``."""
         return self._prefix
 
     def bind(self, prefix: str) -> None:
@@ -136,7 +148,7 @@ class BaseSynchroInterface:
         """
         if self._explicit_prefix:
             return
-        prefix = self._key_prefix(prefix)
+        prefix = self._key_prefix(namespace_head(prefix))
         if self._prefix is not None and self._prefix != prefix:
             raise SynchroValueError(
                 f"this interface already serves namespace {self._prefix!r}; create one "
@@ -319,7 +331,8 @@ class BaseSynchroInterface:
     async def keys(self) -> list[str]:
         prefix = self._namespace()
         cut = len(prefix)
-        return [key[cut:] for key in await self._keys(prefix)]
+        # a key equal to the head itself (written by some other client) is no key of ours
+        return [key[cut:] for key in await self._keys(prefix) if len(key) > cut]
 
     @operation
     async def clear(self) -> None:

@@ -78,7 +78,7 @@ _MARK = b":"  # prefix of every non-counter value: memcached never reads it as a
 _THIRTY_DAYS = 30 * 86_400
 _PAST = _THIRTY_DAYS + 1  # an absolute time in 1970: the item expires at once
 _MAX_KEY = 250
-_SAFE_NAMESPACE = re.compile(r"[A-Za-z0-9:%._-]{1,64}")
+_SAFE_NAMESPACE = re.compile(r"[A-Za-z0-9:%._/-]{1,64}")
 _PLAIN = re.compile(r"[\x21-\x22\x24-\x7e]+")  # printable ASCII except '#'
 _INTEGER = re.compile(rb"-?(?:0|[1-9][0-9]*)")
 

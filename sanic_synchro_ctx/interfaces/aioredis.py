@@ -1,9 +1,11 @@
 """AIORedis: Redis through ``redis.asyncio`` (the aioredis-2 API, now part of redis-py).
 
 ``AIORedis(client)`` takes a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``;
-``AIORedis.from_url(url, **kwargs)`` builds one. The given client serves the first event
-loop it runs on; other loops (the blocking front end's bridge, a server restarted on a
-new loop) get a client built from its settings, since a client belongs to one loop.
+``AIORedis.from_url(url, **kwargs)`` builds one. Operations run on clients built from the
+given client's settings, one per event loop (a client belongs to one loop), with bytes
+responses and retries off: redis-py would send a command that timed out again, and an
+increment still queued in a stalled server would then be applied twice. A timeout raises
+SynchroConnectionError, whose effect is unknown (the command may have run).
 
 Every operation is one round trip: a native command where Redis has one (GET, MGET,
 SET ... PX, SET ... KEEPTTL GET, INCRBY, PEXPIRE, PTTL, DEL) and a Lua script where a check
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ..errors import SynchroValueError
 from ..serializer import Serializer
-from .base import DEFAULT_MAX_VALUE_SIZE
+from .base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
 from .network import NetworkInterface
 from .redisscripts import (
     SCRIPTS,
@@ -49,6 +51,37 @@ if TYPE_CHECKING:
 __all__ = ["AIORedis"]
 
 _CHUNK = 500
+
+
+def _client_options(redis: ModuleType, *, cluster: bool = False) -> dict[str, Any]:
+    """Client options that every client of AIORedis gets: no retries, pooled connections
+    checked before use.
+
+    redis-py sends a command again after a timeout or a lost connection (3 retries by
+    default in redis-py 8, and RedisCluster retries on top). A command that timed out may
+    still be waiting in the server's input buffer, and runs when the server resumes: sent
+    again, an INCRBY is applied twice (seen: a counter 16 above the increments issued after
+    a 7 s stall). So no operation is ever sent twice; a timeout is reported as
+    SynchroConnectionError saying that its effect is unknown.
+
+    Without retries, a pooled connection that the server closed (a restart) must be noticed
+    before a command goes out on it. redis-py's pool checks for that, except when
+    maintenance notifications are on, which redis-py >= 7 enables by default ("auto"); a
+    plain Redis or Valkey server sends none, so they are turned off.
+    """
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "retry_on_error": []}
+    if not cluster:  # a RedisCluster has no such option (its retry object decides)
+        options["retry_on_timeout"] = False
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # redis-py < 7: no notifications, the pool always checks
+        pass
+    else:
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return options
 
 
 def _import_redis() -> ModuleType:
@@ -70,11 +103,10 @@ _Command = Callable[[Any], Any]
 class _Session:
     """One loop's client, the scripts registered on it and its batcher."""
 
-    __slots__ = ("batcher", "client", "owned", "scripts")
+    __slots__ = ("batcher", "client", "scripts")
 
-    def __init__(self, client: Any, owned: bool, max_batch: int | None) -> None:
+    def __init__(self, client: Any, max_batch: int | None) -> None:
         self.client = client
-        self.owned = owned
         self.scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
         self.batcher: Batcher[_Command] | None = None
         if max_batch is not None:
@@ -125,7 +157,6 @@ class AIORedis(NetworkInterface[_Session]):
         self._redis = redis
         self._cluster = isinstance(client, redis.asyncio.RedisCluster)
         self._template = client
-        self._unclaimed = not self._decodes(client)
         # redis-py's pools (and every cluster node's) fail a command at once when all
         # their connections are busy, before sending it: the operation then waits.
         busy = getattr(redis.exceptions, "MaxConnectionsError", None)
@@ -152,17 +183,13 @@ class AIORedis(NetworkInterface[_Session]):
         **kwargs: Any,
     ) -> AIORedis:
         """Build the client from ``url`` (``cluster=True``: a RedisCluster); ``kwargs`` go to
-        the client. Defaults: 5 s socket timeouts and 2 quick retries, so that a dead server
-        is reported within the timeout instead of after redis-py's ten retries; a pool of
+        the client. Defaults: 5 s socket timeouts (every call ends within them); a pool of
         100 connections (a burst of more concurrent operations waits for a connection
-        instead of failing)."""
+        instead of failing). Retries are always off (see the class docstring)."""
         redis = _import_redis()
-        from redis.asyncio.retry import Retry
-        from redis.backoff import ExponentialBackoff
-
-        kwargs.setdefault("socket_timeout", 5.0)
-        kwargs.setdefault("socket_connect_timeout", 5.0)
-        kwargs.setdefault("retry", Retry(ExponentialBackoff(cap=0.1, base=0.01), 2))
+        kwargs.setdefault("socket_timeout", DEFAULT_TIMEOUT)
+        kwargs.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
+        kwargs.update(_client_options(redis, cluster=cluster))
         client: Any
         if cluster:
             client = redis.asyncio.RedisCluster.from_url(url, **kwargs)
@@ -188,14 +215,8 @@ class AIORedis(NetworkInterface[_Session]):
 
     # -- sessions -------------------------------------------------------------------------
 
-    @staticmethod
-    def _decodes(client: Any) -> bool:
-        if hasattr(client, "connection_pool"):
-            return bool(client.connection_pool.connection_kwargs.get("decode_responses"))
-        return bool(getattr(client, "connection_kwargs", {}).get("decode_responses"))
-
     def _clone(self) -> Any:
-        """A new client with the template's settings (and bytes responses)."""
+        """A new client with the template's settings, bytes responses and no retries."""
         redis = self._redis
         template: Any = self._template
         if self._cluster:
@@ -206,14 +227,14 @@ class AIORedis(NetworkInterface[_Session]):
                 for name, value in template.connection_kwargs.items()
                 if name in accepted and name not in ("host", "port", "startup_nodes")
             }
-            kwargs["decode_responses"] = False
+            kwargs.update(_client_options(redis, cluster=True), decode_responses=False)
             nodes = [
                 redis.asyncio.cluster.ClusterNode(node.host, node.port)
                 for node in template.startup_nodes
             ]
             return cluster(startup_nodes=nodes, **kwargs)
         pool = template.connection_pool
-        kwargs = dict(pool.connection_kwargs, decode_responses=False)
+        kwargs = dict(pool.connection_kwargs, decode_responses=False, **_client_options(redis))
         if isinstance(pool, redis.asyncio.BlockingConnectionPool):
             kwargs["timeout"] = pool.timeout
         fresh = type(pool)(
@@ -222,12 +243,7 @@ class AIORedis(NetworkInterface[_Session]):
         return redis.asyncio.Redis.from_pool(fresh)
 
     async def _open(self) -> _Session:
-        if self._unclaimed:
-            self._unclaimed = False
-            client, owned = self._template, False
-        else:
-            client, owned = self._clone(), True
-        session = _Session(client, owned, self._max_batch)
+        session = _Session(self._clone(), self._max_batch)
         if self._cluster:
             # Initialize once, here (one opener per loop), not lazily from concurrent
             # commands: redis-py >= 7.1 breaks connections when several tasks initialize
@@ -236,8 +252,7 @@ class AIORedis(NetworkInterface[_Session]):
         return session
 
     async def _shut(self, session: _Session) -> None:
-        if session.owned:
-            await session.client.aclose()
+        await session.client.aclose()
 
     # -- primitives -----------------------------------------------------------------------
 

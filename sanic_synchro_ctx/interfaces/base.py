@@ -25,10 +25,12 @@ from ..serializer import JSONSerializer, Serializer
 if TYPE_CHECKING:
     from sanic import Sanic
 
-__all__ = ["DEFAULT_MAX_VALUE_SIZE", "LOCK_MARK", "BaseSynchroInterface", "namespace_head"]
+__all__ = ["DEFAULT_MAX_VALUE_SIZE", "DEFAULT_TIMEOUT", "LOCK_MARK", "BaseSynchroInterface", "namespace_head"]
 
 #: Largest serialized value accepted, in bytes (memcached's default item size).
 DEFAULT_MAX_VALUE_SIZE = 1_048_576
+#: Seconds every network interface waits for an answer unless told otherwise.
+DEFAULT_TIMEOUT = 5.0
 #: Lock keys are ``LOCK_MARK + prefix + name``: never equal to a data key ``prefix + key``.
 LOCK_MARK = "\x00lock\x00"
 
@@ -198,7 +200,9 @@ class BaseSynchroInterface:
         """Translate a client exception into the SynchroError tree."""
         if isinstance(exc, self.connection_errors):
             return SynchroConnectionError(
-                f"{type(self).__name__}: backend unreachable ({type(exc).__name__}: {exc})"
+                f"{type(self).__name__}: backend unreachable or not answering "
+                f"({type(exc).__name__}: {exc}); the effect of the operation is unknown "
+                "(it may have been applied), and it was not sent again"
             )
         return SynchroError(f"{type(self).__name__}: {type(exc).__name__}: {exc}")
 

@@ -19,6 +19,7 @@ from sanic_synchro_ctx import (
     AsyncioRedis,
     Synchro,
     SynchroConnectionError,
+    SynchroError,
     SynchroValueError,
 )
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
@@ -92,6 +93,33 @@ async def test_a_raw_key_equal_to_the_namespace_head_is_not_listed(
     redis_cli(redis_server.port, "SET", redis_ctx.interface.prefix, "written by someone else")
     await redis_ctx.set("mine", 1)
     assert await redis_ctx.keys() == ["mine"]
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again(
+    redis_ctx: Any, redis_server: RedisServer
+) -> None:
+    await redis_ctx.set("k", 1)
+    assert await redis_ctx.compare_and_set("k", 1, 2)
+    redis_cli(redis_server.port, "SCRIPT", "FLUSH")
+    assert await redis_ctx.compare_and_set("k", 2, 3)
+    assert await redis_ctx.get("k") == 3
+
+
+async def test_a_script_that_fails_in_redis_is_not_sent_again(
+    redis_ctx: Any, redis_server: RedisServer
+) -> None:
+    """A key of another type makes the script fail inside Redis: the error is reported
+    once (each EVALSHA counted by Redis), never retried."""
+    name = redis_ctx.interface.prefix + "listed"
+    redis_cli(redis_server.port, "RPUSH", name, "x")
+    await redis_ctx.set("k", 1)
+    assert await redis_ctx.compare_and_set("k", 1, 2)  # the script is loaded
+    redis_cli(redis_server.port, "CONFIG", "RESETSTAT")
+    with pytest.raises(SynchroError):
+        await redis_ctx.compare_and_set("listed", "x", "y")
+    stats = redis_cli(redis_server.port, "INFO", "commandstats")
+    evalsha = next(line for line in stats.splitlines() if line.startswith("cmdstat_evalsha:"))
+    assert evalsha.startswith("cmdstat_evalsha:calls=1,"), evalsha
 
 
 async def test_the_two_redis_interfaces_read_each_others_keys(

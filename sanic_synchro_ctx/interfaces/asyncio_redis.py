@@ -5,10 +5,12 @@ encoder); a pool that lost all its connections is replaced on the next call. Ope
 are the same one-round-trip commands and Lua scripts as AIORedis, and the data layout is
 the same, so the two interfaces read each other's keys. ``asyncio_redis`` reports any
 script error as ScriptKilledError, including the NOSCRIPT answer of a Redis that
-restarted and forgot its scripts: a script call that fails that way is reloaded and
-retried once. Its multi-bulk replies are not safe to cancel (a
-connection's reader dies and it never answers again): MGET and SCAN run shielded.
-``timeout`` (seconds, default None) bounds each call; ``asyncio_redis`` never times out.
+restarted and forgot its scripts: after such an error, ``SCRIPT EXISTS`` tells whether the
+script was missing (it never ran: it is loaded and sent again) or ran and failed (it is not
+sent again). Replies to cancelled callers are dropped by a protocol of our own (the
+client's would kill the connection's reader on an error reply, see :class:`_Protocol`);
+its multi-bulk replies are not safe to cancel either: MGET and SCAN run shielded.
+``timeout`` (seconds, default 5) bounds each call, since ``asyncio_redis`` never times out;
 ``connect_timeout`` (default 5 s) bounds opening a pool.
 
 The async front end batches (``batching=True``, the default): under load, the commands
@@ -28,7 +30,7 @@ from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ..checks import check_timeout
 from ..errors import SynchroValueError
 from ..serializer import Serializer
-from .base import DEFAULT_MAX_VALUE_SIZE
+from .base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
 from .network import NetworkInterface
 from .redisscripts import (
     SCRIPTS,
@@ -55,6 +57,36 @@ def _import_asyncio_redis() -> Any:
             'AsyncioRedis needs asyncio_redis: pip install "sanic-synchro-ctx[asyncio_redis]"'
         ) from None
     return asyncio_redis
+
+
+_protocol_class: Any = None
+
+
+def _protocol(module: Any) -> Any:
+    """asyncio_redis's protocol, made safe for cancelled callers.
+
+    Its reader hands each reply to the oldest waiting future, and skips a cancelled one for
+    a value but not for an error reply: ``set_exception`` on a cancelled future raises
+    InvalidStateError, the connection's reader task dies, and the pool still counts the
+    connection as alive: every later command on it waits for ever (the issue's 40 of 40
+    hung reads after cancelled increments of a string). Checked against asyncio_redis 0.16.0
+    (``RedisProtocol._push_answer``, passed as the documented ``protocol_class``).
+    """
+    global _protocol_class
+    if _protocol_class is None:
+        base = module.RedisProtocol
+        if not callable(getattr(base, "_push_answer", None)):
+            raise ImportError("asyncio_redis changed: RedisProtocol._push_answer is gone")
+
+        class Protocol(base):  # type: ignore[misc, valid-type]
+            def _push_answer(self, answer: Any) -> None:
+                if self._queue and self._queue[0].done():
+                    self._queue.popleft()  # its caller was cancelled: drop the reply
+                    return
+                super()._push_answer(answer)
+
+        _protocol_class = Protocol
+    return _protocol_class
 
 
 def _whole(reading: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
@@ -218,8 +250,8 @@ class AsyncioRedis(NetworkInterface[_Session]):
         prefix: str | None = None,
         serializer: Serializer | None = None,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
-        timeout: float | None = None,
-        connect_timeout: float = 5.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_TIMEOUT,
         batching: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
@@ -244,6 +276,7 @@ class AsyncioRedis(NetworkInterface[_Session]):
             encoder=self._module.encoders.BytesEncoder(),
             poolsize=self._poolsize,
             auto_reconnect=False,  # reconnection is ours: see _live
+            protocol_class=_protocol(self._module),
         )
         try:
             pool = await asyncio.wait_for(creating, self._connect_timeout)
@@ -282,9 +315,12 @@ class AsyncioRedis(NetworkInterface[_Session]):
             try:
                 return await session.run(_evaluation(script.sha, keys, encoded))
             except self._module.exceptions.ScriptKilledError:
-                if attempt == 2:
+                # Any error reply to EVALSHA comes as ScriptKilledError. Send the script
+                # again only if Redis did not have it (NOSCRIPT: it never ran).
+                session.scripts.pop(name, None)
+                exists = await session.run(lambda redis: redis.script_exists([script.sha]))
+                if attempt == 2 or exists[0]:
                     raise
-                session.scripts.pop(name, None)  # a restarted Redis forgot it: load again
         raise AssertionError("unreachable")
 
     # -- primitives -----------------------------------------------------------------------

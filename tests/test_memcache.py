@@ -12,12 +12,20 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import aiomcache
 import pytest
 from sanic import Sanic
 
-from sanic_synchro_ctx import Memcache, Synchro, SynchroConnectionError, SynchroValueError
+from sanic_synchro_ctx import (
+    Memcache,
+    Synchro,
+    SynchroConnectionError,
+    SynchroError,
+    SynchroTypeError,
+    SynchroValueError,
+)
 from sanic_synchro_ctx.interfaces.memcache import _digest
 
 from .backends import MemcachedServer
@@ -277,22 +285,69 @@ async def _store_raw(port: int, key: bytes, data: bytes, flags: int) -> None:
     writer.close()
 
 
+async def _stored_name(port: int, key: str) -> bytes:
+    """The memcached key an item of ours is stored under, found by memcached's own key
+    listing (``lru_crawler metadump``): the one key ending with ``:<key>``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"lru_crawler metadump all\r\n")
+    await writer.drain()
+    names = []
+    while (line := await reader.readline()) != b"END\r\n":
+        name = unquote_to_bytes(line.split()[0].removeprefix(b"key="))
+        if name.endswith(b":" + key.encode()):
+            names.append(name)
+    writer.close()
+    assert len(names) == 1, names
+    return names[0]
+
+
+async def _raw_get(port: int, name: bytes) -> bytes | None:
+    client = aiomcache.Client("127.0.0.1", port)
+    try:
+        value: bytes | None = await client.get(name)
+        return value
+    finally:
+        await client.close()
+
+
+async def test_an_item_written_by_another_client_is_refused_and_left_alone(
+    memcache: Any, memcached_server: MemcachedServer
+) -> None:
+    """``set <key> 0 0 1`` / ``7`` by some other client: reads and increments refuse it
+    with typed errors, and the item keeps its number. (``incr`` itself cannot be refused,
+    so the step is applied and undone at once; memcached pads a number that changed width
+    with a space, which its own number parser reads the same.)"""
+    key = f"foreign-{random.getrandbits(48):x}"
+    await memcache.set(key, "ours")
+    name = await _stored_name(memcached_server.port, key)
+    await _store_raw(memcached_server.port, name, b"7", 0)
+    with pytest.raises(SynchroError, match="did not write"):
+        await memcache.get(key)
+    for step in (1, -1, 5):
+        with pytest.raises(SynchroTypeError):
+            await memcache.increment(key, step)
+    stored = await _raw_get(memcached_server.port, name)
+    assert stored is not None
+    assert stored.rstrip(b" ") == b"7"
+
+
 async def test_a_counter_memcached_refuses_to_incr_is_incremented_by_cas(
     memcache: Any, memcached_server: MemcachedServer
 ) -> None:
     """memcached misreads stored numbers of 2**63 or more now and then (its parser looks past
     the item for a minus sign); such a counter must still increment, exactly. A digit
     separator makes memcached refuse the item every time while it still reads as a number."""
-    await memcache.set("n", 0)
-    name = memcache._data_key(memcache.prefix + "n", memcache._generation)
+    key = f"n-{random.getrandbits(48):x}"
+    await memcache.set(key, 0)
+    name = await _stored_name(memcached_server.port, key)
     await _store_raw(memcached_server.port, name, b"4611686018427387_904", 1)  # 2**62 + 0
-    assert await memcache.get("n") == 0
-    assert await memcache.increment("n", 5) == 5
-    assert await memcache.decrement("n", 7) == -2
+    assert await memcache.get(key) == 0
+    assert await memcache.increment(key, 5) == 5
+    assert await memcache.decrement(key, 7) == -2
     await _store_raw(memcached_server.port, name, b"13835058055282163_711", 1)  # INT64_MAX
     with pytest.raises(SynchroValueError):
-        await memcache.increment("n")
-    assert await memcache.get("n") == 2**63 - 1
+        await memcache.increment(key)
+    assert await memcache.get(key) == 2**63 - 1
 
 
 async def test_counters_far_from_zero_increment_and_overflow_exactly(memcache: Any) -> None:

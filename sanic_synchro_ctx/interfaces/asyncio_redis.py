@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -115,6 +116,11 @@ def _evaluation(sha: str, keys: list[bytes], args: list[bytes]) -> _Command:
         return await reply.return_value()
 
     return evaluate
+
+
+def _script_exists(sha: str, redis: Any) -> Coroutine[Any, Any, Any]:
+    coroutine: Coroutine[Any, Any, Any] = redis.script_exists([sha])
+    return coroutine
 
 
 def _arg(value: bytes | str | int) -> bytes:
@@ -318,7 +324,8 @@ class AsyncioRedis(NetworkInterface[_Session]):
                 # Any error reply to EVALSHA comes as ScriptKilledError. Send the script
                 # again only if Redis did not have it (NOSCRIPT: it never ran).
                 session.scripts.pop(name, None)
-                exists = await session.run(lambda redis: redis.script_exists([script.sha]))
+                sha = script.sha
+                exists = await session.run(functools.partial(_script_exists, sha))
                 if attempt == 2 or exists[0]:
                     raise
         raise AssertionError("unreachable")

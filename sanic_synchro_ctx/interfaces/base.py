@@ -25,7 +25,13 @@ from ..serializer import JSONSerializer, Serializer
 if TYPE_CHECKING:
     from sanic import Sanic
 
-__all__ = ["DEFAULT_MAX_VALUE_SIZE", "DEFAULT_TIMEOUT", "LOCK_MARK", "BaseSynchroInterface", "namespace_head"]
+__all__ = [
+    "DEFAULT_MAX_VALUE_SIZE",
+    "DEFAULT_TIMEOUT",
+    "LOCK_MARK",
+    "BaseSynchroInterface",
+    "namespace_head",
+]
 
 #: Largest serialized value accepted, in bytes (memcached's default item size).
 DEFAULT_MAX_VALUE_SIZE = 1_048_576
@@ -33,7 +39,6 @@ DEFAULT_MAX_VALUE_SIZE = 1_048_576
 DEFAULT_TIMEOUT = 5.0
 #: Lock keys are ``LOCK_MARK + prefix + name``: never equal to a data key ``prefix + key``.
 LOCK_MARK = "\x00lock\x00"
-
 
 
 def namespace_head(namespace: str) -> str:

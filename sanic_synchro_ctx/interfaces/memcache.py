@@ -13,21 +13,25 @@ Generations
     are redone on the new generation when a clear moved it. A random token (never a counter)
     means an evicted generation key can never bring old data back.
 Counters
-    Integers are stored as decimal ``(value + 2**62) mod 2**64`` with a counter flag, so
-    memcached's unsigned ``incr`` does signed arithmetic (a negative step is a modular
-    ``incr``) and an overflow shows in the decoded result (it is then undone and reported). A
-    missing key is created by ``add`` (incr -> add -> retry): every increment is atomic, and
-    one round trip when the key exists. The offset keeps every value of magnitude below 2**62
-    under 2**63 in memcached: for a stored number of 2**63 or more, memcached's parser looks for
-    a minus sign past the item's own bytes, in whatever memory follows, so ``incr`` fails at
-    random there. Counters beyond 2**62 in magnitude fall back to an exact gets/cas loop when
-    that happens. Other values carry a marker byte that memcached never reads as a number.
+    Integers of magnitude below 2**61 are stored as decimal ``value + 2**62`` with a counter
+    flag, so memcached's unsigned ``incr`` does signed arithmetic (a negative step is a
+    modular ``incr``) in one round trip, and a missing key is created by ``add`` (incr ->
+    add -> retry). Steps of 2**32 or more, and counters beyond 2**61, go through an exact
+    gets/cas loop that refuses an overflow before anything is written: memcached cannot be
+    told to refuse one, so ``incr`` is only ever used where the sum stays far inside the
+    signed range (a counter pushed past 2**61 by ``incr`` is moved out of its reach at
+    once). The offset also keeps stored numbers below 2**63, which memcached misreads now
+    and then. Other values carry a marker byte that memcached never reads as a number; a
+    number written into our keys by another client is detected by the size of ``incr``'s
+    answer, the step undone, and SynchroTypeError raised.
 Expiry
-    memcached counts whole seconds. A deadline is rounded up to a whole second, so a value
-    never expires early; it is kept in the item's flags (which is how ``ttl()`` answers
-    here, up to a second above the TTL asked for) and checked on every read, so the value
-    is gone at that second. memcached's own exptime is a second later (its clock ticks once
-    a second), sent as absolute Unix time beyond 30 days. Lock leases: ceil(ttl) + 1 s.
+    memcached decides: an item it no longer returns is gone for every operation at once
+    (``get``, ``incr``, ``add``, ``delete``), so no operation can act on a key another one
+    reported expired. memcached counts whole seconds with a clock that lags up to one: the
+    deadline (the TTL rounded up to a whole second) is kept in the item's flags, which is
+    how ``ttl()`` answers, and memcached is asked to remove the item in the two seconds after
+    it (relative exptime one second beyond the deadline; absolute Unix time beyond 30 days,
+    for locks' leases too), never before.
 Cancellation and outages
     aiomcache returns a connection with an unread reply to its pool when a call is cancelled
     (aiomcache#489); later reads on it get other keys' data. And when memcached goes away its
@@ -55,23 +59,30 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
-from ..checks import INT64_MAX, INT64_MIN
+from ..checks import INT64_MAX, INT64_MIN, check_timeout
 from ..errors import SynchroError, SynchroTypeError, SynchroUnsupported, SynchroValueError
 from ..serializer import Serializer
-from .base import LOCK_MARK
-from .network import NetworkInterface
+from .base import DEFAULT_TIMEOUT, LOCK_MARK
+from .network import NetworkInterface, bounded
 
 __all__ = ["Memcache"]
+
+T = TypeVar("T")
 
 #: memcached's default item limit is 1 MiB including key and header: stay below it.
 MEMCACHE_MAX_VALUE_SIZE = 1_000_000
 
 _OFFSET = 1 << 62
 _WRAP = 1 << 64
-_SAFE = 1 << 63  # memcached parses stored numbers reliably only below 2**63 (see _encode)
+#: Counters ``incr`` may touch hold values of magnitude below this (stored below 2**63).
+_NATIVE = 1 << 61
+#: Larger steps go through gets/cas, so that ``incr`` can never leave the signed range.
+_STEP = 1 << 32
+#: How far past _NATIVE a counter of ours can be pushed by increments in flight at once.
+_DRIFT = 1 << 50
 _COUNTER = 1  # flags bit 0: the value is an offset-encoded counter
 _EPOCH = 1_577_836_800  # flags bits 1-31: deadline, seconds since 2020-01-01 (0: none)
 _MARK = b":"  # prefix of every non-counter value: memcached never reads it as a number
@@ -309,11 +320,13 @@ class Memcache(NetworkInterface[_Session]):
         prefix: str | None = None,
         serializer: Serializer | None = None,
         max_value_size: int = MEMCACHE_MAX_VALUE_SIZE,
+        timeout: float | None = DEFAULT_TIMEOUT,
         batching: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         module = _import_aiomcache()
         self._max_batch = batch_limit(batching, max_batch)
+        self._timeout = check_timeout(timeout)
         self._module = module
         if isinstance(host, module.Client):
             pool = host._pool  # settings of the given client; each loop gets its own
@@ -328,7 +341,7 @@ class Memcache(NetworkInterface[_Session]):
         self._host, self._port, self._pool_size = host, port, pool_size
         self._generation: bytes | None = None
         self._namespace_tag: str | None = None
-        self.connection_errors = (OSError, EOFError)
+        self.connection_errors = (OSError, EOFError, asyncio.TimeoutError)
         super().__init__(prefix=prefix, serializer=serializer, max_value_size=max_value_size)
 
     # -- sessions -------------------------------------------------------------------------
@@ -354,6 +367,11 @@ class Memcache(NetworkInterface[_Session]):
 
     async def _shut(self, session: _Session) -> None:
         await session.client.close()
+
+    def _rt(self, exchange: Awaitable[T]) -> Awaitable[T]:
+        """One exchange with memcached, bounded by the timeout (aiomcache has none). An
+        exchange interrupted half way closes its connection (see _cancel_safe_client)."""
+        return bounded(exchange, self._timeout)
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -384,13 +402,13 @@ class Memcache(NetworkInterface[_Session]):
     async def _current_generation(self, client: Any, seen: bytes | None = None) -> bytes:
         """The generation token: ``seen`` if given (as just read), else read; created if
         missing (never set, or evicted: a fresh token then hides the old data for good)."""
-        token = seen if seen is not None else await client.get(self._generation_key())
+        token = seen if seen is not None else await self._rt(client.get(self._generation_key()))
         while token is None:
             fresh = secrets.token_hex(8).encode("ascii")
-            if await client.add(self._generation_key(), fresh):
+            if await self._rt(client.add(self._generation_key(), fresh)):
                 token = fresh
             else:
-                token = await client.get(self._generation_key())
+                token = await self._rt(client.get(self._generation_key()))
         self._generation = token
         return token
 
@@ -420,10 +438,10 @@ class Memcache(NetworkInterface[_Session]):
         generation = self._generation or await self._current_generation(client)
         while True:
             names = [self._data_key(key, generation) for key in keys]
-            found = await client.multi_get(self._generation_key(), *names)
+            found = await self._rt(client.multi_get(self._generation_key(), *names))
             token = found[0]
             if token == generation:
-                return [self._live(raw) for raw in found[1:]]
+                return [_unpack(raw) for raw in found[1:]]
             generation = await self._current_generation(client, token)
 
     async def _write_now(self, client: Any, build: Callable[[bytes], list[bytes]]) -> list[bytes]:
@@ -433,7 +451,9 @@ class Memcache(NetworkInterface[_Session]):
         unchanged generation means it landed before any clear.)"""
         generation = self._generation or await self._current_generation(client)
         while True:
-            replies, token = await client.exchange(build(generation), self._generation_key())
+            replies, token = await self._rt(
+                client.exchange(build(generation), self._generation_key())
+            )
             if token == generation:
                 return list(replies)
             generation = await self._current_generation(client, token)
@@ -468,7 +488,7 @@ class Memcache(NetworkInterface[_Session]):
                 segments[-1] = (b"get " + b" ".join([generation_key, *run]) + b"\r\n", None)
             else:
                 segments.append((b"get " + generation_key + b"\r\n", None))
-            replies = await client.pipeline(segments)
+            replies = await self._rt(client.pipeline(segments))
             token = replies[-1].get(generation_key)
             if token is not None:
                 token = token.data
@@ -479,7 +499,7 @@ class Memcache(NetworkInterface[_Session]):
             for index, names in plan:
                 reply = replies[index]
                 if names:
-                    outcomes.append((True, [self._live(reply.get(name)) for name in names]))
+                    outcomes.append((True, [_unpack(reply.get(name)) for name in names]))
                 else:
                     outcomes.append((True, reply))
             return outcomes
@@ -488,42 +508,41 @@ class Memcache(NetworkInterface[_Session]):
 
     @staticmethod
     def _deadline(ttl: float | None) -> int:
-        """Deadline flags for ``ttl``: the expiry time rounded up to a whole second, so a
-        value never expires early (0: no expiry)."""
+        """Deadline flags for ``ttl``: the time until which the value must live, rounded up
+        to a whole second (0: no expiry)."""
         if ttl is None:
             return 0
         return (math.ceil(time.time() + ttl) - _EPOCH) << 1
 
     @staticmethod
     def _exptime(deadline: int) -> int:
-        """memcached's exptime for deadline flags: a second beyond the deadline (its clock
-        ticks once a second), absolute Unix time beyond 30 days."""
+        """memcached's exptime for deadline flags, such that memcached removes the item in
+        the two seconds after the deadline, never before it.
+
+        memcached's clock ticks once a second and lags real time by up to a second: a
+        relative exptime R removes an item between R - 1 and R seconds after it was
+        written, so R is one second beyond the deadline. Beyond 30 days an exptime is
+        absolute Unix time, read against memcached's own second (up to a second off
+        either way): two seconds beyond the deadline."""
         if not deadline >> 1:
             return 0
         at = (deadline >> 1) + _EPOCH
         relative = math.ceil(at - time.time()) + 1
-        return relative if relative <= _THIRTY_DAYS else at + 1
+        return max(relative, 1) if relative <= _THIRTY_DAYS else at + 2
 
     @staticmethod
     def _left(flags: int) -> float | None:
-        """Seconds to live from an item's flags (None: no expiry)."""
+        """Seconds to live from an item's flags (None: no expiry; 0 once the deadline
+        passed and memcached has yet to remove the item)."""
         deadline = flags >> 1
-        return None if deadline == 0 else deadline + _EPOCH - time.time()
-
-    @staticmethod
-    def _live(raw: bytes | _Item | None) -> tuple[bytes, int] | None:
-        """A stored item, or None when missing or past its deadline (memcached itself
-        removes it up to a second later)."""
-        item = _unpack(raw)
-        if item is not None and item[1] >> 1 and (item[1] >> 1) + _EPOCH <= time.time():
-            return None
-        return item
+        return None if deadline == 0 else max(deadline + _EPOCH - time.time(), 0.0)
 
     @staticmethod
     def _store(value: bytes, deadline: int) -> bytes | _Item:
-        """What to store for serialized ``value``: integers become counters."""
-        if _INTEGER.fullmatch(value) and INT64_MIN <= (number := int(value)) <= INT64_MAX:
-            return _Item(_encode(number), _COUNTER | deadline)
+        """What to store for serialized ``value``: integers of magnitude below _NATIVE
+        become counters that ``incr`` can add to; everything else is marked."""
+        if _INTEGER.fullmatch(value) and -_NATIVE < int(value) < _NATIVE:
+            return _Item(_encode(int(value)), _COUNTER | deadline)
         data = _MARK + value
         return _Item(data, deadline) if deadline else data
 
@@ -604,6 +623,17 @@ class Memcache(NetworkInterface[_Session]):
         return sum(self._expect(r, b"DELETED", b"NOT_FOUND") == b"DELETED" for r in replies)
 
     async def _increment(self, key: str, by: int) -> int:
+        """``incr`` for counters of ours (one exchange), gets/cas for everything else.
+
+        Only counters of magnitude below _NATIVE are stored in a form ``incr`` reads as a
+        number, and only steps below _STEP use it: a sum then stays far inside the signed
+        range, so an overflow can never be applied by memcached (and seen by anyone). A sum
+        past _NATIVE is moved to the marked form right away; the next increment of it, and
+        every big step, is exact arithmetic by gets/cas that refuses an overflow before it
+        writes anything.
+        """
+        if not -_STEP < by < _STEP:
+            return await self._cas_increment(key, by)
         session = self._cached() or await self._session()
         step = by % _WRAP  # a negative step is a modular increment
         counter = _Item(_encode(by), _COUNTER)
@@ -613,51 +643,48 @@ class Memcache(NetworkInterface[_Session]):
             )
             if reply.isdigit():
                 result = _decode(int(reply))
-                break
-            if reply != b"NOT_FOUND":  # CLIENT_ERROR: memcached did not read a number
-                (item,) = await self._reads(session, key)
-                if item is not None and item[1] & _COUNTER:
-                    return await self._cas_increment(key, by)
-                raise self._refusal(item)
-            (reply,) = await self._write(
-                session, lambda g: [_storage(b"add", self._data_key(key, g), counter, 0)]
-            )
-            if self._expect(reply, b"STORED", b"NOT_STORED") == b"STORED":
-                return by
-            # another client created it first: increment that one
-        if not INT64_MIN <= result - by <= INT64_MAX:  # the sum left the signed range
-            (reply,) = await self._write(
-                session,
-                lambda g: [b"incr %s %d\r\n" % (self._data_key(key, g), _WRAP - step)],
-            )
-            if not reply.isdigit():
-                await self._cas_increment(key, -by, undo=True)
-            raise SynchroValueError("the result leaves the signed 64-bit range")
-        return result
+                if -_NATIVE < result < _NATIVE:
+                    return result
+                if -_NATIVE - _DRIFT < result < _NATIVE + _DRIFT:
+                    await self._cas_increment(key, 0)  # leaves incr's range: mark it
+                    return result
+                # A number some other client wrote (ours are never this far out): undo the
+                # step, which nothing of ours could have read, and refuse.
+                await asyncio.shield(
+                    self._write(
+                        session,
+                        lambda g: [b"incr %s %d\r\n" % (self._data_key(key, g), _WRAP - step)],
+                    )
+                )
+                raise SynchroTypeError("the stored value was not written by this interface")
+            if reply == b"NOT_FOUND":
+                (reply,) = await self._write(
+                    session, lambda g: [_storage(b"add", self._data_key(key, g), counter, 0)]
+                )
+                if self._expect(reply, b"STORED", b"NOT_STORED") == b"STORED":
+                    return by
+                continue  # another client created it first: increment that one
+            # CLIENT_ERROR: not a number to memcached (a marked value): exact arithmetic
+            return await self._cas_increment(key, by)
 
-    async def _cas_increment(self, key: str, by: int, *, undo: bool = False) -> int:
-        """An exact increment by gets/cas, for counters memcached's ``incr`` refuses (see
-        the module docstring). ``undo``: reverse a step that overflowed (modular)."""
+    async def _cas_increment(self, key: str, by: int) -> int:
+        """An exact increment by gets/cas; ``by=0`` moves a counter past _NATIVE out of
+        ``incr``'s reach. Refuses a non-integer or an overflow before writing anything."""
 
         def choose(item: tuple[bytes, int] | None) -> tuple[Any, int, int]:
-            if item is None or not item[1] & _COUNTER:
+            if item is None:
+                return self._store(str(by).encode("ascii"), 0), 0, by
+            value = self._value(item)
+            if not _INTEGER.fullmatch(value):
                 raise SynchroTypeError("the stored value is not an integer")
-            current = _decode(int(item[0]))
-            result = current + by
-            if undo:
-                result = _decode((int(item[0]) + by) % _WRAP)
-            elif not INT64_MIN <= result <= INT64_MAX:
+            result = int(value) + by
+            if not INT64_MIN <= result <= INT64_MAX:
                 raise SynchroValueError("the result leaves the signed 64-bit range")
             deadline = item[1] & ~_COUNTER  # keep the current expiry
-            return _Item(_encode(result), _COUNTER | deadline), deadline, result
+            return self._store(str(result).encode("ascii"), deadline), deadline, result
 
         result: int = await self._swap(key, choose)
         return result
-
-    def _refusal(self, item: tuple[bytes, int] | None) -> SynchroError:
-        if item is not None and _INTEGER.fullmatch(self._value(item)):
-            return SynchroValueError("the result leaves the signed 64-bit range")
-        return SynchroTypeError("the stored value is not an integer")
 
     async def _swap(self, key: str, choose: Any) -> Any:
         """A gets/cas loop, two exchanges when nothing interferes. ``choose(item)`` answers
@@ -667,21 +694,21 @@ class Memcache(NetworkInterface[_Session]):
         while True:
             generation = self._generation or await self._current_generation(client)
             name = self._data_key(key, generation)
-            values, tokens = await client.gets_many(generation_key, name)
+            values, tokens = await self._rt(client.gets_many(generation_key, name))
             token = values.get(generation_key)
             if token != generation:
                 await self._current_generation(client, token)
                 continue
             raw = values.get(name)
-            new, deadline, result = choose(self._live(raw))
+            new, deadline, result = choose(_unpack(raw))
             if new is None:
                 return result
             exptime = self._exptime(deadline)
             if raw is None:
                 command = _storage(b"add", name, new, exptime)
-            else:  # cas also replaces an item past its deadline that memcached still holds
+            else:
                 command = _storage(b"cas", name, new, exptime, tokens[name])
-            (reply,), token = await client.exchange([command], generation_key)
+            (reply,), token = await self._rt(client.exchange([command], generation_key))
             if token != generation:
                 await self._current_generation(client, token)
             elif self._expect(reply, b"STORED", b"EXISTS", b"NOT_FOUND", b"NOT_STORED") == (
@@ -734,7 +761,7 @@ class Memcache(NetworkInterface[_Session]):
     async def _clear(self, prefix: str) -> None:
         client = (self._cached() or await self._session()).client
         fresh = secrets.token_hex(8).encode("ascii")
-        await client.set(self._generation_key(), fresh)
+        await self._rt(client.set(self._generation_key(), fresh))
         self._generation = fresh
 
     async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
@@ -743,9 +770,9 @@ class Memcache(NetworkInterface[_Session]):
         owner = _MARK + token.encode("utf-8", "surrogatepass")
         while True:
             # a lease must never end early: whole seconds, one more for memcached's clock
-            if await client.add(name, owner, math.ceil(ttl) + 1):
+            if await self._rt(client.add(name, owner, self._exptime(self._deadline(ttl)))):
                 return None
-            holder = await client.get(name)
+            holder = await self._rt(client.get(name))
             if holder is not None:
                 data = holder.data if isinstance(holder, _Item) else holder
                 return data[1:].decode("utf-8", "surrogatepass")
@@ -754,11 +781,11 @@ class Memcache(NetworkInterface[_Session]):
     async def _lock_release(self, key: str, token: str) -> bool:
         client = (self._cached() or await self._session()).client
         name = self._lock_name(key)
-        raw, cas = await client.gets(name)
+        raw, cas = await self._rt(client.gets(name))
         if raw is None or raw != _MARK + token.encode("utf-8", "surrogatepass"):
             return False
         # A conditional delete: replace our own lease (cas) by an item already expired.
-        return bool(await client.cas(name, b"", cas, _PAST))
+        return bool(await self._rt(client.cas(name, b"", cas, _PAST)))
 
     def __repr__(self) -> str:
         return f"Memcache({self._host}:{self._port})"

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import threading
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..batching import total_sizes
@@ -24,10 +24,24 @@ from .base import BaseSynchroInterface
 if TYPE_CHECKING:
     from sanic import Sanic
 
-__all__ = ["NetworkInterface"]
+__all__ = ["NetworkInterface", "bounded"]
 
 S = TypeVar("S")
 T = TypeVar("T")
+
+
+async def bounded(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """Await ``awaitable`` for at most ``timeout`` seconds (None: no bound); TimeoutError
+    (cancelling it) when it takes longer."""
+    if timeout is None:
+        return await awaitable
+    if _timeout is None:  # Python 3.10
+        return await asyncio.wait_for(awaitable, timeout)
+    async with _timeout(timeout):
+        return await awaitable
+
+
+_timeout = getattr(asyncio, "timeout", None)  # Python >= 3.11: no task per call
 
 
 class NetworkInterface(BaseSynchroInterface, Generic[S]):

@@ -22,7 +22,7 @@ from sanic import Sanic
 
 from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, Synchro, SyncManager
 from sanic_synchro_ctx.interfaces.redisscripts import COMPARE_AND_SET, LOCK_RELEASE
-from sanic_synchro_ctx.launcher import ManagerProcess
+from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 from sanic_synchro_ctx.manager import connect
 
 from .timing import Ratio, awaiting, interleaved_latency

@@ -43,6 +43,9 @@ DEFAULT_MAX_BATCH = 128
 CALM_AFTER = 32
 #: Under load, most passes of the loop a batch waits for while each pass adds operations.
 GATHER_PASSES = 8
+#: Most direct calls in one pass of the loop: a task that issues operations one after the
+#: other would otherwise never yield (a direct call does not), and keep the loop for ever.
+DIRECT_PER_PASS = 16
 
 Op = TypeVar("Op")
 #: What a batched round trip gives each operation: (True, result) or (False, exception).
@@ -78,6 +81,7 @@ class Batcher(Generic[Op]):
     """
 
     __slots__ = (
+        "_alone_in_flight",
         "_busy",
         "_calm",
         "_direct_calls",
@@ -86,6 +90,7 @@ class Batcher(Generic[Op]):
         "_loop",
         "_lull",
         "_max",
+        "_pass_directs",
         "_pass_marked",
         "_queue",
         "_send_many",
@@ -109,8 +114,10 @@ class Batcher(Generic[Op]):
         self._calm = True
         self._last_task: asyncio.Task[Any] | None = None
         self._pass_marked = False
+        self._pass_directs = 0
         self._lull = 0
         self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only weak refs
+        self._alone_in_flight = 0
         self._sizes: Counter[int] = Counter()
         self._direct_calls = 0  # an int: a Counter update costs more than the check itself
 
@@ -128,8 +135,13 @@ class Batcher(Generic[Op]):
         return len(self._queue)
 
     def submit(self, op: Op) -> Awaitable[Any]:
-        """Run ``op``: in a round trip of its own if the loop is calm, else in the next batch."""
-        if self._busy or not self._calm:
+        """Run ``op``: in a round trip of its own if the loop is calm, else in the next batch.
+
+        Decided here, when the operation is issued (not when the awaitable first runs: a
+        caller may wrap it in a task or a timeout that starts it later): a second task
+        issuing an operation in the same pass of the loop makes the loop loaded.
+        """
+        if self._busy or not self._calm or not self._first_of_pass():
             return self._enqueue(op)
         return self._alone(op)
 
@@ -141,8 +153,17 @@ class Batcher(Generic[Op]):
         the loop loaded when a second task of the pass asks: :meth:`submit` then queues.
         Kept to a few attribute reads: it runs before every operation of a calm loop.
         """
-        if self._busy or not self._calm:
+        if self._busy or not self._calm or not self._first_of_pass():
             return False
+        if self._pass_directs >= DIRECT_PER_PASS:
+            return False  # the operation goes out as a round trip of the loop: it yields
+        self._pass_directs += 1
+        self._direct_calls += 1
+        return True
+
+    def _first_of_pass(self) -> bool:
+        """False if another task already issued an operation in this pass of the loop (the
+        loop is then loaded from now on)."""
         task = current_task(self._loop)
         if not self._pass_marked:
             self._pass_marked = True
@@ -152,7 +173,6 @@ class Batcher(Generic[Op]):
             self._calm = False  # two tasks in one pass: batch from now on
             self._lull = 0
             return False
-        self._direct_calls += 1
         return True
 
     def _enqueue(self, op: Op) -> asyncio.Future[Any]:
@@ -162,25 +182,28 @@ class Batcher(Generic[Op]):
             self._lull = 0
         future = self._loop.create_future()
         self._queue.append((op, future))
-        if not self._busy:
+        if not self._busy:  # else the round trip in flight starts the drain when it ends
             self._busy = True
             self._drainer = self._loop.create_task(self._drain())
         return future
 
     async def _alone(self, op: Op) -> Any:
+        self._alone_in_flight += 1
         self._busy = True
         self._sizes[1] += 1
         try:
             return await self._send_one(op)
         finally:
-            if self._queue:
+            self._alone_in_flight -= 1
+            if self._queue and self._drainer is None:
                 self._drainer = self._loop.create_task(self._drain())
-            else:
+            elif self._drainer is None and not self._alone_in_flight:
                 self._busy = False
 
     def _end_of_pass(self) -> None:
         self._pass_marked = False
         self._last_task = None
+        self._pass_directs = 0
 
     def _take(self) -> list[tuple[Op, asyncio.Future[Any]]]:
         """Up to ``max_batch`` queued operations whose callers still wait for them."""
@@ -244,7 +267,8 @@ class Batcher(Generic[Op]):
                     else:
                         future.set_exception(value)
         finally:
-            self._busy = False
+            self._drainer = None
+            self._busy = bool(self._alone_in_flight)
             while self._queue:  # only if the drain itself was cancelled (loop shutting down)
                 self._queue.popleft()[1].cancel()
 

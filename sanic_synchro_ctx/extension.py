@@ -7,15 +7,25 @@ the route handler on ``request.ctx.<name>``: the blocking one for a plain ``def`
 the async one otherwise. Everything goes through Sanic's public API; when ``init_app``
 runs inside a listener of a running server, the registration happens under
 ``app.amend()`` so that the very first request sees ``request.ctx.<name>``.
+
+This is the one module that knows Sanic: which process is the main one, what a worker is,
+how ``app.shared_ctx`` carries the interface's hand-over to the workers. Interfaces only
+offer a process-neutral life cycle (``start`` / ``attach`` / ``stop`` / ``aclose``).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import logging
+import os
+import pickle
+import warnings
+from collections.abc import Callable, Mapping
+from multiprocessing.sharedctypes import RawArray
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from .checks import check_mapping
 from .context import BlockingSynchroContext, SynchroContext
 from .errors import SynchroValueError
 from .interfaces.base import BaseSynchroInterface
@@ -24,10 +34,17 @@ from .interfaces.syncmanager import SyncManager
 if TYPE_CHECKING:
     from sanic import Request, Sanic
 
-__all__ = ["Synchro", "default_prefix"]
+__all__ = ["RESET_SIGNAL", "Synchro", "default_prefix"]
 
 #: Listener and middleware priority: run before the application's own (higher runs first).
 PRIORITY = 1_000
+#: The Sanic signal dispatched in a worker that finds the shared store replaced by a new,
+#: empty one (a SyncManager manager that died and was started again; ``defaults`` are in it
+#: again). ``@app.signal("synchro.store.reset")`` to re-seed anything else.
+RESET_SIGNAL = "synchro.store.reset"
+# Sanic names its server worker processes "Sanic-Server-<n>-<m>" (SANIC_WORKER_NAME).
+_SERVER_WORKER_PREFIX = "Sanic-Server"
+_log = logging.getLogger("sanic_synchro_ctx")
 
 
 def default_prefix(app_name: str, name: str) -> str:
@@ -41,16 +58,39 @@ def _is_blocking_handler(handler: Callable[..., Any], method: str) -> bool:
     return not (inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target))
 
 
+def _in_server_worker() -> bool:
+    return os.environ.get("SANIC_WORKER_NAME", "").startswith(_SERVER_WORKER_PREFIX)
+
+
+def _pack(handover: Any) -> Any:
+    """A hand-over as Sanic's shared_ctx carries it to spawned workers: a multiprocessing
+    shared array of its pickle (shared_ctx warns about values of other types)."""
+    data = pickle.dumps(handover)
+    return RawArray("c", data)
+
+
+def _unpack(packed: Any) -> Any:
+    return pickle.loads(bytes(packed.raw))
+
+
 class _Binding:
-    """What one Synchro holds for one app: the interface and its two front ends."""
+    """What one Synchro holds for one app: the interface, its front ends, its defaults."""
 
-    __slots__ = ("aio", "blocking", "handler_kinds", "interface")
+    __slots__ = ("aio", "blocking", "defaults", "handler_kinds", "handover", "interface")
 
-    def __init__(self, interface: BaseSynchroInterface) -> None:
+    def __init__(self, interface: BaseSynchroInterface, defaults: Mapping[str, Any]) -> None:
         self.interface = interface
         self.aio = SynchroContext(interface)
         self.blocking: BlockingSynchroContext = self.aio.sync
         self.handler_kinds: dict[tuple[Callable[..., Any], str], bool] = {}
+        self.defaults = defaults
+        #: What start() handed over, when the main process's listener ran in this process.
+        self.handover: Any = None
+
+    def seed(self, interface: BaseSynchroInterface) -> None:
+        """Set each default that is missing, on ``interface`` (blocking)."""
+        if self.defaults:
+            interface.run_blocking(interface.set_default(self.defaults))
 
 
 class Synchro:
@@ -59,6 +99,7 @@ class Synchro:
     ``interface`` defaults to :class:`SyncManager()` (one per app). ``name`` is the
     attribute used on ``app.ctx`` and ``request.ctx`` (default ``"synchro"``) and part of
     the default key prefix, so several Synchro objects on one app keep separate namespaces.
+    ``defaults`` are set (each only if missing) once, before any worker serves.
     """
 
     def __init__(
@@ -67,6 +108,7 @@ class Synchro:
         *,
         interface: BaseSynchroInterface | None = None,
         name: str = "synchro",
+        defaults: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
             raise SynchroValueError(f"name must be a public Python identifier, got {name!r}")
@@ -74,6 +116,7 @@ class Synchro:
             raise SynchroValueError("interface must be a BaseSynchroInterface instance")
         self.name = name
         self.interface = interface
+        self.defaults = dict(check_mapping(defaults)) if defaults is not None else {}
         self._bindings: dict[str, _Binding] = {}
         if app is not None:
             self.init_app(app, interface=interface)
@@ -84,7 +127,11 @@ class Synchro:
         return f"synchro_{self.name}"
 
     def init_app(
-        self, app: Sanic[Any, Any], *, interface: BaseSynchroInterface | None = None
+        self,
+        app: Sanic[Any, Any],
+        *,
+        interface: BaseSynchroInterface | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> SynchroContext:
         """Install the context on ``app``; returns the async front end (``app.ctx.<name>``).
 
@@ -94,6 +141,7 @@ class Synchro:
         """
         if interface is not None and not isinstance(interface, BaseSynchroInterface):
             raise SynchroValueError("interface must be a BaseSynchroInterface instance")
+        merged = {**self.defaults, **check_mapping(defaults)} if defaults else self.defaults
         binding = self._bindings.get(app.name)
         if interface is None:
             if binding is not None:
@@ -105,8 +153,11 @@ class Synchro:
         interface.bind(default_prefix(app.name, self.name))
         first = binding is None
         if binding is None or binding.interface is not interface:
-            binding = _Binding(interface)
+            binding = _Binding(interface, merged)
             self._bindings[app.name] = binding
+            interface.on_reset(self._reset_hook(app))
+        else:
+            binding.defaults = merged
         setattr(app.ctx, self.name, binding.aio)
         started = app.state.is_started
         if first:
@@ -116,7 +167,7 @@ class Synchro:
             else:
                 self._register(app, during_start=False)
         if started:
-            interface.on_server_start(app, self.slot)
+            self._attach(app, binding)
         return binding.aio
 
     # -- registration ---------------------------------------------------------------------
@@ -133,18 +184,67 @@ class Synchro:
         return self._bindings[app.name]
 
     def _main_process_start(self, app: Sanic[Any, Any]) -> None:
-        self._binding(app).interface.on_main_process_start(app, self.slot)
+        binding = self._binding(app)
+        interface = binding.interface
+        workers = app.state.workers
+        if not interface.shares_between_processes and workers > 1:
+            warnings.warn(
+                f"{type(interface).__name__} keeps one copy of the context per process, and "
+                f"app {app.name!r} runs {workers} workers: they will not share it. Use "
+                "SyncManager() (the default) or a Redis/memcached interface to share state "
+                "between workers.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        handover = interface.start(binding.seed)
+        interface.close()  # connections opened here stay out of the workers
+        binding.handover = handover
+        if handover is not None:
+            setattr(app.shared_ctx, self.slot, _pack(handover))
 
     def _main_process_stop(self, app: Sanic[Any, Any]) -> None:
-        self._binding(app).interface.on_main_process_stop(app, self.slot)
+        self._binding(app).interface.stop()
 
     def _server_start(self, app: Sanic[Any, Any]) -> None:
         binding = self._binding(app)
         setattr(app.ctx, self.name, binding.aio)
-        binding.interface.on_server_start(app, self.slot)
+        self._attach(app, binding)
+
+    def _attach(self, app: Sanic[Any, Any], binding: _Binding) -> None:
+        """Before this process serves: attach the interface to the main process's backend,
+        or, where no main process started one, to this process's own (and seed it)."""
+        packed = getattr(app.shared_ctx, self.slot, None)
+        handover = _unpack(packed) if packed is not None else binding.handover
+        interface = binding.interface
+        if handover is not None:
+            interface.attach(handover)
+            return
+        if binding.handover is None and _in_server_worker():
+            # init_app inside a worker's listener: no main-process listener ran, so the
+            # workers of this main process meet at one backend of their own
+            interface.attach(None, group=os.getppid())
+        else:
+            interface.attach(None)
+        binding.seed(interface)
 
     async def _server_stop(self, app: Sanic[Any, Any]) -> None:
-        await self._binding(app).interface.on_server_stop(app, self.slot)
+        await self._binding(app).interface.aclose()
+
+    def _reset_hook(self, app: Sanic[Any, Any]) -> Callable[[], None]:
+        """What runs when a process finds the shared store replaced: Sanic's signal."""
+
+        def dispatch() -> None:
+            loop = getattr(app, "_loop", None)
+            if loop is None or loop.is_closed():
+                return
+            _log.warning("synchro: the shared store was replaced by a new one")
+
+            def fire() -> None:
+                loop.create_task(app.dispatch(RESET_SIGNAL, fail_not_found=False))
+
+            loop.call_soon_threadsafe(fire)
+
+        return dispatch
 
     def _request_middleware(self, app_name: str) -> Callable[[Request], None]:
         name = self.name

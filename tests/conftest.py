@@ -19,7 +19,7 @@ from sanic import Sanic
 
 from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, Synchro, SyncManager
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
-from sanic_synchro_ctx.launcher import ManagerProcess
+from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 
 from .backends import MemcachedServer, RedisCluster, RedisServer
 from .frontends import BlockingAsAsync

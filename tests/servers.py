@@ -122,16 +122,37 @@ class SanicServer:
             wait_for(lambda: "No change needed" in self.log(), what="main process monitoring")
 
     def counts_by_worker(self, workers: int) -> dict[str, str]:
-        """The counter as seen by each worker: fresh connections until all ``workers`` answered."""
+        """The counter as seen by each worker: bursts of requests on fresh connections until
+        all ``workers`` answered (one request at a time, the kernel may hand every
+        connection to the same few idle workers; a burst keeps them busy)."""
         seen: dict[str, str] = {}
 
         def all_answered() -> bool:
-            count, pid = self.get_fresh("/count-pid").split()
-            seen[pid] = count
+            for body in self.bodies_on_fresh_connections("/count-pid", 2 * workers):
+                count, pid = body.split()
+                seen[pid] = count
             return len(seen) >= workers
 
         wait_for(all_answered, what=f"answers from {workers} workers")
         return seen
+
+    def bodies_on_fresh_connections(self, path: str, count: int) -> list[str]:
+        """``count`` concurrent GETs of ``path``, each on a connection of its own."""
+
+        async def burst() -> list[str]:
+            limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
+            async with httpx.AsyncClient(
+                base_url=self.base_url, limits=limits, timeout=30
+            ) as client:
+
+                async def one() -> str:
+                    response = await client.get(path, headers={"Connection": "close"})
+                    assert response.status_code == 200, (response.status_code, response.text)
+                    return response.text
+
+                return list(await asyncio.gather(*(one() for _ in range(count))))
+
+        return asyncio.run(burst())
 
     def get_fresh(self, path: str) -> str:
         """GET on a new connection, so the kernel may hand it to any worker."""

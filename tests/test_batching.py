@@ -28,9 +28,15 @@ from sanic_synchro_ctx import (
     SynchroTypeError,
     SyncManager,
 )
-from sanic_synchro_ctx.batching import CALM_AFTER, GATHER_PASSES, Batcher, Outcome
+from sanic_synchro_ctx.batching import (
+    CALM_AFTER,
+    DIRECT_PER_PASS,
+    GATHER_PASSES,
+    Batcher,
+    Outcome,
+)
 from sanic_synchro_ctx.errors import SynchroValueError
-from sanic_synchro_ctx.launcher import ManagerProcess
+from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 
 from .backends import RedisServer
 
@@ -224,6 +230,48 @@ async def test_direct_calls_while_calm_batching_under_concurrency_and_back() -> 
         await backend.call(batcher, f"lone{i}")
     assert await backend.call(batcher, "calm") == ("done", "calm")
     assert backend.direct[-1] == "calm"
+
+
+async def test_a_task_issuing_operations_one_after_another_lets_other_tasks_run() -> None:
+    """Direct calls do not yield: without a bound per pass of the loop, a task doing
+    operations in a loop would keep the loop for ever."""
+
+    class Remote(Backend):
+        async def send_one(self, op: Any) -> Any:
+            await asyncio.sleep(0)  # a round trip through the loop yields, as I/O does
+            return await super().send_one(op)
+
+    backend = Remote()
+    batcher = backend.batcher()
+    done_when_other_ran: list[int] = []
+
+    async def other() -> None:
+        done_when_other_ran.append(len(backend.direct) + len(backend.trips))
+
+    async def loop_of_operations() -> None:
+        for i in range(100):
+            await backend.call(batcher, i)
+
+    waiting = asyncio.ensure_future(other())  # ready to run at the next pass
+    await loop_of_operations()
+    await waiting
+    assert done_when_other_ran[0] <= DIRECT_PER_PASS + 1
+    assert len(backend.direct) + sum(map(len, backend.trips)) == 100
+
+
+async def test_operations_whose_awaitables_start_later_still_share_round_trips() -> None:
+    """The calm/loaded choice is made when an operation is issued: callers that wrap the
+    awaitable in a task or a timeout (which start it a pass later) still batch."""
+    backend = Backend()
+    batcher = backend.batcher()
+
+    async def issue(op: str) -> Any:
+        return await asyncio.wait_for(asyncio.ensure_future(batcher.submit(op)), 10)
+
+    results = await asyncio.gather(*(issue(f"t{i}") for i in range(20)))
+    assert results == [("done", f"t{i}") for i in range(20)]
+    assert len(backend.trips) < 20
+    assert max(len(trip) for trip in backend.trips) > 1
 
 
 async def loaded(backend: Backend, batcher: Batcher[Any]) -> None:

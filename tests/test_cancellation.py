@@ -7,6 +7,7 @@ reads other keys' data; every network interface must stay correct.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -73,10 +74,8 @@ NETWORK = ["syncmanager", "aioredis", "aioredis-cluster", "asyncio_redis", "memc
 async def _cancelled_at_random(call: Callable[[], Any], times: int) -> None:
     """``times`` calls, each cancelled after a random 0-2 ms (some finish first)."""
     for _ in range(times):
-        try:
+        with contextlib.suppress(asyncio.TimeoutError, SynchroTypeError, SynchroValueError):
             await asyncio.wait_for(call(), random.uniform(0, 0.002))
-        except (asyncio.TimeoutError, SynchroTypeError, SynchroValueError):
-            pass
 
 
 @pytest.mark.parametrize("kind", NETWORK)

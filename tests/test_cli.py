@@ -15,7 +15,7 @@ import pytest
 from sanic import Sanic
 
 from sanic_synchro_ctx import Synchro, SynchroConnectionError, SyncManager
-from sanic_synchro_ctx.launcher import AUTHKEY_ENV, READY
+from sanic_synchro_ctx.interfaces.syncmanager.process import AUTHKEY_ENV, READY
 
 from .servers import free_port
 

@@ -93,7 +93,7 @@ def test_synchro_attaches_before_the_users_own_before_server_start(app: Any) -> 
     order = []
 
     class Recording(InMemory):
-        def on_server_start(self, app: Any, slot: str) -> None:
+        def attach(self, handover: Any = None, *, group: int | None = None) -> None:
             order.append("attach")
 
     @app.before_server_start

@@ -1,25 +1,28 @@
-"""The manager's server: pipelined connections (the workers' event loops) served by one thread."""
+"""The manager's server, through its documented wire protocol and the SyncManager interface:
+pipelined connections served by one thread, misbehaving clients dropped alone."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import pickle
 import socket
-import subprocess
-import sys
-import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-import sanic_synchro_ctx
-from sanic_synchro_ctx import SynchroError, SyncManager
-from sanic_synchro_ctx.framing import frame, take_messages
-from sanic_synchro_ctx.launcher import ManagerProcess
-from sanic_synchro_ctx.manager import AsyncStoreClient, StoreClient, _handshake, connect
+from sanic_synchro_ctx import SynchroValueError, SyncManager
+from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
+from sanic_synchro_ctx.interfaces.syncmanager.wire import (
+    PIPELINED,
+    AuthenticationFailed,
+    connect,
+    frame,
+    read_message,
+    take_messages,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,102 +52,51 @@ def steady(count: Callable[[], int]) -> int:
     return value
 
 
-def store_ident(manager: ManagerProcess) -> tuple[StoreClient, str]:
-    client = connect(manager.address, manager.authkey, timeout=10)
-    return client, client.ident
+def interface(manager: ManagerProcess, prefix: str) -> SyncManager:
+    return SyncManager(manager.address, manager.authkey, prefix=prefix)
 
 
 async def test_pipelined_clients_share_one_serving_thread(manager: ManagerProcess) -> None:
-    pid = manager.process.pid
-    blocking, ident = store_ident(manager)
-    loop = asyncio.get_running_loop()
-    clients = [
-        AsyncStoreClient(loop, manager.address, manager.authkey, ident, timeout=10)
-        for _ in range(6)
-    ]
+    pid = manager.pid
+    before = steady(lambda: threads_of(pid))
+    loops = [interface(manager, "p") for _ in range(6)]  # one connection each, pipelined
     try:
-        assert await clients[0].call("increment", "n", 1) == 1
-        one = steady(lambda: threads_of(pid))
-        results = await asyncio.gather(*(c.call("increment", "n", 1) for c in clients * 50))
-        assert sorted(results) == list(range(2, 302))
-        # Five more connections, no thread more: the pipelined thread serves them all.
-        assert steady(lambda: threads_of(pid)) == one
-        # A blocking client still gets multiprocessing's thread per connection.
-        more = [connect(manager.address, manager.authkey, timeout=10) for _ in range(2)]
-        for client in more:
-            client.call("get", "n")
-        assert steady(lambda: threads_of(pid)) == one + 2
-        for client in more:
-            client.close()
+        results = await asyncio.gather(*(one.increment("n") for one in loops * 50))
+        assert sorted(results) == list(range(1, 301))
+        # Each interface opened a pipelined connection for its event loop, and a blocking
+        # one (for direct calls while the loop is calm): six threads more, not twelve.
+        assert steady(lambda: threads_of(pid)) == before + 6
+        # A blocking caller's connection is served by a thread of its own.
+        blocking = [interface(manager, "b") for _ in range(2)]
+        for one in blocking:
+            one.run_blocking(one.get("n"))
+        assert steady(lambda: threads_of(pid)) == before + 6 + 2
+        for one in blocking:
+            one.close()
     finally:
-        for client in clients:
-            client.close()
-        blocking.close()
-
-
-PLAIN_SERVER = textwrap.dedent(
-    """
-    import os, sys
-    from multiprocessing.managers import BaseManager
-    from sanic_synchro_ctx.store import Store
-
-    store = Store()
-
-    class PlainManager(BaseManager):
-        pass
-
-    PlainManager.register("store", callable=lambda: store, exposed=Store.EXPOSED)
-    manager = PlainManager(address=sys.argv[1], authkey=os.environ["KEY"].encode())
-    server = manager.get_server()
-    print("ready", flush=True)
-    server.serve_forever()
-    """
-)
-
-
-def test_a_manager_without_pipelined_serving_still_serves_async_clients(tmp_path: Path) -> None:
-    """multiprocessing's own server (an older manager) refuses serve_pipelined: the async
-    front end falls back to a connection served by a thread of its own."""
-    address, key = str(tmp_path / "plain.sock"), "k" * 32
-    root = Path(sanic_synchro_ctx.__file__).resolve().parent.parent
-    env = {**os.environ, "KEY": key, "PYTHONPATH": str(root)}
-    server = subprocess.Popen(
-        [sys.executable, "-c", PLAIN_SERVER, address], env=env, stdout=subprocess.PIPE
-    )
-    try:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == b"ready"
-        interface = SyncManager(address, key, prefix="plain:")
-
-        async def main() -> list[int]:
-            return await asyncio.gather(*(interface.increment("n") for _ in range(200)))
-
-        assert sorted(asyncio.run(main())) == list(range(1, 201))
-        assert max(interface.batch_sizes) > 1  # they went as batches, on the fallback
-    finally:
-        server.kill()
-        server.wait()
+        for one in loops:
+            await one.aclose()
 
 
 def pipelined_socket(manager: ManagerProcess) -> socket.socket:
-    sock = _handshake(manager.address, manager.authkey)
-    sock.setblocking(True)
+    sock, _ = connect(manager.address, manager.authkey, PIPELINED, 10)
     return sock
 
 
 async def test_a_client_that_stops_reading_does_not_hold_up_the_others(
     manager: ManagerProcess,
 ) -> None:
-    blocking, ident = store_ident(manager)
-    big = b"x" * 1_000_000
-    blocking.call("set", "big", big, None)
+    writer = interface(manager, "w")
+    big = "x" * 1_000_000
+    await writer.set("big", big)
     stalled = pipelined_socket(manager)
     try:
         # 64 MB of answers that nobody reads: far more than the socket buffers hold.
-        stalled.sendall(b"".join(frame((ident, "get", ("big",), {})) for _ in range(64)))
-        interface = SyncManager(manager.address, manager.authkey, prefix="others:", timeout=5)
+        request = frame(("get", (writer.prefix + "big",)))
+        stalled.sendall(request * 64)
+        others = interface(manager, "others")
         results = await asyncio.wait_for(
-            asyncio.gather(*(interface.increment("n") for _ in range(300))), 20
+            asyncio.gather(*(others.increment("n") for _ in range(300))), 20
         )
         assert sorted(results) == list(range(1, 301))
         # The stalled client's answers were kept, complete and in order.
@@ -156,62 +108,75 @@ async def test_a_client_that_stops_reading_does_not_hold_up_the_others(
             assert data, "the manager closed the stalled connection"
             buffer += data
             answers += take_messages(buffer)
-        assert answers == [("#RETURN", big)] * 64
+        expected = (True, b'"' + big.encode() + b'"')
+        assert answers == [expected] * 64
+        await others.aclose()
     finally:
         stalled.close()
-        blocking.close()
+        await writer.aclose()
 
 
 async def test_a_client_sending_garbage_is_dropped_alone(manager: ManagerProcess) -> None:
-    interface = SyncManager(manager.address, manager.authkey, prefix="fine:")
-    assert await interface.increment("n") == 1
+    fine = interface(manager, "fine")
+    assert await fine.increment("n") == 1
     broken = pipelined_socket(manager)
     try:
         payload = b"this is not a pickle"
         broken.sendall(len(payload).to_bytes(4, "big") + payload)
         broken.settimeout(10)
         assert broken.recv(100) == b""  # closed by the manager
-        results = await asyncio.gather(*(interface.increment("n") for _ in range(50)))
+        results = await asyncio.gather(*(fine.increment("n") for _ in range(50)))
         assert sorted(results) == list(range(2, 52))
     finally:
         broken.close()
+        await fine.aclose()
 
 
-async def test_a_request_the_store_does_not_expose_is_refused_and_the_connection_goes_on(
+def test_an_operation_the_store_does_not_have_is_refused_and_the_connection_goes_on(
     manager: ManagerProcess,
 ) -> None:
-    blocking, ident = store_ident(manager)
-    client = AsyncStoreClient(
-        asyncio.get_running_loop(), manager.address, manager.authkey, ident, timeout=10
-    )
+    sock = pipelined_socket(manager)
+    sock.settimeout(10)
+    buffer = bytearray()
     try:
-        with pytest.raises(SynchroError, match="not exposed"):
-            await client.call("_drop", "k")
-        with pytest.raises(SynchroError, match="KeyError"):
-            await AsyncStoreClient(
-                asyncio.get_running_loop(), manager.address, manager.authkey, "nope", timeout=10
-            ).call("get", "k")
-        assert await client.call("increment", "k", 5) == 5
+        for request in (("_drop", ("k",)), ("not-a-method", ()), "not even a tuple"):
+            sock.sendall(frame(request))
+            ok, error = read_message(sock, buffer)
+            assert not ok
+            assert isinstance(error, SynchroValueError)
+        sock.sendall(frame(("increment", ("k", 5))))
+        assert read_message(sock, buffer) == (True, 5)
     finally:
-        client.close()
-        blocking.close()
+        sock.close()
 
 
-def test_answers_are_pickled_the_way_connection_recv_reads_them() -> None:
-    """The framing is multiprocessing's: a Connection at the other end reads it."""
-    from multiprocessing.connection import Connection
+def test_the_handshake_refuses_a_wrong_key_and_a_peer_that_is_no_manager(
+    manager: ManagerProcess, tmp_path: Path
+) -> None:
+    with pytest.raises(AuthenticationFailed, match="authentication failed"):
+        connect(manager.address, b"wrong", PIPELINED, 10)
+    impostor = socket.socket(socket.AF_UNIX)
+    impostor.bind(str(tmp_path / "impostor.sock"))
+    impostor.listen()
+    try:
 
-    left, right = socket.socketpair()
-    with left, right:
-        message = ("#RETURN", {"k": [1, 2.5, "é"]})
-        left.sendall(frame(message))
-        conn = Connection(os.dup(right.fileno()))
-        try:
-            assert conn.recv() == message
-            conn.send(("#RETURN", 7))
-            buffer = bytearray(left.recv(100))
-        finally:
-            conn.close()
-        assert take_messages(buffer) == [("#RETURN", 7)]
-        assert buffer == b""
-    assert pickle.loads(frame(1)[4:]) == 1
+        def greet() -> None:
+            peer, _ = impostor.accept()
+            with peer:
+                peer.sendall(frame("hello, I am something else"))
+
+        loop_thread = threading.Thread(target=greet)
+        loop_thread.start()
+        with pytest.raises(AuthenticationFailed, match="not a synchro manager"):
+            connect(str(tmp_path / "impostor.sock"), manager.authkey, PIPELINED, 10)
+        loop_thread.join()
+    finally:
+        impostor.close()
+
+
+def test_messages_are_framed_one_after_the_other() -> None:
+    buffer = bytearray(frame({"k": [1, 2.5, "é"]}) + frame(7) + frame("partial")[:-2])
+    assert take_messages(buffer) == [{"k": [1, 2.5, "é"]}, 7]
+    buffer += frame("partial")[-2:]
+    assert take_messages(buffer) == ["partial"]
+    assert buffer == b""

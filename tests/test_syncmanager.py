@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import stat
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -17,7 +20,7 @@ from sanic_synchro_ctx import (
     SynchroValueError,
     SyncManager,
 )
-from sanic_synchro_ctx.launcher import AUTHKEY_ENV, ManagerProcess
+from sanic_synchro_ctx.interfaces.syncmanager.process import AUTHKEY_ENV, READY, ManagerProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,8 +59,34 @@ def test_wrong_authkey_is_a_connection_error(
     app_name: str, manager_process: ManagerProcess
 ) -> None:
     ctx = context(app_name, SyncManager(manager_process.address, b"not-the-key"))
-    with pytest.raises(SynchroConnectionError, match="AuthenticationError"):
+    with pytest.raises(SynchroConnectionError, match="authentication failed"):
         ctx.get("k")
+
+
+def test_an_authkey_file_ending_in_a_newline_serves_and_connects(
+    app_name: str, tmp_path: Any
+) -> None:
+    """``echo secret > key``: the manager and SyncManager(authkey_file=) read it alike."""
+    key_file = tmp_path / "key"
+    key_file.write_text("a-secret-of-ours\n")
+    socket_path = str(tmp_path / "m.sock")
+    serving = subprocess.Popen(
+        [sys.executable, "-m", "sanic_synchro_ctx", "serve", "--socket", socket_path,
+         "--authkey-file", str(key_file), "--watch-pid", str(os.getpid())],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert serving.stdout is not None
+        assert serving.stdout.readline().startswith(READY.encode())
+        ctx = context(app_name, SyncManager(socket_path, authkey_file=str(key_file)))
+        assert ctx.increment("n") == 1
+        raw = SyncManager(socket_path, key_file.read_bytes(), prefix="raw")  # newline kept
+        with pytest.raises(SynchroConnectionError, match="authentication failed"):
+            raw.run_blocking(raw.get("n"))
+    finally:
+        serving.terminate()
+        serving.wait(10)
 
 
 def test_unreachable_manager_is_a_connection_error(app_name: str, tmp_path: Any) -> None:
@@ -92,38 +121,35 @@ def test_manager_killed_then_restarted(app_name: str, tmp_path: Any) -> None:
 def test_without_a_main_process_the_store_lives_in_this_process(app: Any) -> None:
     interface = SyncManager()
     Synchro(app, interface=interface)
-    interface.on_server_start(app, "synchro_synchro")
+    interface.attach(None)
     assert repr(interface) == "SyncManager(in-process)"
     app.ctx.synchro.sync.set("k", 1)
-    interface.run_blocking(interface.on_server_stop(app, "synchro_synchro"))
-    interface.on_server_start(app, "synchro_synchro")  # a restart keeps the data
+    interface.run_blocking(interface.aclose())
+    interface.attach(None)  # a restart keeps the data
     assert app.ctx.synchro.sync.get("k") == 1
 
 
-def test_main_process_hands_the_store_to_workers(app: Any) -> None:
-    """The main process's listener starts a manager; a worker's interface picks it up."""
-    main = SyncManager()
-    Synchro(app, interface=main)
-    main.on_main_process_start(app, "synchro_synchro")
-    authkey = bytes(app.shared_ctx.synchro_synchro._authkey)
+def test_a_started_manager_is_handed_to_workers(app_name: str) -> None:
+    """start() (the main process) starts a manager and hands over what a worker's
+    attach() needs; the hand-over pickles (it travels to spawned workers)."""
+    main = SyncManager(prefix=app_name)
+    handover = main.start()
     try:
         address = main.address
         assert isinstance(address, str)
         directory = os.path.dirname(address)
         assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
-        proxy = app.shared_ctx.synchro_synchro
-        assert type(proxy).__module__.startswith("multiprocessing")
 
-        worker = SyncManager()  # what a spawned worker builds when it imports the app
-        worker.bind(main.prefix or "")
-        worker.on_server_start(app, "synchro_synchro")
-        app.ctx.synchro.sync.set("from-main", 1)
+        worker = SyncManager(prefix=app_name)  # what a spawned worker builds on import
+        worker.attach(pickle.loads(pickle.dumps(handover)))
+        main.run_blocking(main.set("from-main", 1))
         assert worker.run_blocking(worker.get("from-main")) == 1
         assert worker.address == address
+        worker.close()
     finally:
-        main.on_main_process_stop(app, "synchro_synchro")
+        main.stop()
     assert not os.path.exists(directory)
-    gone = SyncManager(address, authkey, prefix="probe:")
+    gone = SyncManager(*handover, prefix="probe:")
     with pytest.raises(SynchroConnectionError):
         gone.run_blocking(gone.get("k"))
 

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, TypeVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 from ..bridge import run_inline
 from ..checks import check_key, check_keys, check_lease, check_mapping, check_step, check_ttl
 from ..errors import SynchroConnectionError, SynchroError, SynchroTypeError, SynchroValueError
 from ..serializer import JSONSerializer, Serializer
 
-if TYPE_CHECKING:
-    from sanic import Sanic
+_log = logging.getLogger("sanic_synchro_ctx")
 
 __all__ = [
     "DEFAULT_MAX_VALUE_SIZE",
@@ -107,6 +107,9 @@ class BaseSynchroInterface:
     ttl_resolution: ClassVar[float] = 0.0
     #: False where ``keys()`` raises SynchroUnsupported (memcached cannot list keys).
     lists_keys: ClassVar[bool] = True
+    #: False where every process holds its own copy (InMemory): the extension then warns
+    #: when the app runs several workers.
+    shares_between_processes: ClassVar[bool] = True
     #: Client exceptions meaning "the backend is unreachable": mapped to SynchroConnectionError.
     #: Interfaces importing their client lazily set it per instance.
     connection_errors: tuple[type[BaseException], ...] = ()
@@ -134,7 +137,9 @@ class BaseSynchroInterface:
         self._prefix: str | None = (
             None if prefix is None else self._key_prefix(namespace_head(prefix))
         )
+        self._namespace_name = prefix
         self._explicit_prefix = prefix is not None
+        self._reset_hooks: list[Callable[[], None]] = []
         self._serializer: Serializer = serializer if serializer is not None else JSONSerializer()
         self._max_value_size = max_value_size
 
@@ -155,13 +160,14 @@ class BaseSynchroInterface:
         """
         if self._explicit_prefix:
             return
-        prefix = self._key_prefix(namespace_head(prefix))
-        if self._prefix is not None and self._prefix != prefix:
+        head = self._key_prefix(namespace_head(prefix))
+        if self._prefix is not None and self._prefix != head:
             raise SynchroValueError(
-                f"this interface already serves namespace {self._prefix!r}; create one "
-                "interface per Synchro, or pass an explicit prefix= to share one"
+                f"this interface already serves namespace {self._namespace_name!r}; create "
+                "one interface per Synchro, or pass an explicit prefix= to share one"
             )
-        self._prefix = prefix
+        self._prefix = head
+        self._namespace_name = prefix
 
     def _key_prefix(self, prefix: str) -> str:
         """The string keys actually start with, for namespace ``prefix`` (a hook: a Redis
@@ -217,22 +223,42 @@ class BaseSynchroInterface:
         """Run one operation to completion for a blocking caller."""
         return run_inline(coro)
 
-    # -- lifecycle hooks (called by Synchro's listeners) ------------------------------------
+    # -- life cycle (the extension decides which part runs in which process) ---------------
 
-    def on_main_process_start(self, app: Sanic[Any, Any], slot: str) -> None:
-        """In Sanic's main process, before workers start. ``slot``: our app.shared_ctx name."""
+    def start(self, seed: Callable[[BaseSynchroInterface], None] | None = None) -> Any:
+        """In the main process, before any worker starts: start what the interface hosts
+        (SyncManager: the manager process) and return a picklable hand-over for the workers'
+        :meth:`attach` (None: nothing to hand over). ``seed`` fills a new backend with the
+        app's defaults; it runs now, and again whenever the backend is replaced by a new,
+        empty one."""
+        if seed is not None:
+            seed(self)
+        return None
 
-    def on_main_process_stop(self, app: Sanic[Any, Any], slot: str) -> None:
-        """In Sanic's main process, after all workers stopped."""
+    def attach(self, handover: Any = None, *, group: int | None = None) -> None:
+        """In each process that serves, before it serves: use the main process's
+        ``handover``; without one, ``group`` identifies the processes that must share one
+        backend (the workers of one main process), None a process that is alone."""
 
-    def on_server_start(self, app: Sanic[Any, Any], slot: str) -> None:
-        """In each worker (or the single process), before the server starts serving."""
+    def stop(self) -> None:
+        """In the main process, after every worker stopped: stop what :meth:`start` started."""
+        self.close()
 
-    async def on_server_stop(self, app: Sanic[Any, Any], slot: str) -> None:
-        """In each worker (or the single process), after the server stopped."""
+    def on_reset(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` whenever this process finds the backend replaced by a new, empty
+        one (a SyncManager manager that died and was started again). It runs in the thread
+        that noticed, and must not block."""
+        self._reset_hooks.append(hook)
+
+    def _store_replaced(self) -> None:
+        for hook in list(self._reset_hooks):
+            try:
+                hook()
+            except Exception:  # a hook's failure must not fail the operation that noticed
+                _log.exception("synchro reset hook %r failed", hook)
 
     def close(self) -> None:
-        """Release clients and processes this interface owns. Data may be lost for owners."""
+        """Release this process's connections (the next operation opens them again)."""
 
     async def aclose(self) -> None:
         """Like :meth:`close`, from async code (network interfaces close their clients)."""

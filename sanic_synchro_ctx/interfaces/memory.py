@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import warnings
-from typing import TYPE_CHECKING, Any
-
 from ..serializer import Serializer
-from ..store import Store
 from .base import DEFAULT_MAX_VALUE_SIZE
 from .storebacked import StoreBackedInterface
-
-if TYPE_CHECKING:
-    from sanic import Sanic
+from .syncmanager.store import Store
 
 __all__ = ["InMemory"]
 
 
 class InMemory(StoreBackedInterface):
+    shares_between_processes = False
+
     """Keeps the context in this process: nothing is shared between worker processes.
 
     Use it for tests and for apps that run one process. An app started with more than one
@@ -36,17 +32,6 @@ class InMemory(StoreBackedInterface):
 
     def _backend(self) -> Store:
         return self._store
-
-    def on_main_process_start(self, app: Sanic[Any, Any], slot: str) -> None:
-        workers = app.state.workers
-        if workers > 1:
-            warnings.warn(
-                f"InMemory keeps one copy of the context per process, and app {app.name!r} "
-                f"runs {workers} workers: they will not share it. Use SyncManager() (the "
-                "default) or a Redis/memcached interface to share state between workers.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
 
     def __repr__(self) -> str:
         return "InMemory()"

@@ -15,14 +15,11 @@ import contextlib
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Coroutine
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..batching import total_sizes
 from ..bridge import bridge
 from .base import BaseSynchroInterface
-
-if TYPE_CHECKING:
-    from sanic import Sanic
 
 __all__ = ["NetworkInterface", "bounded"]
 
@@ -125,10 +122,7 @@ class NetworkInterface(BaseSynchroInterface, Generic[S]):
     def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
         return bridge.run(coro)
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    async def on_server_stop(self, app: Sanic[Any, Any], slot: str) -> None:
-        await self.aclose()
+    # -- life cycle -----------------------------------------------------------------------
 
     async def aclose(self) -> None:
         """Close the sessions of the running loop and of this thread's bridge loop."""

@@ -12,11 +12,13 @@ loop is calm the batcher lets it call directly all the same.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..batching import Batcher
-from ..store import Store
 from .base import BaseSynchroInterface
+
+if TYPE_CHECKING:
+    from .syncmanager.store import Store
 
 __all__ = ["StoreBackedInterface"]
 

@@ -16,8 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .checks import INT64_MAX, INT64_MIN
-from .errors import SynchroTypeError, SynchroValueError
+from ...checks import INT64_MAX, INT64_MIN
+from ...errors import SynchroTypeError, SynchroValueError
 
 __all__ = ["Store"]
 

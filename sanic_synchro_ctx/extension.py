@@ -15,6 +15,7 @@ offer a process-neutral life cycle (``start`` / ``attach`` / ``stop`` / ``aclose
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
@@ -76,7 +77,7 @@ def _unpack(packed: Any) -> Any:
 class _Binding:
     """What one Synchro holds for one app: the interface, its front ends, its defaults."""
 
-    __slots__ = ("aio", "blocking", "defaults", "handler_kinds", "handover", "interface")
+    __slots__ = ("aio", "blocking", "defaults", "handler_kinds", "handover", "interface", "loop")
 
     def __init__(self, interface: BaseSynchroInterface, defaults: Mapping[str, Any]) -> None:
         self.interface = interface
@@ -86,6 +87,8 @@ class _Binding:
         self.defaults = defaults
         #: What start() handed over, when the main process's listener ran in this process.
         self.handover: Any = None
+        #: The loop of the server running in this process (where signals are dispatched).
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def seed(self, interface: BaseSynchroInterface) -> None:
         """Set each default that is missing, on ``interface`` (blocking)."""
@@ -213,6 +216,7 @@ class Synchro:
     def _attach(self, app: Sanic[Any, Any], binding: _Binding) -> None:
         """Before this process serves: attach the interface to the main process's backend,
         or, where no main process started one, to this process's own (and seed it)."""
+        binding.loop = asyncio.events._get_running_loop()
         packed = getattr(app.shared_ctx, self.slot, None)
         handover = _unpack(packed) if packed is not None else binding.handover
         interface = binding.interface
@@ -234,7 +238,8 @@ class Synchro:
         """What runs when a process finds the shared store replaced: Sanic's signal."""
 
         def dispatch() -> None:
-            loop = getattr(app, "_loop", None)
+            binding = self._bindings.get(app.name)
+            loop = None if binding is None else binding.loop
             if loop is None or loop.is_closed():
                 return
             _log.warning("synchro: the shared store was replaced by a new one")

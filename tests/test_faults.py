@@ -180,6 +180,7 @@ def test_a_stalled_backend_never_applies_a_blocking_increment_twice(
             else:
                 with lock:
                     counts["acknowledged"] += 1
+        ctx.interface.close()  # this thread's connections
 
     threads = [threading.Thread(target=bump) for _ in range(4)]
     for thread in threads:

@@ -295,6 +295,10 @@ class AsyncioRedis(NetworkInterface[_Session]):
 
     async def _shut(self, session: _Session) -> None:
         session.pool.close()
+        # Each connection's reader task ends once its transport reports the loss, a pass or
+        # two of the loop later; a bridge loop may not run again, so let them end now.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     async def _live(self) -> _Session:
         """This loop's session, with a new pool if none of its connections is connected.

@@ -41,8 +41,10 @@ def make_interface():
     return None
 
 
+DEFAULTS = {"counter": 0}
+
 if os.environ.get("SYNCHRO_FACTORY") == "1":
-    synchro = Synchro()
+    synchro = Synchro(defaults=DEFAULTS)
 
     @app.before_server_start
     async def install(app: Sanic) -> None:
@@ -55,13 +57,26 @@ else:
         # Registered before Synchro(app): Synchro's own listener must still run first.
         await app.ctx.synchro.increment("early_starts")
 
-    Synchro(app, interface=make_interface())
+    Synchro(app, interface=make_interface(), defaults=DEFAULTS)
+
+
+RESETS = {"seen": 0}  # per worker: how often it found the shared store replaced
+
+
+@app.signal("synchro.store.reset")
+async def store_reset() -> None:
+    RESETS["seen"] += 1
+
+
+@app.get("/resets")
+async def resets(request: Request):
+    return text(f"{RESETS['seen']} {os.getpid()}")
 
 
 @app.after_server_start
 async def seed(app: Sanic) -> None:
     ctx = app.ctx.synchro
-    stored = await ctx.set_default({"seed": os.getpid(), "counter": 0})
+    stored = await ctx.set_default({"seed": os.getpid()})
     await ctx.set(f"seen:{os.getpid()}", stored["seed"])
     while True:  # append this pid to the shared list (works where keys() does not)
         pids = await ctx.setdefault("pids", [])

@@ -21,7 +21,7 @@ import redis.asyncio as redis_asyncio
 from sanic import Sanic
 
 from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, Synchro, SyncManager
-from sanic_synchro_ctx.interfaces.redisscripts import COMPARE_AND_SET, LOCK_RELEASE
+from sanic_synchro_ctx.interfaces.redis.scripts import COMPARE_AND_SET, LOCK_RELEASE
 from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 from sanic_synchro_ctx.interfaces.syncmanager.client import BlockingClient
 

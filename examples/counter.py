@@ -14,12 +14,9 @@ from sanic.response import text
 from sanic_synchro_ctx import Synchro
 
 app = Sanic("counter")
-Synchro(app)  # default interface: SyncManager(), shared by all workers
-
-
-@app.after_server_start
-async def seed(app: Sanic) -> None:
-    await app.ctx.synchro.set_default({"counter": 0})  # only the first worker's write lands
+# Default interface: SyncManager(), shared by all workers. The defaults are set (where
+# missing) once, before any worker serves: no request ever finds the counter unset.
+Synchro(app, defaults={"counter": 0})
 
 
 @app.get("/inc")

@@ -17,11 +17,10 @@ from .errors import (
     SynchroValueError,
 )
 from .extension import Synchro
-from .interfaces.aioredis import AIORedis
-from .interfaces.asyncio_redis import AsyncioRedis
 from .interfaces.base import BaseSynchroInterface
 from .interfaces.memcache import Memcache
 from .interfaces.memory import InMemory
+from .interfaces.redis import AIORedis, AsyncioRedis
 from .interfaces.syncmanager import SyncManager
 
 __version__ = "0.2.0.dev0"

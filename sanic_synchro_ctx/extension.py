@@ -206,7 +206,12 @@ class Synchro:
             setattr(app.shared_ctx, self.slot, _pack(handover))
 
     def _main_process_stop(self, app: Sanic[Any, Any]) -> None:
-        self._binding(app).interface.stop()
+        from sanic.log import logger
+
+        interface = self._binding(app).interface
+        description = repr(interface)
+        interface.stop()
+        logger.info("Synchro %r: stopped %s", self.name, description)
 
     def _server_start(self, app: Sanic[Any, Any]) -> None:
         binding = self._binding(app)

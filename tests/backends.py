@@ -56,6 +56,17 @@ def _wait(check: object, what: str, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def wait_stopped(pid: int) -> None:
+    """Return once process ``pid`` is stopped (SIGSTOP is delivered asynchronously)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as handle:
+            if handle.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} was not stopped")
+
+
 class RedisServer:
     """One ``redis-server`` without persistence; can be killed and started again."""
 

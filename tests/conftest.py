@@ -17,27 +17,17 @@ from typing import Any
 import pytest
 from sanic import Sanic
 
-from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, Synchro, SyncManager
+from sanic_synchro_ctx import Synchro
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 
 from .backends import MemcachedServer, RedisCluster, RedisServer
 from .frontends import BlockingAsAsync
+from .registry import INTERFACES, KINDS, SHARED
 
 _serial = itertools.count()
 
-#: Every interface the contract suite runs against.
-INTERFACES = [
-    "inmemory",
-    "syncmanager",
-    "aioredis",
-    "aioredis-cluster",
-    "asyncio_redis",
-    "memcache",
-]
 FRONT_ENDS = ["async", "blocking"]
-#: Interfaces whose backend is a server that several apps can share.
-SHARED_BACKENDS = ["syncmanager", "aioredis", "aioredis-cluster", "asyncio_redis", "memcache"]
 
 
 @pytest.fixture(autouse=True)
@@ -93,21 +83,9 @@ def make_interface(request: pytest.FixtureRequest) -> Callable[..., BaseSynchroI
     """Build an interface of one kind; its backend server starts on first use."""
 
     def make(kind: str, **options: Any) -> BaseSynchroInterface:
-        if kind == "inmemory":
-            return InMemory(**options)
-        if kind == "syncmanager":
-            manager = request.getfixturevalue("manager_process")
-            return SyncManager(manager.address, manager.authkey, **options)
-        if kind == "aioredis":
-            return AIORedis.from_url(request.getfixturevalue("redis_server").url, **options)
-        if kind == "aioredis-cluster":
-            url = request.getfixturevalue("redis_cluster").url
-            return AIORedis.from_url(url, cluster=True, **options)
-        if kind == "asyncio_redis":
-            return AsyncioRedis(port=request.getfixturevalue("redis_server").port, **options)
-        if kind == "memcache":
-            return Memcache(port=request.getfixturevalue("memcached_server").port, **options)
-        raise ValueError(kind)
+        made = KINDS[kind].make(request.getfixturevalue, options)
+        made.test_kind = kind  # type: ignore[attr-defined]  # what the registry expects of it
+        return made
 
     return make
 
@@ -131,7 +109,7 @@ def ctx(
     return aio if request.param == "async" else BlockingAsAsync(aio.sync)
 
 
-@pytest.fixture(params=SHARED_BACKENDS)
+@pytest.fixture(params=SHARED)
 def shared_pair(
     request: pytest.FixtureRequest,
     app_name: str,
@@ -146,7 +124,7 @@ def shared_pair(
     return contexts[0], contexts[1]
 
 
-@pytest.fixture(params=SHARED_BACKENDS)
+@pytest.fixture(params=SHARED)
 async def shared_backend(
     request: pytest.FixtureRequest,
     app_name: str,

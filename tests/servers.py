@@ -79,6 +79,15 @@ class SanicServer:
         except OSError:
             return "<no log>"
 
+    def library_tracebacks(self) -> list[str]:
+        """Every traceback in the whole log that passes through this library's code."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        blocks = text.split("Traceback (most recent call last):")[1:]
+        return [block[:2000] for block in blocks if "sanic_synchro_ctx" in block]
+
     def start(self, timeout: float = 60.0, ready: str = "/pid") -> SanicServer:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -257,6 +266,23 @@ class SanicServer:
                 return response.text
 
             return list(await asyncio.gather(*(one(path) for path in paths)))
+
+
+def assert_stopped_cleanly(
+    server: SanicServer, code: int, main_pid: int, *, main_stops_manager: bool = True
+) -> None:
+    """The server exited with 0, no traceback went through our code, and no manager is
+    left: our main-process listener stopped the one it started (it says so once the
+    manager exited), or, for workers that met at a manager of their own (init_app in a
+    listener), that one exits when it sees the main process gone."""
+    log = server.log()
+    assert code == 0, log
+    assert server.library_tracebacks() == []
+    if main_stops_manager:
+        assert "stopped SyncManager(" in log, log
+        assert manager_processes_watching(main_pid) == []
+    else:
+        wait_for(lambda: manager_processes_watching(main_pid) == [], timeout=10, what="exit")
 
 
 def pids_of(bodies: list[str]) -> set[str]:

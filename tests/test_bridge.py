@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +21,32 @@ from sanic_synchro_ctx.bridge import bridge
 from .backends import RedisServer
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own: its client connections are this test's."""
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def clients_of(server: RedisServer) -> int:
+    """Connected clients, the probe's own connection left out."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as probe:
+        probe.sendall(b"INFO clients\r\n")
+        reply = b""
+        while b"connected_clients:" not in reply or not reply.endswith(b"\r\n"):
+            reply += probe.recv(4096)
+    line = next(ln for ln in reply.split(b"\r\n") if ln.startswith(b"connected_clients:"))
+    return int(line.split(b":")[1]) - 1
+
+
+def wait_until(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -87,10 +117,10 @@ def test_a_forked_child_gets_a_bridge_of_its_own(redis_interface: Any) -> None:
 
 
 def test_server_stop_closes_the_clients_of_its_loop_and_of_the_bridge(
-    redis_server: RedisServer, app_name: str
+    private_redis: RedisServer, app_name: str
 ) -> None:
     app = Sanic(app_name)
-    interface = AIORedis.from_url(redis_server.url, prefix=f"{app_name}:")
+    interface = AIORedis.from_url(private_redis.url, prefix=f"{app_name}:")
     Synchro(app, interface=interface)
     seen: list[int] = []
 
@@ -103,24 +133,27 @@ def test_server_stop_closes_the_clients_of_its_loop_and_of_the_bridge(
         return text(str(request.ctx.synchro.increment("n")))
 
     @app.before_server_stop
-    async def count_sessions(app: Sanic[Any, Any]) -> None:
-        seen.append(len(interface._sessions))
+    async def count_clients(app: Sanic[Any, Any]) -> None:
+        seen.append(clients_of(private_redis))
 
     assert app.test_client.get("/async")[1].text == "1"
     assert app.test_client.get("/def")[1].text == "2"
-    assert seen == [1, 1]  # one session per run: the server loop, then the bridge
-    assert interface._sessions == {}  # after_server_stop closed them
+    assert seen == [1, 1]  # one client per run: the server loop's, then the bridge's
+    wait_until(lambda: clients_of(private_redis) == 0)  # after_server_stop closed them
     assert app.test_client.get("/async")[1].text == "3"  # and they reopen on demand
 
 
 def test_closing_the_bridge_closes_its_clients_and_it_reopens_on_demand(
-    redis_interface: Any,
+    private_redis: RedisServer, app_name: str
 ) -> None:
-    redis_interface.run_blocking(redis_interface.set("k", 1))
+    interface = AIORedis.from_url(private_redis.url, prefix=f"{app_name}:")
+    interface.run_blocking(interface.set("k", 1))
     loop = bridge.loop
-    assert loop in redis_interface._sessions
+    assert loop is not None
+    assert clients_of(private_redis) == 1
     bridge.close()
     assert bridge.loop is None
     assert loop.is_closed()
-    assert loop not in redis_interface._sessions  # its closer closed the client first
-    assert redis_interface.run_blocking(redis_interface.get("k")) == 1
+    wait_until(lambda: clients_of(private_redis) == 0)  # its closer closed the client first
+    assert interface.run_blocking(interface.get("k")) == 1
+    interface.close()

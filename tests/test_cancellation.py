@@ -18,12 +18,12 @@ from sanic import Sanic
 from sanic_synchro_ctx import Synchro, SynchroTypeError, SynchroValueError
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 
+from .registry import INTERFACES, NETWORK
+
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.mark.parametrize(
-    "kind", ["syncmanager", "aioredis", "aioredis-cluster", "asyncio_redis", "memcache"]
-)
+@pytest.mark.parametrize("kind", NETWORK)
 async def test_a_thousand_cancelled_operations_leave_every_later_read_correct(
     kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
 ) -> None:
@@ -68,9 +68,6 @@ async def test_a_thousand_cancelled_operations_leave_every_later_read_correct(
         await interface.aclose()
 
 
-NETWORK = ["syncmanager", "aioredis", "aioredis-cluster", "asyncio_redis", "memcache"]
-
-
 async def _cancelled_at_random(call: Callable[[], Any], times: int) -> None:
     """``times`` calls, each cancelled after a random 0-2 ms (some finish first)."""
     for _ in range(times):
@@ -98,7 +95,7 @@ async def test_cancelling_calls_answered_with_an_error_keeps_every_connection(
         await interface.aclose()
 
 
-@pytest.mark.parametrize("kind", ["inmemory", *NETWORK])
+@pytest.mark.parametrize("kind", INTERFACES)
 async def test_cancelled_overflowing_increments_leave_the_counter_as_it_was(
     kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
 ) -> None:

@@ -19,6 +19,7 @@ from sanic_synchro_ctx import (
 )
 
 from .frontends import BlockingAsAsync
+from .registry import KINDS, Kind
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,13 +43,20 @@ JSON_VALUES = [
 ]
 
 
+def kind_of(ctx: Any) -> Kind:
+    """What the registry expects of the interface under test."""
+    return KINDS[ctx.interface.test_kind]
+
+
 def ttl_within(ctx: Any, left: float | None, asked: float) -> bool:
-    """``ttl()`` answered within (0, asked], give or take the interface's resolution."""
-    return left is not None and 0 < left <= asked + ctx.interface.ttl_resolution
+    """``ttl()`` answered within [asked - 1 s, asked], give or take the interface's
+    resolution (a TTL stored far too short must fail, not only one that never expires)."""
+    resolution = kind_of(ctx).ttl_resolution
+    return left is not None and asked - 1.0 - resolution < left <= asked + resolution
 
 
 def lists_keys(ctx: Any) -> bool:
-    return bool(ctx.interface.lists_keys)
+    return kind_of(ctx).lists_keys
 
 
 async def until(check: Any, timeout: float = 5.0) -> float:
@@ -59,6 +67,16 @@ async def until(check: Any, timeout: float = 5.0) -> float:
             pytest.fail(f"condition not met within {timeout} s")
         await asyncio.sleep(0.01)
     return time.monotonic() - started
+
+
+# -- capabilities -----------------------------------------------------------------------------
+
+
+def test_declared_capabilities_are_the_expected_ones(ctx: Any) -> None:
+    kind = kind_of(ctx)
+    assert ctx.interface.lists_keys is kind.lists_keys
+    assert ctx.interface.ttl_resolution == kind.ttl_resolution
+    assert ctx.interface.shares_between_processes is kind.shared
 
 
 # -- get / set ------------------------------------------------------------------------------
@@ -195,6 +213,14 @@ async def test_set_default_sets_only_missing_keys(ctx: Any) -> None:
 async def test_setdefault_returns_the_value_now_stored(ctx: Any) -> None:
     assert await ctx.setdefault("k", [1]) == [1]
     assert await ctx.setdefault("k", [2]) == [1]
+
+
+async def test_setdefault_ttl_applies_only_when_it_creates_the_key(ctx: Any) -> None:
+    assert await ctx.setdefault("new", 1, ttl=100) == 1
+    assert ttl_within(ctx, await ctx.ttl("new"), 100)
+    await ctx.set("old", 2)
+    assert await ctx.setdefault("old", 3, ttl=100) == 2
+    assert await ctx.ttl("old") is None
 
 
 async def test_set_default_ttl_applies_only_to_keys_it_creates(ctx: Any) -> None:
@@ -473,7 +499,7 @@ async def test_attribute_read(ctx: Any) -> None:
 
 
 def test_attribute_write_is_refused(ctx: Any) -> None:
-    target = getattr(ctx, "sync", ctx)
+    target = ctx.sync if isinstance(ctx, BlockingAsAsync) else ctx  # the front end itself
     with pytest.raises(AttributeError, match="set"):
         target.counter = 1
 

@@ -9,7 +9,7 @@ from sanic import Request, Sanic
 from sanic.response import json, text
 from sanic.views import HTTPMethodView
 
-from sanic_synchro_ctx import InMemory, Synchro, SynchroValueError, SyncManager
+from sanic_synchro_ctx import InMemory, Synchro, SynchroError, SynchroValueError, SyncManager
 from sanic_synchro_ctx.context import SynchroContext
 from sanic_synchro_ctx.extension import default_prefix
 from sanic_synchro_ctx.interfaces.base import namespace_head
@@ -179,5 +179,5 @@ def test_prefix_must_be_a_non_empty_str_without_leading_nul(prefix: Any) -> None
 
 def test_an_unattached_interface_says_how_to_attach_it() -> None:
     interface = InMemory()
-    with pytest.raises(Exception, match="not attached"):
+    with pytest.raises(SynchroError, match="not attached"):
         interface.run_blocking(interface.get("k"))

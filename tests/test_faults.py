@@ -32,7 +32,7 @@ from sanic_synchro_ctx import (
 )
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 
-from .backends import MemcachedServer, RedisServer
+from .backends import MemcachedServer, RedisServer, wait_stopped
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -60,7 +60,7 @@ class Backend:
                 thawed.set()
 
         os.kill(self.pid, signal.SIGSTOP)
-        _wait_state(self.pid, "T")
+        wait_stopped(self.pid)
         threading.Thread(target=thaw_later, daemon=True).start()
         try:
             yield thawed
@@ -68,17 +68,6 @@ class Backend:
             if not thawed.is_set():
                 thawed.set()
                 os.kill(self.pid, signal.SIGCONT)
-
-
-def _wait_state(pid: int, state: str) -> None:
-    """Wait until the kernel reports process ``pid`` in ``state`` (T: stopped)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/stat") as handle:
-            if handle.read().rsplit(")", 1)[1].split()[0] == state:
-                return
-        time.sleep(0.005)
-    raise AssertionError(f"process {pid} never reached state {state}")
 
 
 @pytest.fixture(params=FREEZABLE)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sanic_synchro_ctx import LockTimeout, Synchro
+from sanic_synchro_ctx import LockTimeout, Synchro, SynchroError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,7 +39,7 @@ async def test_blocking_wait_on_a_holder_in_another_thread_waits(aio: Any) -> No
     taken = threading.Event()
 
     def hold_briefly() -> None:
-        aio.sync.lock("job", ttl=0.3).acquire()  # never released: the lease lapses
+        aio.sync.lock("job", ttl=1.0).acquire()  # never released: the lease lapses
         taken.set()
 
     holder = threading.Thread(target=hold_briefly)
@@ -49,7 +49,7 @@ async def test_blocking_wait_on_a_holder_in_another_thread_waits(aio: Any) -> No
     started = time.monotonic()
     with aio.sync.lock("job", ttl=5, timeout=10):
         waited = time.monotonic() - started
-    assert waited > 0.1  # it waited for the lease instead of failing at once
+    assert waited > 0.1  # it waited for the lease (1 s) instead of failing at once
 
 
 def test_blocking_lock_outside_any_loop_waits_for_its_timeout(aio: Any) -> None:
@@ -63,5 +63,5 @@ def test_blocking_lock_outside_any_loop_waits_for_its_timeout(aio: Any) -> None:
 async def test_a_lock_object_is_not_reentrant(aio: Any) -> None:
     lock = aio.lock("job")
     async with lock:
-        with pytest.raises(Exception, match="re-entrant"):
+        with pytest.raises(SynchroError, match="re-entrant"):
             await lock.acquire()

@@ -21,7 +21,7 @@ from sanic_synchro_ctx import Synchro, SynchroTypeError, SynchroValueError
 from sanic_synchro_ctx.checks import INT64_MAX, INT64_MIN
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 
-from .conftest import INTERFACES
+from .registry import INTERFACES
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -133,7 +133,7 @@ class Agreement(RuleBasedStateMachine):
 
 @pytest.mark.parametrize("kind", INTERFACES)
 def test_interface_agrees_with_a_dict_model(
-    kind: str, make_interface: Callable[[str], BaseSynchroInterface], app_name: str
+    kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
 ) -> None:
     interface = make_interface(kind)
     app = Sanic(app_name)

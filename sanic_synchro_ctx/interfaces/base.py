@@ -2,8 +2,9 @@
 
 Each public operation does the common work once (check and prefix keys, serialize values,
 check TTLs and steps, map client errors into the SynchroError tree) and then awaits one
-small primitive (``_get``, ``_increment``, ...) that each interface implements. Primitives
-receive prefixed keys and serialized bytes and must run their operation atomically.
+small primitive (``raw_get``, ``raw_increment``, ...) that each interface implements.
+Primitives receive prefixed keys and serialized bytes and must run their operation
+atomically. The docs page "Writing an interface" shows a complete one.
 
 Operations are coroutines. For an interface whose primitives never suspend, the blocking
 front end drives them to completion in the caller's thread (:meth:`run_blocking`); network
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
@@ -86,8 +88,12 @@ def _step_error(key: str, exc: SynchroTypeError | SynchroValueError) -> SynchroE
     return SynchroValueError(f"cannot increment {key!r}: {exc}")
 
 
-class BaseSynchroInterface:
-    """Base class of all interfaces. Subclasses implement the ``_`` primitives.
+class BaseSynchroInterface(ABC):
+    """The contract of every interface: the public operations, on abstract primitives.
+
+    A subclass implements the ``raw_*`` primitives (abstract: a subclass missing one fails
+    at instantiation with TypeError naming it) and declares its capabilities as class
+    attributes; the operations here do the common work and call them.
 
     Options shared by every interface:
 
@@ -239,6 +245,7 @@ class BaseSynchroInterface:
         """In each process that serves, before it serves: use the main process's
         ``handover``; without one, ``group`` identifies the processes that must share one
         backend (the workers of one main process), None a process that is alone."""
+        return None
 
     def stop(self) -> None:
         """In the main process, after every worker stopped: stop what :meth:`start` started."""
@@ -257,7 +264,7 @@ class BaseSynchroInterface:
             except Exception:  # a hook's failure must not fail the operation that noticed
                 _log.exception("synchro reset hook %r failed", hook)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - nothing to release unless a subclass holds some
         """Release this process's connections (the next operation opens them again)."""
 
     async def aclose(self) -> None:
@@ -268,26 +275,26 @@ class BaseSynchroInterface:
 
     @operation
     async def get(self, key: str, default: Any = None) -> Any:
-        data = await self._get(self._key(key))
+        data = await self.raw_get(self._key(key))
         return default if data is None else self._loads(data)
 
     @operation
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
         full = self._key(key)
         data = self._dumps(value)
-        await self._set(full, data, check_ttl(ttl))
+        await self.raw_set(full, data, check_ttl(ttl))
 
     @operation
     async def delete(self, *keys: str) -> int:
         full = [self._key(key) for key in keys]
-        return await self._delete(full) if full else 0
+        return await self.raw_delete(full) if full else 0
 
     @operation
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         names = list(dict.fromkeys(check_keys(keys)))
         if not names:
             return {}
-        found = await self._get_many([self._key(name) for name in names])
+        found = await self.raw_get_many([self._key(name) for name in names])
         return {
             name: self._loads(data)
             for name, data in zip(names, found, strict=True)
@@ -301,7 +308,7 @@ class BaseSynchroInterface:
         ]
         seconds = check_ttl(ttl)
         if items:
-            await self._set_many(items, seconds)
+            await self.raw_set_many(items, seconds)
 
     @operation
     async def set_default(
@@ -312,13 +319,13 @@ class BaseSynchroInterface:
         seconds = check_ttl(ttl)
         if not items:
             return {}
-        stored = await self._add_many(items, seconds)
+        stored = await self.raw_add_many(items, seconds)
         return {name: self._loads(data) for name, data in zip(names, stored, strict=True)}
 
     @operation
     async def setdefault(self, key: str, value: Any, *, ttl: float | None = None) -> Any:
         items = [(self._key(key), self._dumps(value))]
-        stored = await self._add_many(items, check_ttl(ttl))
+        stored = await self.raw_add_many(items, check_ttl(ttl))
         return self._loads(stored[0])
 
     @operation
@@ -326,7 +333,7 @@ class BaseSynchroInterface:
         full = self._key(key)
         step = check_step(by)
         try:
-            return await self._increment(full, step)
+            return await self.raw_increment(full, step)
         except (SynchroTypeError, SynchroValueError) as exc:
             raise _step_error(key, exc) from None
 
@@ -335,14 +342,14 @@ class BaseSynchroInterface:
         full = self._key(key)
         step = check_step(-check_step(by))
         try:
-            return await self._increment(full, step)
+            return await self.raw_increment(full, step)
         except (SynchroTypeError, SynchroValueError) as exc:
             raise _step_error(key, exc) from None
 
     @operation
     async def replace(self, key: str, value: Any) -> Any:
         full = self._key(key)
-        old = await self._replace(full, self._dumps(value))
+        old = await self.raw_replace(full, self._dumps(value))
         return None if old is None else self._loads(old)
 
     @operation
@@ -351,88 +358,116 @@ class BaseSynchroInterface:
     ) -> bool:
         full = self._key(key)
         old, data = self._serializer.dumps(expected), self._dumps(new)
-        return await self._compare_and_set(full, old, data, check_ttl(ttl))
+        return await self.raw_compare_and_set(full, old, data, check_ttl(ttl))
 
     @operation
     async def expire(self, key: str, ttl: float | None) -> bool:
         full = self._key(key)
-        return await self._expire(full, check_ttl(ttl))
+        return await self.raw_expire(full, check_ttl(ttl))
 
     @operation
     async def ttl(self, key: str) -> float | None:
-        return await self._ttl(self._key(key))
+        return await self.raw_ttl(self._key(key))
 
     @operation
     async def keys(self) -> list[str]:
         prefix = self._namespace()
         cut = len(prefix)
         # a key equal to the head itself (written by some other client) is no key of ours
-        return [key[cut:] for key in await self._keys(prefix) if len(key) > cut]
+        return [key[cut:] for key in await self.raw_keys(prefix) if len(key) > cut]
 
     @operation
     async def clear(self) -> None:
-        await self._clear(self._namespace())
+        await self.raw_clear(self._namespace())
 
     @operation
     async def acquire_lock(self, name: str, token: str, ttl: float) -> str | None:
         """One attempt: take lock ``name`` for ``ttl`` s. None if taken, else the holder's token."""
         full = self._lock_key(name)
-        return await self._lock_acquire(full, token, check_lease(ttl))
+        return await self.raw_lock_acquire(full, token, check_lease(ttl))
 
     @operation
     async def release_lock(self, name: str, token: str) -> bool:
         """Release lock ``name`` if ``token`` holds it; False if it does not (any more)."""
-        return await self._lock_release(self._lock_key(name), token)
+        return await self.raw_lock_release(self._lock_key(name), token)
 
     # -- primitives: each interface implements these ----------------------------------------
+    #
+    # Every primitive receives full keys (namespace head included) and serialized bytes,
+    # and performs its operation atomically with respect to every other primitive of every
+    # process using the same backend. Each returns an awaitable (an ``async def`` is fine);
+    # an interface whose primitives never suspend (they complete on first send) runs them
+    # inline for the blocking front end. Errors: raise SynchroTypeError/SynchroValueError
+    # where a primitive's docstring says so; anything else is mapped by the base
+    # (``connection_errors`` to SynchroConnectionError, the rest to SynchroError).
 
-    def _get(self, key: str) -> Awaitable[bytes | None]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_get(self, key: str) -> Awaitable[bytes | None]:
+        """The bytes stored under ``key``, or None (missing or expired)."""
 
-    def _get_many(self, keys: list[str]) -> Awaitable[list[bytes | None]]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_get_many(self, keys: list[str]) -> Awaitable[list[bytes | None]]:
+        """The bytes of each key (distinct keys, in order), None where missing."""
 
-    def _set(self, key: str, value: bytes, ttl: float | None) -> Awaitable[None]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_set(self, key: str, value: bytes, ttl: float | None) -> Awaitable[None]:
+        """Store ``value``; ``ttl`` seconds to live (None: no expiry, removing an old one)."""
 
-    def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> Awaitable[None]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> Awaitable[None]:
+        """Store every item, each with ``ttl`` (one atomic step where the backend can)."""
 
-    def _add_many(
+    @abstractmethod
+    def raw_add_many(
         self, items: list[tuple[str, bytes]], ttl: float | None
     ) -> Awaitable[list[bytes]]:
-        raise NotImplementedError
+        """Store each item whose key is missing (``ttl`` for those); the bytes every key
+        holds afterwards, in order."""
 
-    def _delete(self, keys: list[str]) -> Awaitable[int]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_delete(self, keys: list[str]) -> Awaitable[int]:
+        """Delete ``keys``; how many of them existed (each counted once)."""
 
-    def _increment(self, key: str, by: int) -> Awaitable[int]:
-        """Add ``by``; SynchroTypeError if the value is not an integer, SynchroValueError if
-        the result leaves the signed 64-bit range (the value is then left as it was)."""
-        raise NotImplementedError
+    @abstractmethod
+    def raw_increment(self, key: str, by: int) -> Awaitable[int]:
+        """Add ``by`` to the integer stored (missing counts as 0, and keeps no expiry; an
+        existing key keeps its expiry); the new value. SynchroTypeError if the value is not
+        an integer, SynchroValueError if the result leaves the signed 64-bit range: the
+        value is then left as it was, visibly to nobody."""
 
-    def _replace(self, key: str, value: bytes) -> Awaitable[bytes | None]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_replace(self, key: str, value: bytes) -> Awaitable[bytes | None]:
+        """Store ``value``, keeping the key's expiry; the bytes it held before, or None."""
 
-    def _compare_and_set(
+    @abstractmethod
+    def raw_compare_and_set(
         self, key: str, expected: bytes, new: bytes, ttl: float | None
     ) -> Awaitable[bool]:
-        raise NotImplementedError
+        """Store ``new`` (with ``ttl``) only if the key exists and holds exactly
+        ``expected``; whether it did."""
 
-    def _expire(self, key: str, ttl: float | None) -> Awaitable[bool]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_expire(self, key: str, ttl: float | None) -> Awaitable[bool]:
+        """Set the expiry of an existing key (None: remove it); False if missing."""
 
-    def _ttl(self, key: str) -> Awaitable[float | None]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_ttl(self, key: str) -> Awaitable[float | None]:
+        """Seconds left to live; None for a missing key or one without expiry."""
 
-    def _keys(self, prefix: str) -> Awaitable[list[str]]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_keys(self, prefix: str) -> Awaitable[list[str]]:
+        """Every full key starting with ``prefix`` (SynchroUnsupported if the backend
+        cannot list keys: then declare ``lists_keys = False``)."""
 
-    def _clear(self, prefix: str) -> Awaitable[None]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_clear(self, prefix: str) -> Awaitable[None]:
+        """Delete every data key starting with ``prefix``, nothing else (locks stay)."""
 
-    def _lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
+        """Take lock ``key`` for ``token`` for ``ttl`` seconds if it is free or its lease
+        ended; None on success, else the holder's token."""
 
-    def _lock_release(self, key: str, token: str) -> Awaitable[bool]:
-        raise NotImplementedError
+    @abstractmethod
+    def raw_lock_release(self, key: str, token: str) -> Awaitable[bool]:
+        """Release lock ``key`` if ``token`` holds a live lease; whether it did."""

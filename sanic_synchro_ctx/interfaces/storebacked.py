@@ -46,51 +46,51 @@ class StoreBackedInterface(BaseSynchroInterface):
             return _run(getattr(self._backend(), method), args)
         return batcher.submit((method, args))
 
-    def _get(self, key: str) -> Awaitable[bytes | None]:
+    def raw_get(self, key: str) -> Awaitable[bytes | None]:
         return self._call("get", key)
 
-    def _get_many(self, keys: list[str]) -> Awaitable[list[bytes | None]]:
+    def raw_get_many(self, keys: list[str]) -> Awaitable[list[bytes | None]]:
         return self._call("get_many", keys)
 
-    def _set(self, key: str, value: bytes, ttl: float | None) -> Awaitable[None]:
+    def raw_set(self, key: str, value: bytes, ttl: float | None) -> Awaitable[None]:
         return self._call("set", key, value, ttl)
 
-    def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> Awaitable[None]:
+    def raw_set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> Awaitable[None]:
         return self._call("set_many", items, ttl)
 
-    def _add_many(
+    def raw_add_many(
         self, items: list[tuple[str, bytes]], ttl: float | None
     ) -> Awaitable[list[bytes]]:
         return self._call("add_many", items, ttl)
 
-    def _delete(self, keys: list[str]) -> Awaitable[int]:
+    def raw_delete(self, keys: list[str]) -> Awaitable[int]:
         return self._call("delete", keys)
 
-    def _increment(self, key: str, by: int) -> Awaitable[int]:
+    def raw_increment(self, key: str, by: int) -> Awaitable[int]:
         return self._call("increment", key, by)
 
-    def _replace(self, key: str, value: bytes) -> Awaitable[bytes | None]:
+    def raw_replace(self, key: str, value: bytes) -> Awaitable[bytes | None]:
         return self._call("replace", key, value)
 
-    def _compare_and_set(
+    def raw_compare_and_set(
         self, key: str, expected: bytes, new: bytes, ttl: float | None
     ) -> Awaitable[bool]:
         return self._call("compare_and_set", key, expected, new, ttl)
 
-    def _expire(self, key: str, ttl: float | None) -> Awaitable[bool]:
+    def raw_expire(self, key: str, ttl: float | None) -> Awaitable[bool]:
         return self._call("expire", key, ttl)
 
-    def _ttl(self, key: str) -> Awaitable[float | None]:
+    def raw_ttl(self, key: str) -> Awaitable[float | None]:
         return self._call("ttl", key)
 
-    def _keys(self, prefix: str) -> Awaitable[list[str]]:
+    def raw_keys(self, prefix: str) -> Awaitable[list[str]]:
         return self._call("keys", prefix)
 
-    def _clear(self, prefix: str) -> Awaitable[None]:
+    def raw_clear(self, prefix: str) -> Awaitable[None]:
         return self._call("clear", prefix)
 
-    def _lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
+    def raw_lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
         return self._call("lock_acquire", key, token, ttl)
 
-    def _lock_release(self, key: str, token: str) -> Awaitable[bool]:
+    def raw_lock_release(self, key: str, token: str) -> Awaitable[bool]:
         return self._call("lock_release", key, token)

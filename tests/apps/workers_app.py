@@ -1,7 +1,8 @@
 """The app the multi-process tests start with real ``sanic ... --workers N`` processes.
 
 Environment knobs:
-    SYNCHRO_INTERFACE   syncmanager (default), inmemory, aioredis, asyncio_redis, memcache
+    SYNCHRO_INTERFACE   syncmanager (default), inmemory, aioredis, aioredis-cluster,
+                        asyncio_redis, memcache
     SYNCHRO_REDIS_URL   the Redis server for the Redis interfaces
     SYNCHRO_MEMCACHED   the memcached port for Memcache
     SYNCHRO_PREFIX      an explicit key prefix (tests sharing one Redis keep apart)
@@ -33,6 +34,8 @@ def make_interface():
         return InMemory()
     if kind == "aioredis":
         return AIORedis.from_url(os.environ["SYNCHRO_REDIS_URL"], prefix=prefix)
+    if kind == "aioredis-cluster":
+        return AIORedis.from_url(os.environ["SYNCHRO_REDIS_URL"], cluster=True, prefix=prefix)
     if kind == "asyncio_redis":
         url = urlsplit(os.environ["SYNCHRO_REDIS_URL"])
         return AsyncioRedis(url.hostname or "127.0.0.1", url.port or 6379, prefix=prefix)
@@ -219,6 +222,43 @@ async def kinds(request: Request):
 @app.get("/kinds-def")
 def kinds_def(request: Request):
     return text(type(request.ctx.synchro).__name__)
+
+
+@app.get("/cas-append/<item:int>")
+async def cas_append(request: Request, item: int):
+    """Append ``item`` to a shared list by compare_and_set (retried until it lands)."""
+    ctx = request.ctx.synchro
+    while True:
+        current = await ctx.setdefault("appended", [])
+        if await ctx.compare_and_set("appended", current, [*current, item]):
+            return text(str(os.getpid()))
+
+
+@app.get("/set-ttl/<key>/<value>/<seconds:float>")
+async def set_ttl(request: Request, key: str, value: str, seconds: float):
+    await request.ctx.synchro.set(key, value, ttl=seconds)
+    return text(str(os.getpid()))
+
+
+@app.get("/ttl/<key>")
+def ttl(request: Request, key: str):
+    return json({"ttl": request.ctx.synchro.ttl(key), "pid": os.getpid()})
+
+
+@app.get("/keys")
+async def keys(request: Request):
+    return json({"keys": sorted(await request.ctx.synchro.keys()), "pid": os.getpid()})
+
+
+@app.get("/delete/<key>")
+async def delete(request: Request, key: str):
+    return json({"deleted": await request.ctx.synchro.delete(key), "pid": os.getpid()})
+
+
+@app.get("/clear")
+async def clear(request: Request):
+    await request.ctx.synchro.clear()
+    return text(str(os.getpid()))
 
 
 if __name__ == "__main__":

@@ -33,13 +33,14 @@ import threading
 from asyncio import events
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit, total_sizes
+from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...bridge import run_inline
 from ...checks import check_timeout
 from ...errors import SynchroError, SynchroValueError
 from ...serializer import Serializer
+from ...sessions import LoopSessions
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, BaseSynchroInterface
 from ..storebacked import StoreBackedInterface
 from .client import AsyncClient, BlockingClient
@@ -53,6 +54,19 @@ T = TypeVar("T")
 _Call = tuple[str, tuple[Any, ...]]
 #: What workers receive from the main process: the manager's address and authkey.
 Handover = tuple[Address, bytes]
+
+
+class _LoopLink(NamedTuple):
+    """One event loop's async connection to the manager, its batcher, and the blocking
+    client (the manager address) they were made for."""
+
+    client: BlockingClient
+    batcher: Batcher[_Call]
+    remote: AsyncClient
+
+
+async def _close_link(link: _LoopLink) -> None:
+    link.remote.close()
 
 
 class _Blocking(threading.local):
@@ -108,11 +122,8 @@ class SyncManager(StoreBackedInterface):
         self._timeout = check_timeout(timeout)
         self._max_batch = batch_limit(batching, max_batch)
         self._blocking = _Blocking()
-        # per event loop: its batcher and async client (for the client they were made for)
-        self._loops: dict[
-            asyncio.AbstractEventLoop, tuple[BlockingClient, Batcher[_Call], AsyncClient]
-        ] = {}
-        self._recent: tuple[asyncio.AbstractEventLoop, Any, Batcher[_Call] | None] | None = None
+        # per event loop: its async connection and batcher
+        self._sessions: LoopSessions[_LoopLink] = LoopSessions(_close_link)
         self._connecting: set[asyncio.AbstractEventLoop] = set()
         if address is None and (authkey is not None or authkey_file is not None):
             raise SynchroValueError("authkey= and authkey_file= are only meaningful with address=")
@@ -217,54 +228,43 @@ class SyncManager(StoreBackedInterface):
     def _batcher(self) -> Batcher[_Call] | None:
         if self._max_batch is None or self._blocking.active:
             return None
-        loop = events._get_running_loop()
-        if loop is None:
+        link = self._sessions.current()
+        if link is not None and link.client is self._client:
+            return link.batcher
+        if events._get_running_loop() is None:
             return None
-        recent = self._recent
-        if recent is not None and recent[0] is loop and recent[1] is self._client:
-            return recent[2]
-        return self._batcher_for(loop)
+        return self._link().batcher
 
-    def _batcher_for(self, loop: asyncio.AbstractEventLoop) -> Batcher[_Call] | None:
+    def _link(self) -> _LoopLink:
+        """The running loop's async connection to the manager and its batcher (a new one
+        when the manager's address changed)."""
         limit = self._max_batch
         client = self._client
         assert limit is not None
         assert client is not None
-        entry = self._loops.get(loop)
-        if entry is not None and entry[0] is client:
-            batcher = entry[1]
-        else:
-            if entry is not None:
-                entry[2].close()
-            for closed in [other for other in self._loops if other.is_closed()]:
-                self._loops.pop(closed)[2].close()
-            remote = AsyncClient(
-                loop, client.address, client.authkey, timeout=self._timeout, on_instance=self._met
-            )
+        stale = self._sessions.current()
+        if stale is not None:
+            stale.remote.close()
+        loop = asyncio.get_running_loop()
+        remote = AsyncClient(
+            loop, client.address, client.authkey, timeout=self._timeout, on_instance=self._met
+        )
 
-            async def send_one(call: _Call) -> Any:
-                return await remote.call(call[0], *call[1])
+        async def send_one(call: _Call) -> Any:
+            return await remote.call(call[0], *call[1])
 
-            async def send_many(calls: list[_Call]) -> list[Outcome]:
-                outcomes: list[Outcome] = await remote.call("batch", calls)
-                return outcomes
+        async def send_many(calls: list[_Call]) -> list[Outcome]:
+            outcomes: list[Outcome] = await remote.call("batch", calls)
+            return outcomes
 
-            batcher = Batcher(loop, send_one, send_many, limit)
-            self._loops[loop] = (client, batcher, remote)
-        self._recent = (loop, client, batcher)
-        return batcher
+        return self._sessions.install(
+            _LoopLink(client, Batcher(loop, send_one, send_many, limit), remote)
+        )
 
     @property
     def batch_sizes(self) -> Counter[int]:
         """Round trips of the async front end in this process, by operations carried."""
-        return total_sizes(batcher for _, batcher, _ in list(self._loops.values()))
-
-    def _close_loops(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Close the async connections (of ``loop`` only, if given)."""
-        for other in list(self._loops):
-            if loop is None or other is loop:
-                self._loops.pop(other)[2].close()
-        self._recent = None
+        return self._sessions.batch_sizes
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -320,16 +320,15 @@ class SyncManager(StoreBackedInterface):
             self._client = None
 
     async def aclose(self) -> None:
-        loop = events._get_running_loop()
-        if loop is not None:
-            self._close_loops(loop)
+        await self._sessions.close_current()
         client = self._client
         if client is not None:
             client.close()
 
     def close(self) -> None:
         """Drop this process's connections (the next operation connects again)."""
-        self._close_loops()
+        for link in self._sessions.drop():
+            link.remote.close()  # closes from any thread
         client = self._client
         if client is not None:
             client.close()

@@ -7,50 +7,37 @@ responses and retries off: redis-py would send a command that timed out again, a
 increment still queued in a stalled server would then be applied twice. A timeout raises
 SynchroConnectionError, whose effect is unknown (the command may have run).
 
-Every operation is one round trip: a native command where Redis has one (GET, MGET,
-SET ... PX, SET ... KEEPTTL GET, INCRBY, PEXPIRE, PTTL, DEL) and a Lua script where a check
-and a write must be one step. Counters stay plain integers, so ``redis-cli INCR`` and
-``increment`` agree. ``keys()``/``clear()`` SCAN the namespace; nothing ever flushes a
-database. On a cluster the namespace is a hash tag (``{prefix}key``), so all of it lives in
-one slot and multi-key operations stay atomic.
+The operations are those of :mod:`sanic_synchro_ctx.interfaces.redis.interface`, shared
+with AsyncioRedis. On a cluster the
+namespace is a hash tag (``{prefix}key``), so all of it lives in one slot and multi-key
+operations stay atomic.
 
 The async front end batches (``batching=True``, the default): under load, commands go out
 together as one non-transactional pipeline (order kept, each caller gets its own reply or
 error), at most ``max_batch`` at a time (see :mod:`~sanic_synchro_ctx.batching`). On a
-cluster, the operations that run a Lua script go out on their own (redis-py refuses
-EVALSHA in a cluster pipeline).
+cluster, the operations that run a Lua script or MGET go out on their own (redis-py refuses
+EVALSHA and MGET in a cluster pipeline).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
-from ..errors import SynchroValueError
-from ..serializer import Serializer
-from .base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
-from .network import NetworkInterface
-from .redisscripts import (
-    SCRIPTS,
-    decode_key,
-    encode_key,
-    increment_error,
-    match_pattern,
-    milliseconds,
-    seconds_left,
-    split_netstrings,
-)
+from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
+from ...errors import SynchroValueError
+from ...serializer import Serializer
+from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
+from .interface import IncrementRefused, RedisInterface, RedisSession
+from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
 
 __all__ = ["AIORedis"]
-
-_CHUNK = 500
 
 
 def _client_options(redis: ModuleType, *, cluster: bool = False) -> dict[str, Any]:
@@ -100,13 +87,13 @@ def _import_redis() -> ModuleType:
 _Command = Callable[[Any], Any]
 
 
-class _Session:
-    """One loop's client, the scripts registered on it and its batcher."""
+class _Session(RedisSession):
+    """One loop's redis-py client, the scripts registered on it and its batcher."""
 
-    __slots__ = ("batcher", "client", "scripts")
-
-    def __init__(self, client: Any, max_batch: int | None) -> None:
+    def __init__(self, client: Any, max_batch: int | None, cluster: bool, redis: Any) -> None:
         self.client = client
+        self.cluster = cluster
+        self._errors = redis.exceptions
         self.scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
         self.batcher: Batcher[_Command] | None = None
         if max_batch is not None:
@@ -133,8 +120,56 @@ class _Session:
             return awaitable
         return self.batcher.submit(command)
 
+    async def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = await self.run(lambda c: c.get(key))
+        return value
 
-class AIORedis(NetworkInterface[_Session]):
+    async def mget(self, keys: list[bytes]) -> list[bytes | None]:
+        if self.cluster:  # redis-py refuses MGET in a cluster pipeline: not batched
+            found: list[bytes | None] = await self.client.mget(keys)
+            return found
+        values: list[bytes | None] = await self.run(lambda c: c.mget(keys))
+        return values
+
+    async def set(self, key: bytes, value: bytes, px: int | None) -> None:
+        await self.run(lambda c: c.set(key, value, px=px))
+
+    async def incrby(self, key: bytes, by: int) -> int:
+        try:
+            value: int = await self.run(lambda c: c.incrby(key, by))
+        except self._errors.ResponseError:
+            raise IncrementRefused from None
+        return value
+
+    async def pexpire(self, key: bytes, ms: int) -> bool:
+        return bool(await self.run(lambda c: c.pexpire(key, ms)))
+
+    async def pttl(self, key: bytes) -> int:
+        left: int = await self.run(lambda c: c.pttl(key))
+        return left
+
+    async def delete(self, keys: Sequence[bytes]) -> int:
+        deleted: int = await self.run(lambda c: c.delete(*keys))
+        return deleted
+
+    async def scan(self, match: bytes) -> list[bytes]:
+        return [raw async for raw in self.client.scan_iter(match=match, count=1000)]
+
+    async def script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
+        script = self.scripts[name]
+        if self.cluster:  # redis-py refuses EVALSHA in a cluster pipeline: not batched
+            return await script(keys=keys, args=args)
+        sha = script.sha
+        try:
+            return await self.run(lambda c: c.evalsha(sha, len(keys), *keys, *args))
+        except self._errors.NoScriptError:
+            return await script(keys=keys, args=args)  # loads the script, then runs it
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class AIORedis(RedisInterface):
     """The context in Redis (or a Redis Cluster), through ``redis.asyncio``."""
 
     def __init__(
@@ -157,6 +192,12 @@ class AIORedis(NetworkInterface[_Session]):
         self._redis = redis
         self._cluster = isinstance(client, redis.asyncio.RedisCluster)
         self._template = client
+        needed = ("startup_nodes", "connection_kwargs") if self._cluster else ("connection_pool",)
+        if not all(hasattr(client, name) for name in needed):
+            raise SynchroValueError(
+                f"cannot read this client's settings ({', '.join(needed)}; checked against "
+                "redis-py 5 to 8): AIORedis builds a client per event loop from them"
+            )
         # redis-py's pools (and every cluster node's) fail a command at once when all
         # their connections are busy, before sending it: the operation then waits.
         busy = getattr(redis.exceptions, "MaxConnectionsError", None)
@@ -242,123 +283,14 @@ class AIORedis(NetworkInterface[_Session]):
         )
         return redis.asyncio.Redis.from_pool(fresh)
 
-    async def _open(self) -> _Session:
-        session = _Session(self._clone(), self._max_batch)
+    async def open_session(self) -> _Session:
+        session = _Session(self._clone(), self._max_batch, self._cluster, self._redis)
         if self._cluster:
             # Initialize once, here (one opener per loop), not lazily from concurrent
             # commands: redis-py >= 7.1 breaks connections when several tasks initialize
             # a fresh RedisCluster at once (7.0.1 did not).
             await session.client.initialize()
         return session
-
-    async def _shut(self, session: _Session) -> None:
-        await session.client.aclose()
-
-    # -- primitives -----------------------------------------------------------------------
-
-    async def _get(self, key: str) -> bytes | None:
-        session = self._cached() or await self._session()
-        raw = encode_key(key)
-        value: bytes | None = await session.run(lambda c: c.get(raw))
-        return value
-
-    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
-        session = self._cached() or await self._session()
-        raw = [encode_key(key) for key in keys]
-        if self._cluster:  # redis-py refuses MGET in a cluster pipeline: not batched
-            cluster_values: list[bytes | None] = await session.client.mget(raw)
-            return cluster_values
-        values: list[bytes | None] = await session.run(lambda c: c.mget(raw))
-        return values
-
-    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
-        session = self._cached() or await self._session()
-        px = None if ttl is None else milliseconds(ttl)
-        raw = encode_key(key)
-        await session.run(lambda c: c.set(raw, value, px=px))
-
-    async def _script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
-        session = self._cached() or await self._session()
-        script = session.scripts[name]
-        if self._cluster:  # redis-py refuses EVALSHA in a cluster pipeline: not batched
-            return await script(keys=keys, args=args)
-        sha = script.sha
-        try:
-            return await session.run(lambda c: c.evalsha(sha, len(keys), *keys, *args))
-        except self._redis.exceptions.NoScriptError:
-            return await script(keys=keys, args=args)  # loads the script, then runs it
-
-    async def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
-        px = "" if ttl is None else milliseconds(ttl)
-        keys = [encode_key(key) for key, _ in items]
-        await self._script("set_many", keys, [px, *(value for _, value in items)])
-
-    async def _add_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> list[bytes]:
-        px = "" if ttl is None else milliseconds(ttl)
-        keys = [encode_key(key) for key, _ in items]
-        stored = await self._script("add_many", keys, [px, *(value for _, value in items)])
-        return split_netstrings(stored)
-
-    async def _delete(self, keys: list[str]) -> int:
-        session = self._cached() or await self._session()
-        raw = {encode_key(k) for k in keys}
-        deleted: int = await session.run(lambda c: c.delete(*raw))
-        return deleted
-
-    async def _increment(self, key: str, by: int) -> int:
-        session = self._cached() or await self._session()
-        raw = encode_key(key)
-        try:
-            value: int = await session.run(lambda c: c.incrby(raw, by))
-        except self._redis.exceptions.ResponseError:
-            # INCRBY refused and left the value as it was; tell the caller why.
-            raise increment_error(await session.client.get(raw)) from None
-        return value
-
-    async def _replace(self, key: str, value: bytes) -> bytes | None:
-        session = self._cached() or await self._session()
-        raw = encode_key(key)
-        old: bytes | None = await session.run(lambda c: c.set(raw, value, keepttl=True, get=True))
-        return old
-
-    async def _compare_and_set(
-        self, key: str, expected: bytes, new: bytes, ttl: float | None
-    ) -> bool:
-        px = "" if ttl is None else milliseconds(ttl)
-        return bool(await self._script("compare_and_set", [encode_key(key)], [expected, new, px]))
-
-    async def _expire(self, key: str, ttl: float | None) -> bool:
-        if ttl is None:
-            return bool(await self._script("persist", [encode_key(key)], []))
-        session = self._cached() or await self._session()
-        raw, ms = encode_key(key), milliseconds(ttl)
-        return bool(await session.run(lambda c: c.pexpire(raw, ms)))
-
-    async def _ttl(self, key: str) -> float | None:
-        session = self._cached() or await self._session()
-        raw = encode_key(key)
-        return seconds_left(await session.run(lambda c: c.pttl(raw)))
-
-    async def _scan(self, prefix: str) -> list[bytes]:
-        session = self._cached() or await self._session()
-        pattern = match_pattern(prefix)
-        return [raw async for raw in session.client.scan_iter(match=pattern, count=1000)]
-
-    async def _keys(self, prefix: str) -> list[str]:
-        return [decode_key(raw) for raw in await self._scan(prefix)]
-
-    async def _clear(self, prefix: str) -> None:
-        found = await self._scan(prefix)
-        session = self._cached() or await self._session()
-        for start in range(0, len(found), _CHUNK):
-            await session.client.delete(*found[start : start + _CHUNK])
-
-    async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
-        holder = await self._script("lock_acquire", [encode_key(key)], [token, milliseconds(ttl)])
-        return None if holder is None else decode_key(holder)
-
-    async def _lock_release(self, key: str, token: str) -> bool:
-        return bool(await self._script("lock_release", [encode_key(key)], [token]))
 
     def __repr__(self) -> str:
         kind = "RedisCluster" if self._cluster else "Redis"

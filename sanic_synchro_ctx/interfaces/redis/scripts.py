@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..errors import SynchroError, SynchroTypeError, SynchroValueError
+from ...errors import SynchroError, SynchroTypeError, SynchroValueError
 
 __all__ = [
     "SCRIPTS",

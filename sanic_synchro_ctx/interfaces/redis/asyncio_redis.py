@@ -24,29 +24,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from ..batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
-from ..checks import check_timeout
-from ..errors import SynchroValueError
-from ..serializer import Serializer
-from .base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
-from .network import NetworkInterface
-from .redisscripts import (
-    SCRIPTS,
-    decode_key,
-    encode_key,
-    increment_error,
-    match_pattern,
-    milliseconds,
-    seconds_left,
-    split_netstrings,
-)
+from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
+from ...checks import check_timeout
+from ...errors import SynchroError, SynchroValueError
+from ...serializer import Serializer
+from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
+from ..network import bounded
+from .interface import IncrementRefused, RedisInterface, RedisSession
+from .scripts import SCRIPTS
 
 __all__ = ["AsyncioRedis"]
 
-_CHUNK = 500
 T = TypeVar("T")
 
 
@@ -105,7 +96,7 @@ def _bounded(awaitable: Awaitable[T], timeout: float | None) -> Awaitable[T]:
     """``awaitable``, bounded by ``timeout`` seconds when one is set."""
     if timeout is None:
         return awaitable
-    return asyncio.wait_for(awaitable, timeout)
+    return bounded(awaitable, timeout)
 
 
 def _evaluation(sha: str, keys: list[bytes], args: list[bytes]) -> _Command:
@@ -135,6 +126,9 @@ _Command = Callable[[Any], Coroutine[Any, Any, Any]]
 _Op = tuple[_Command, bool]
 
 
+_MISSING: Any = object()
+
+
 class _Corked:
     """Stands in for a connection's transport while a batch is issued: keeps the writes,
     so that the whole batch goes out in one send."""
@@ -148,20 +142,35 @@ class _Corked:
         self.parts.append(data)
 
 
-class _Session:
+class _Session(RedisSession):
     """One loop's pool, its loaded scripts and its batcher."""
 
-    __slots__ = ("batcher", "pool", "scripts", "timeout")
-
-    def __init__(self, pool: Any, max_batch: int | None, timeout: float | None) -> None:
+    def __init__(
+        self, owner: AsyncioRedis, pool: Any, max_batch: int | None, timeout: float | None
+    ) -> None:
+        self._owner = owner
         self.pool = pool
         self.scripts: dict[str, Any] = {}
         self.timeout = timeout
+        self._errors = owner._module.exceptions
         self.batcher: Batcher[_Op] | None = None
         if max_batch is not None:
             self.batcher = Batcher(
                 asyncio.get_running_loop(), self._send_one, self._send_many, max_batch
             )
+
+    async def _renewed(self) -> Any:
+        """A new pool in place of one whose connections were all lost.
+
+        asyncio_redis reconnects in background tasks, which only run while their loop
+        runs; the blocking front end's loop runs only during calls. So pools here do not
+        reconnect by themselves: one that lost all its connections is replaced on the next
+        call (which fails at once while the server is down).
+        """
+        old, self.scripts = self.pool, {}
+        old.close()
+        self.pool = await self._owner._new_pool()
+        return self.pool
 
     def run(self, command: _Command, whole: bool = False) -> Awaitable[Any]:
         """Issue ``command`` (``whole``: it reads a multi-bulk reply), bounded by the
@@ -171,18 +180,88 @@ class _Session:
             return _bounded(self._send_one(op), self.timeout)
         return _bounded(self.batcher.submit(op), self.timeout)
 
-    def _send_one(self, op: _Op) -> Awaitable[Any]:
+    async def _send_one(self, op: _Op) -> Any:
+        pool = self.pool if self.pool.connections_connected else await self._renewed()
         command, whole = op
-        return _whole(command(self.pool)) if whole else command(self.pool)
+        return await (_whole(command(pool)) if whole else command(pool))
 
     async def _send_many(self, ops: list[_Op]) -> list[Outcome]:
         """Issue ``ops`` back to back on one connection, in one send; their outcomes."""
-        protocol = self.pool.protocol  # a connected one, as the pool hands out for a command
+        pool = self.pool if self.pool.connections_connected else await self._renewed()
+        protocol = pool.protocol  # a connected one, as the pool hands out for a command
         started = _issue(protocol, [command for command, _ in ops])
         if self.timeout is None:
             return await _answers(started)
         # Shielded: a multi-bulk read interrupted half way breaks its connection for good.
-        return await asyncio.wait_for(asyncio.shield(_answers(started)), self.timeout)
+        return await bounded(asyncio.shield(_answers(started)), self.timeout)
+
+    async def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = await self.run(lambda redis: redis.get(key))
+        return value
+
+    async def mget(self, keys: list[bytes]) -> list[bytes | None]:
+        values: list[bytes | None] = await self.run(
+            lambda redis: redis.mget_aslist(keys), whole=True
+        )
+        return values
+
+    async def set(self, key: bytes, value: bytes, px: int | None) -> None:
+        await self.run(lambda redis: redis.set(key, value, pexpire=px))
+
+    async def incrby(self, key: bytes, by: int) -> int:
+        try:
+            value: int = await self.run(lambda redis: redis.incrby(key, by))
+        except self._errors.ErrorReply:
+            raise IncrementRefused from None
+        return value
+
+    async def pexpire(self, key: bytes, ms: int) -> bool:
+        return bool(await self.run(lambda redis: redis.pexpire(key, ms)))
+
+    async def pttl(self, key: bytes) -> int:
+        left: int = await self.run(lambda redis: redis.pttl(key))
+        return left
+
+    async def delete(self, keys: Sequence[bytes]) -> int:
+        deleted: int = await self.run(lambda redis: redis.delete(list(keys)))
+        return deleted
+
+    async def scan(self, match: bytes) -> list[bytes]:
+        pool = self.pool if self.pool.connections_connected else await self._renewed()
+
+        async def fetch() -> list[bytes]:
+            cursor = await pool.scan(match=match)
+            found: list[bytes] = await cursor.fetchall()
+            return found
+
+        found: list[bytes] = await _bounded(_whole(fetch()), self.timeout)
+        return found
+
+    async def script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
+        encoded = [_arg(arg) for arg in args]
+        for attempt in (1, 2):
+            script: Any = self.scripts.get(name)
+            if script is None:
+                pool = self.pool if self.pool.connections_connected else await self._renewed()
+                script = await _bounded(pool.register_script(SCRIPTS[name]), self.timeout)
+                self.scripts[name] = script
+            try:
+                return await self.run(_evaluation(script.sha, keys, encoded))
+            except self._errors.ScriptKilledError:
+                # Any error reply to EVALSHA comes as ScriptKilledError. Send the script
+                # again only if Redis did not have it (NOSCRIPT: it never ran).
+                self.scripts.pop(name, None)
+                exists = await self.run(functools.partial(_script_exists, script.sha))
+                if attempt == 2 or exists[0]:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        self.pool.close()
+        # Each connection's reader task ends once its transport reports the loss, a pass or
+        # two of the loop later; a bridge loop may not run again, so let them end now.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
 
 #: A command issued in a batch: its coroutine and what it waits for, or its outcome.
@@ -192,7 +271,12 @@ _Started = tuple[Coroutine[Any, Any, Any] | None, Any]
 def _issue(protocol: Any, commands: list[_Command]) -> list[_Started]:
     """Start each command on ``protocol`` up to its first wait (asyncio_redis writes a
     command before it waits for its reply), with the writes kept and sent as one."""
-    transport = protocol.transport
+    transport = getattr(protocol, "transport", _MISSING)
+    if transport is _MISSING or not hasattr(asyncio.Future, "_asyncio_future_blocking"):
+        raise SynchroError(
+            "asyncio_redis or asyncio changed (a protocol's transport, or the Future protocol "
+            "flag): batching was checked against asyncio_redis 0.16; use batching=False"
+        )
     corked = _Corked()
     protocol.transport = corked
     started: list[_Started] = []
@@ -242,7 +326,7 @@ async def _answers(started: list[_Started]) -> list[Outcome]:
     return outcomes
 
 
-class AsyncioRedis(NetworkInterface[_Session]):
+class AsyncioRedis(RedisInterface):
     """The context in Redis, through ``asyncio_redis``."""
 
     def __init__(
@@ -276,161 +360,24 @@ class AsyncioRedis(NetworkInterface[_Session]):
 
     # -- sessions -------------------------------------------------------------------------
 
-    async def _open(self) -> _Session:
+    async def _new_pool(self) -> Any:
         creating = self._module.Pool.create(
             **self._options,
             encoder=self._module.encoders.BytesEncoder(),
             poolsize=self._poolsize,
-            auto_reconnect=False,  # reconnection is ours: see _live
+            auto_reconnect=False,  # reconnection is ours: see _Session._renewed
             protocol_class=_protocol(self._module),
         )
         try:
-            pool = await asyncio.wait_for(creating, self._connect_timeout)
+            return await asyncio.wait_for(creating, self._connect_timeout)
         except asyncio.TimeoutError:
             raise ConnectionRefusedError(
                 f"no Redis at {self._options['host']}:{self._options['port']} "
                 f"within {self._connect_timeout} s"
             ) from None
-        return _Session(pool, self._max_batch, self._timeout)
 
-    async def _shut(self, session: _Session) -> None:
-        session.pool.close()
-        # Each connection's reader task ends once its transport reports the loss, a pass or
-        # two of the loop later; a bridge loop may not run again, so let them end now.
-        for _ in range(3):
-            await asyncio.sleep(0)
-
-    async def _live(self) -> _Session:
-        """This loop's session, with a new pool if none of its connections is connected.
-
-        asyncio_redis reconnects in background tasks, which only run while their loop
-        runs; the blocking front end's loop runs only during calls. So pools here do not
-        reconnect by themselves: a pool whose connections were all lost is replaced on the
-        next call (which fails at once while the server is down).
-        """
-        session = self._cached() or await self._session()
-        if session.pool.connections_connected == 0:
-            await self._close_current()
-            session = await self._session()
-        return session
-
-    async def _script(self, name: str, keys: list[bytes], args: list[bytes | str | int]) -> Any:
-        session = await self._live()
-        encoded = [_arg(arg) for arg in args]
-        for attempt in (1, 2):
-            script: Any = session.scripts.get(name)
-            if script is None:
-                script = await _bounded(session.pool.register_script(SCRIPTS[name]), self._timeout)
-                session.scripts[name] = script
-            try:
-                return await session.run(_evaluation(script.sha, keys, encoded))
-            except self._module.exceptions.ScriptKilledError:
-                # Any error reply to EVALSHA comes as ScriptKilledError. Send the script
-                # again only if Redis did not have it (NOSCRIPT: it never ran).
-                session.scripts.pop(name, None)
-                sha = script.sha
-                exists = await session.run(functools.partial(_script_exists, sha))
-                if attempt == 2 or exists[0]:
-                    raise
-        raise AssertionError("unreachable")
-
-    # -- primitives -----------------------------------------------------------------------
-
-    async def _get(self, key: str) -> bytes | None:
-        session = await self._live()
-        raw = encode_key(key)
-        value: bytes | None = await session.run(lambda redis: redis.get(raw))
-        return value
-
-    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
-        session = await self._live()
-        raw = [encode_key(key) for key in keys]
-        values: list[bytes | None] = await session.run(
-            lambda redis: redis.mget_aslist(raw), whole=True
-        )
-        return values
-
-    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
-        session = await self._live()
-        px = None if ttl is None else milliseconds(ttl)
-        raw = encode_key(key)
-        await session.run(lambda redis: redis.set(raw, value, pexpire=px))
-
-    async def _set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
-        px = "" if ttl is None else milliseconds(ttl)
-        keys = [encode_key(key) for key, _ in items]
-        await self._script("set_many", keys, [px, *(value for _, value in items)])
-
-    async def _add_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> list[bytes]:
-        px = "" if ttl is None else milliseconds(ttl)
-        keys = [encode_key(key) for key, _ in items]
-        stored = await self._script("add_many", keys, [px, *(value for _, value in items)])
-        return split_netstrings(stored)
-
-    async def _delete(self, keys: list[str]) -> int:
-        session = await self._live()
-        raw = list({encode_key(key) for key in keys})
-        deleted: int = await session.run(lambda redis: redis.delete(raw))
-        return deleted
-
-    async def _increment(self, key: str, by: int) -> int:
-        session = await self._live()
-        raw = encode_key(key)
-        try:
-            value: int = await session.run(lambda redis: redis.incrby(raw, by))
-        except self._module.exceptions.ErrorReply:
-            # INCRBY refused and left the value as it was; tell the caller why.
-            raise increment_error(await session.run(lambda redis: redis.get(raw))) from None
-        return value
-
-    async def _replace(self, key: str, value: bytes) -> bytes | None:
-        old: bytes | None = await self._script("replace", [encode_key(key)], [value])
-        return old
-
-    async def _compare_and_set(
-        self, key: str, expected: bytes, new: bytes, ttl: float | None
-    ) -> bool:
-        px = "" if ttl is None else milliseconds(ttl)
-        return bool(await self._script("compare_and_set", [encode_key(key)], [expected, new, px]))
-
-    async def _expire(self, key: str, ttl: float | None) -> bool:
-        if ttl is None:
-            return bool(await self._script("persist", [encode_key(key)], []))
-        session = await self._live()
-        raw, ms = encode_key(key), milliseconds(ttl)
-        return bool(await session.run(lambda redis: redis.pexpire(raw, ms)))
-
-    async def _ttl(self, key: str) -> float | None:
-        session = await self._live()
-        raw = encode_key(key)
-        return seconds_left(await session.run(lambda redis: redis.pttl(raw)))
-
-    async def _scan(self, prefix: str) -> list[bytes]:
-        pool = (await self._live()).pool
-
-        async def fetch() -> list[bytes]:
-            cursor = await pool.scan(match=match_pattern(prefix))
-            found: list[bytes] = await cursor.fetchall()
-            return found
-
-        found: list[bytes] = await _bounded(_whole(fetch()), self._timeout)
-        return found
-
-    async def _keys(self, prefix: str) -> list[str]:
-        return [decode_key(raw) for raw in await self._scan(prefix)]
-
-    async def _clear(self, prefix: str) -> None:
-        found = await self._scan(prefix)
-        pool = (await self._live()).pool
-        for start in range(0, len(found), _CHUNK):
-            await _bounded(pool.delete(found[start : start + _CHUNK]), self._timeout)
-
-    async def _lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
-        holder = await self._script("lock_acquire", [encode_key(key)], [token, milliseconds(ttl)])
-        return None if holder is None else decode_key(holder)
-
-    async def _lock_release(self, key: str, token: str) -> bool:
-        return bool(await self._script("lock_release", [encode_key(key)], [token]))
+    async def open_session(self) -> _Session:
+        return _Session(self, await self._new_pool(), self._max_batch, self._timeout)
 
     def __repr__(self) -> str:
         return "AsyncioRedis({host}:{port}/{db})".format(**self._options)

@@ -1,0 +1,166 @@
+"""RedisInterface: every primitive on Redis, written once over a small client adapter.
+
+Every operation is one round trip: a native command where Redis has one (GET, MGET,
+SET ... PX, INCRBY, PEXPIRE, PTTL, DEL) and a Lua script where a check and a write must be
+one step (:mod:`.scripts`). Counters stay plain integers, so ``redis-cli INCR`` and
+``increment`` agree. ``keys()``/``clear()`` SCAN the namespace; nothing ever flushes a
+database. AIORedis and AsyncioRedis differ only in their :class:`RedisSession`: how a
+command reaches Redis through their client, and how commands are batched.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from ...batching import Batcher
+from ..network import NetworkInterface
+from .scripts import (
+    decode_key,
+    encode_key,
+    increment_error,
+    match_pattern,
+    milliseconds,
+    seconds_left,
+    split_netstrings,
+)
+
+__all__ = ["IncrementRefused", "RedisInterface", "RedisSession"]
+
+#: Keys deleted per DEL by clear().
+_CHUNK = 500
+
+
+class IncrementRefused(Exception):
+    """INCRBY answered with an error: the value is not an integer, or the sum overflows
+    (Redis then left the value as it was)."""
+
+
+class RedisSession(ABC):
+    """One event loop's connection to Redis through some client: the commands the
+    primitives need. Keys and values are bytes; every method is one round trip (batched
+    with concurrent ones where the session batches)."""
+
+    batcher: Batcher[Any] | None = None
+
+    @abstractmethod
+    async def get(self, key: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    async def mget(self, keys: list[bytes]) -> list[bytes | None]: ...
+
+    @abstractmethod
+    async def set(self, key: bytes, value: bytes, px: int | None) -> None: ...
+
+    @abstractmethod
+    async def incrby(self, key: bytes, by: int) -> int:
+        """INCRBY; IncrementRefused when Redis answers with an error."""
+
+    @abstractmethod
+    async def pexpire(self, key: bytes, ms: int) -> bool: ...
+
+    @abstractmethod
+    async def pttl(self, key: bytes) -> int: ...
+
+    @abstractmethod
+    async def delete(self, keys: Sequence[bytes]) -> int: ...
+
+    @abstractmethod
+    async def scan(self, match: bytes) -> list[bytes]:
+        """Every key matching ``match`` (SCAN, on every node of a cluster)."""
+
+    @abstractmethod
+    async def script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
+        """Run script ``name`` of :data:`.scripts.SCRIPTS` (loaded as needed; sent again
+        only when Redis did not have it, NOSCRIPT, so it never runs twice)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class RedisInterface(NetworkInterface[RedisSession]):
+    """The primitives on Redis; subclasses provide :meth:`open_session` (their client)."""
+
+    async def close_session(self, session: RedisSession) -> None:
+        await session.close()
+
+    async def raw_get(self, key: str) -> bytes | None:
+        session = self._sessions.current() or await self.session()
+        return await session.get(encode_key(key))
+
+    async def raw_get_many(self, keys: list[str]) -> list[bytes | None]:
+        session = self._sessions.current() or await self.session()
+        return await session.mget([encode_key(key) for key in keys])
+
+    async def raw_set(self, key: str, value: bytes, ttl: float | None) -> None:
+        session = self._sessions.current() or await self.session()
+        await session.set(encode_key(key), value, None if ttl is None else milliseconds(ttl))
+
+    async def raw_set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
+        session = self._sessions.current() or await self.session()
+        px = "" if ttl is None else milliseconds(ttl)
+        keys = [encode_key(key) for key, _ in items]
+        await session.script("set_many", keys, [px, *(value for _, value in items)])
+
+    async def raw_add_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> list[bytes]:
+        session = self._sessions.current() or await self.session()
+        px = "" if ttl is None else milliseconds(ttl)
+        keys = [encode_key(key) for key, _ in items]
+        stored = await session.script("add_many", keys, [px, *(value for _, value in items)])
+        return split_netstrings(stored)
+
+    async def raw_delete(self, keys: list[str]) -> int:
+        session = self._sessions.current() or await self.session()
+        return await session.delete(list({encode_key(key): None for key in keys}))
+
+    async def raw_increment(self, key: str, by: int) -> int:
+        session = self._sessions.current() or await self.session()
+        raw = encode_key(key)
+        try:
+            return await session.incrby(raw, by)
+        except IncrementRefused:
+            # INCRBY refused and left the value as it was; tell the caller why.
+            raise increment_error(await session.get(raw)) from None
+
+    async def raw_replace(self, key: str, value: bytes) -> bytes | None:
+        session = self._sessions.current() or await self.session()
+        old: bytes | None = await session.script("replace", [encode_key(key)], [value])
+        return old
+
+    async def raw_compare_and_set(
+        self, key: str, expected: bytes, new: bytes, ttl: float | None
+    ) -> bool:
+        session = self._sessions.current() or await self.session()
+        px = "" if ttl is None else milliseconds(ttl)
+        swapped = await session.script("compare_and_set", [encode_key(key)], [expected, new, px])
+        return bool(swapped)
+
+    async def raw_expire(self, key: str, ttl: float | None) -> bool:
+        session = self._sessions.current() or await self.session()
+        if ttl is None:
+            return bool(await session.script("persist", [encode_key(key)], []))
+        return await session.pexpire(encode_key(key), milliseconds(ttl))
+
+    async def raw_ttl(self, key: str) -> float | None:
+        session = self._sessions.current() or await self.session()
+        return seconds_left(await session.pttl(encode_key(key)))
+
+    async def raw_keys(self, prefix: str) -> list[str]:
+        session = self._sessions.current() or await self.session()
+        return [decode_key(raw) for raw in await session.scan(match_pattern(prefix))]
+
+    async def raw_clear(self, prefix: str) -> None:
+        session = self._sessions.current() or await self.session()
+        found = await session.scan(match_pattern(prefix))
+        for start in range(0, len(found), _CHUNK):
+            await session.delete(found[start : start + _CHUNK])
+
+    async def raw_lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
+        session = self._sessions.current() or await self.session()
+        holder = await session.script("lock_acquire", [encode_key(key)], [token, milliseconds(ttl)])
+        return None if holder is None else decode_key(holder)
+
+    async def raw_lock_release(self, key: str, token: str) -> bool:
+        session = self._sessions.current() or await self.session()
+        return bool(await session.script("lock_release", [encode_key(key)], [token]))

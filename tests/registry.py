@@ -1,0 +1,79 @@
+"""The interfaces the suites run against: one line per interface.
+
+Each entry says how to build the interface on the session's servers (``servers``: what
+the factory may ask for, by fixture name) and what the tests expect of it: a fixed table,
+never read from the code under test. The contract, bad-input, model, batching,
+cancellation and multi-worker suites are parametrized over it; adding an interface is its
+package, one line here, and a server fixture in ``conftest.py`` if it needs a server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, SyncManager
+from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
+
+#: Given a fixture getter and options, build the interface.
+Factory = Callable[[Callable[[str], Any], dict[str, Any]], BaseSynchroInterface]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One interface as the tests know it."""
+
+    name: str
+    make: Factory
+    #: Expected capabilities (checked against what the interface declares).
+    lists_keys: bool = True
+    ttl_resolution: float = 0.0
+    #: The backend is a server several processes (apps, workers) share.
+    shared: bool = True
+    #: Operations go over a connection (they can be cancelled mid-way, time out, batch).
+    network: bool = True
+    #: The workers' app builds it from SYNCHRO_INTERFACE (multi-worker suites).
+    workers: bool = True
+
+
+def _example(fixture: Callable[[str], Any], options: dict[str, Any]) -> BaseSynchroInterface:
+    """The complete interface of the docs page "Writing an interface"."""
+    path = Path(__file__).resolve().parent.parent / "examples" / "custom_interface.py"
+    spec = importlib.util.spec_from_file_location("custom_interface", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    made: BaseSynchroInterface = module.DictInterface(**options)
+    return made
+
+
+def _manager(fixture: Callable[[str], Any], options: dict[str, Any]) -> SyncManager:
+    process = fixture("manager_process")
+    return SyncManager(process.address, process.authkey, **options)
+
+
+# fmt: off
+REGISTRY: list[Kind] = [
+    Kind("inmemory", lambda f, o: InMemory(**o), shared=False, network=False, workers=False),
+    Kind("syncmanager", _manager),
+    Kind("aioredis", lambda f, o: AIORedis.from_url(f("redis_server").url, **o)),
+    Kind("aioredis-cluster", lambda f, o: AIORedis.from_url(f("redis_cluster").url, cluster=True, **o)),  # noqa: E501
+    Kind("asyncio_redis", lambda f, o: AsyncioRedis(port=f("redis_server").port, **o)),
+    Kind("memcache", lambda f, o: Memcache(port=f("memcached_server").port, **o), lists_keys=False, ttl_resolution=1.0),  # noqa: E501
+    Kind("example-dict", _example, shared=False, network=False, workers=False),
+]
+# fmt: on
+
+KINDS = {kind.name: kind for kind in REGISTRY}
+#: Every interface the contract suite runs against.
+INTERFACES = [kind.name for kind in REGISTRY]
+#: Interfaces whose backend is a server several apps can share.
+SHARED = [kind.name for kind in REGISTRY if kind.shared]
+#: Interfaces that talk to their backend over connections (and batch).
+NETWORK = [kind.name for kind in REGISTRY if kind.network]
+#: Interfaces the multi-worker suites run (real `sanic --workers N` processes).
+WORKERS = [kind.name for kind in REGISTRY if kind.workers]

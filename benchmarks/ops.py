@@ -22,8 +22,8 @@ from sanic import Sanic
 
 from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, Synchro, SyncManager
 from sanic_synchro_ctx.interfaces.redis.scripts import COMPARE_AND_SET, LOCK_RELEASE
-from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 from sanic_synchro_ctx.interfaces.syncmanager.client import BlockingClient
+from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 
 from .timing import Ratio, awaiting, interleaved_latency
 

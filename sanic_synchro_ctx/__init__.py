@@ -6,6 +6,7 @@
 See the README and the documentation for interfaces, operations and run modes.
 """
 
+from .compat import SanicSynchroCtx
 from .errors import (
     LockNotOwned,
     LockTimeout,
@@ -33,6 +34,7 @@ __all__ = [
     "LockNotOwned",
     "LockTimeout",
     "Memcache",
+    "SanicSynchroCtx",
     "SyncManager",
     "Synchro",
     "SynchroConnectionError",

@@ -8,17 +8,41 @@ Both call the very same interface operations; only the way they are run differs.
 
 from __future__ import annotations
 
+from asyncio import current_task
 from collections.abc import Awaitable, Coroutine, Generator, Iterable, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .errors import SynchroTypeError
 from .locks import AsyncLock, BlockingLock
 
 if TYPE_CHECKING:
     from .interfaces.base import BaseSynchroInterface
 
-__all__ = ["BlockingSynchroContext", "SynchroContext"]
+__all__ = ["BlockingSynchroContext", "SynchroContext", "blocking_handler"]
 
 T = TypeVar("T")
+
+#: The task that runs a plain ``def`` request handler, while it does (set by the
+#: extension's request middleware). Such a handler cannot await: a call of the async front
+#: end there would never run (nothing counted, only a "never awaited" warning in the log),
+#: and an attribute read would hand back an awaitable instead of the value. It fails loudly.
+blocking_handler: ContextVar[object] = ContextVar("synchro_blocking_handler", default=None)
+
+#: Attribute names that tools probe on any object (error formatters, pretty printers,
+#: array-aware debuggers): reading them never reaches the backend. ``get()`` reads such a key.
+INTROSPECTED = frozenset({"dtype", "shape", "ndim", "model_fields", "model_config", "T"})
+
+
+def _await_refused() -> None:
+    """Raise if the calling task runs a plain ``def`` handler (it could not await)."""
+    task = blocking_handler.get()
+    if task is not None and task is current_task():
+        raise SynchroTypeError(
+            "app.ctx.synchro is the async front end: its operations must be awaited, which "
+            "a plain def handler cannot do. In a def handler use request.ctx.synchro (the "
+            "blocking front end there) or app.ctx.synchro.sync"
+        )
 
 
 class _Missing:
@@ -80,75 +104,92 @@ class SynchroContext:
 
     def get(self, key: str, default: Any = None) -> Awaitable[Any]:
         """The value of ``key``, or ``default`` when it is missing (a stored None is returned)."""
+        _await_refused()
         return self._interface.get(key, default)
 
     def set(self, key: str, value: Any, *, ttl: float | None = None) -> Awaitable[None]:
         """Store ``value``; ``ttl`` seconds to live (None: no expiry, clearing any old one)."""
+        _await_refused()
         return self._interface.set(key, value, ttl=ttl)
 
     def delete(self, *keys: str) -> Awaitable[int]:
         """Delete keys; returns how many existed."""
+        _await_refused()
         return self._interface.delete(*keys)
 
     def get_many(self, keys: Iterable[str]) -> Awaitable[dict[str, Any]]:
         """The values of ``keys`` that exist (missing keys are left out)."""
+        _await_refused()
         return self._interface.get_many(keys)
 
     def update(self, mapping: Mapping[str, Any], *, ttl: float | None = None) -> Awaitable[None]:
         """Store every item of ``mapping`` in one atomic step."""
+        _await_refused()
         return self._interface.update(mapping, ttl=ttl)
 
     def set_default(
         self, mapping: Mapping[str, Any], *, ttl: float | None = None
     ) -> Awaitable[dict[str, Any]]:
         """Set each key that is missing; returns the value every key now holds."""
+        _await_refused()
         return self._interface.set_default(mapping, ttl=ttl)
 
     def setdefault(self, key: str, value: Any, *, ttl: float | None = None) -> Awaitable[Any]:
         """Set ``key`` if it is missing; returns the value it now holds."""
+        _await_refused()
         return self._interface.setdefault(key, value, ttl=ttl)
 
     def increment(self, key: str, by: int = 1) -> Awaitable[int]:
         """Atomically add ``by`` (a missing key counts as 0); returns the new value."""
+        _await_refused()
         return self._interface.increment(key, by)
 
     def decrement(self, key: str, by: int = 1) -> Awaitable[int]:
         """Atomically subtract ``by`` (a missing key counts as 0); returns the new value."""
+        _await_refused()
         return self._interface.decrement(key, by)
 
     def replace(self, key: str, value: Any) -> Awaitable[Any]:
         """Atomically store ``value`` and return the previous one (None if missing)."""
+        _await_refused()
         return self._interface.replace(key, value)
 
     def compare_and_set(
         self, key: str, expected: Any, new: Any, *, ttl: float | None = None
     ) -> Awaitable[bool]:
         """Store ``new`` only if ``key`` holds ``expected`` (compared as canonical JSON)."""
+        _await_refused()
         return self._interface.compare_and_set(key, expected, new, ttl=ttl)
 
     def expire(self, key: str, ttl: float | None) -> Awaitable[bool]:
         """Set (or with None, remove) the expiry of an existing key; False if it is missing."""
+        _await_refused()
         return self._interface.expire(key, ttl)
 
     def ttl(self, key: str) -> Awaitable[float | None]:
         """Seconds left to live, or None (no expiry, or no such key)."""
+        _await_refused()
         return self._interface.ttl(key)
 
     def keys(self) -> Awaitable[list[str]]:
         """Every key of this namespace."""
+        _await_refused()
         return self._interface.keys()
 
     def clear(self) -> Awaitable[None]:
         """Delete every key of this namespace (never anything else on a shared server)."""
+        _await_refused()
         return self._interface.clear()
 
     def lock(self, name: str, *, ttl: float = 30.0, timeout: float | None = None) -> AsyncLock:
         """A shared lock: ``async with synchro.lock("name", ttl=30, timeout=5):``."""
+        _await_refused()
         return AsyncLock(self._interface, name, ttl=ttl, timeout=timeout)
 
     def __getattr__(self, name: str) -> Awaitable[Any]:
-        if name.startswith("_"):
+        if name.startswith("_") or name in INTROSPECTED:
             raise AttributeError(name)
+        _await_refused()
         return _AttributeRead(self._interface, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -260,7 +301,7 @@ class BlockingSynchroContext:
         return BlockingLock(self._interface, name, ttl=ttl, timeout=timeout)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
+        if name.startswith("_") or name in INTROSPECTED:
             raise AttributeError(name)
         value = self._run(self._interface.get(name, _MISSING))
         if value is _MISSING:

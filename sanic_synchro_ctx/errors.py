@@ -7,6 +7,7 @@ Client libraries raise their own exceptions; interfaces map them into this tree 
 from __future__ import annotations
 
 __all__ = [
+    "missing_client",
     "LockNotOwned",
     "LockTimeout",
     "SynchroConnectionError",
@@ -48,3 +49,11 @@ class LockTimeout(SynchroError):
 
 class LockNotOwned(SynchroError):
     """A lock was released by someone who does not hold it (never acquired, or lease expired)."""
+
+
+def missing_client(interface: str, module: str, client: str, extra: str) -> ModuleNotFoundError:
+    """The error for an interface whose optional client is not installed: it names the
+    extra to install, and carries ``name`` (tools such as Sanic's CLI read it)."""
+    return ModuleNotFoundError(
+        f'{interface} needs {client}: pip install "sanic-synchro-ctx[{extra}]"', name=module
+    )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import multiprocessing
 import os
 import pickle
 import warnings
@@ -27,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .checks import check_mapping
-from .context import BlockingSynchroContext, SynchroContext
-from .errors import SynchroValueError
+from .context import BlockingSynchroContext, SynchroContext, blocking_handler
+from .errors import SynchroConnectionError, SynchroValueError
 from .interfaces.base import BaseSynchroInterface
 from .interfaces.syncmanager import SyncManager
 
@@ -61,6 +62,26 @@ def _is_blocking_handler(handler: Callable[..., Any], method: str) -> bool:
 
 def _in_server_worker() -> bool:
     return os.environ.get("SANIC_WORKER_NAME", "").startswith(_SERVER_WORKER_PREFIX)
+
+
+def _sibling_group(app: Sanic[Any, Any]) -> int | None:
+    """Where no main-process listener handed a backend over: the id of the processes that
+    serve this app together and must share one backend, or None where this one is alone.
+
+    - a Sanic worker whose init_app ran in a listener: its siblings of one main process;
+    - an ASGI server running several worker processes (uvicorn and hypercorn start them
+      with multiprocessing, gunicorn forks them; ``--reload`` runs one such child too):
+      the processes of its parent;
+    - anything else (one process, the sanic-testing clients): alone.
+    """
+    if _in_server_worker():
+        return os.getppid()
+    if getattr(app, "asgi", False) and (
+        multiprocessing.parent_process() is not None
+        or "gunicorn" in os.environ.get("SERVER_SOFTWARE", "")
+    ):
+        return os.getppid()
+    return None
 
 
 def _pack(handover: Any) -> Any:
@@ -121,6 +142,8 @@ class Synchro:
         self.interface = interface
         self.defaults = dict(check_mapping(defaults)) if defaults is not None else {}
         self._bindings: dict[str, _Binding] = {}
+        #: Which front end ``app.ctx.<name>`` holds (the blocking one only for 0.1.0 code).
+        self._app_front = "async"
         if app is not None:
             self.init_app(app, interface=interface)
 
@@ -161,7 +184,7 @@ class Synchro:
             interface.on_reset(self._reset_hook(app))
         else:
             binding.defaults = merged
-        setattr(app.ctx, self.name, binding.aio)
+        setattr(app.ctx, self.name, self._front_for_app(binding))
         started = app.state.is_started
         if first:
             if started:
@@ -199,8 +222,17 @@ class Synchro:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        handover = interface.start(binding.seed)
-        interface.close()  # connections opened here stay out of the workers
+        try:
+            handover = interface.start(binding.seed)
+            interface.run_blocking(interface.ping())
+        except SynchroConnectionError as exc:
+            # Fail the start (Sanic's main process exits) rather than start workers that
+            # can only fail: say what is unreachable.
+            raise SynchroConnectionError(
+                f"Synchro {self.name!r}: the backend {interface!r} is unreachable at start ({exc})"
+            ) from exc
+        finally:
+            interface.close()  # connections opened here stay out of the workers
         binding.handover = handover
         if handover is not None:
             setattr(app.shared_ctx, self.slot, _pack(handover))
@@ -213,9 +245,12 @@ class Synchro:
         interface.stop()
         logger.info("Synchro %r: stopped %s", self.name, description)
 
+    def _front_for_app(self, binding: _Binding) -> SynchroContext | BlockingSynchroContext:
+        return binding.blocking if self._app_front == "blocking" else binding.aio
+
     def _server_start(self, app: Sanic[Any, Any]) -> None:
         binding = self._binding(app)
-        setattr(app.ctx, self.name, binding.aio)
+        setattr(app.ctx, self.name, self._front_for_app(binding))
         self._attach(app, binding)
 
     def _attach(self, app: Sanic[Any, Any], binding: _Binding) -> None:
@@ -228,12 +263,16 @@ class Synchro:
         if handover is not None:
             interface.attach(handover)
             return
-        if binding.handover is None and _in_server_worker():
-            # init_app inside a worker's listener: no main-process listener ran, so the
-            # workers of this main process meet at one backend of their own
-            interface.attach(None, group=os.getppid())
-        else:
-            interface.attach(None)
+        group = _sibling_group(app) if binding.handover is None else None
+        if group is not None and not interface.shares_between_processes:
+            warnings.warn(
+                f"{type(interface).__name__} keeps one copy of the context per process, and "
+                f"this process is one of several serving app {app.name!r}: they will not "
+                "share it. Use SyncManager() (the default) or a Redis/memcached interface.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        interface.attach(None, group=group)
         binding.seed(interface)
 
     async def _server_stop(self, app: Sanic[Any, Any]) -> None:
@@ -264,6 +303,7 @@ class Synchro:
             binding = bindings[app_name]
             front: SynchroContext | BlockingSynchroContext = binding.aio
             route = request.route
+            handler_task = None
             if route is not None:
                 kind = (route.handler, request.method)
                 blocking = binding.handler_kinds.get(kind)
@@ -271,6 +311,9 @@ class Synchro:
                     blocking = binding.handler_kinds[kind] = _is_blocking_handler(*kind)
                 if blocking:
                     front = binding.blocking
+                    handler_task = asyncio.current_task()
+            # this request's task (a connection's task serves its requests one by one)
+            blocking_handler.set(handler_task)
             setattr(request.ctx, name, front)
 
         return synchro_context

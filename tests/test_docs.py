@@ -99,7 +99,8 @@ def test_every_app_sample_runs_as_shown_and_serves_a_request(
 ) -> None:
     """The sample exactly as the page shows it, saved as a module and started with the
     Sanic CLI (one process), answers a request without a server error."""
-    (tmp_path / "sample.py").write_text(code)
+    # the 0.1.0 sample names Redis by a fixed URL: point it at the test's own server
+    (tmp_path / "sample.py").write_text(code.replace("redis://localhost", redis_server.url))
     env = {
         "PYTHONPATH": str(REPO),
         "REDIS_URL": redis_server.url,

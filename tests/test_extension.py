@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -9,8 +11,17 @@ from sanic import Request, Sanic
 from sanic.response import json, text
 from sanic.views import HTTPMethodView
 
-from sanic_synchro_ctx import InMemory, Synchro, SynchroError, SynchroValueError, SyncManager
-from sanic_synchro_ctx.context import SynchroContext
+from sanic_synchro_ctx import (
+    AIORedis,
+    InMemory,
+    Synchro,
+    SynchroConnectionError,
+    SynchroError,
+    SynchroTypeError,
+    SynchroValueError,
+    SyncManager,
+)
+from sanic_synchro_ctx.context import SynchroContext, blocking_handler
 from sanic_synchro_ctx.extension import default_prefix
 from sanic_synchro_ctx.interfaces.base import namespace_head
 
@@ -181,3 +192,83 @@ def test_an_unattached_interface_says_how_to_attach_it() -> None:
     interface = InMemory()
     with pytest.raises(SynchroError, match="not attached"):
         interface.run_blocking(interface.get("k"))
+
+
+# -- the front ends used the wrong way fail loudly; tools never reach the backend ------------
+
+
+def test_the_async_front_end_in_a_def_handler_fails_loudly(app: Any) -> None:
+    """A def handler cannot await: app.ctx.synchro there would count nothing (a coroutine
+    never awaited) or put an awaitable in the page. It raises, saying what to use."""
+    Synchro(app, interface=InMemory(), defaults={"counter": 0})
+    scheduled: list[Any] = []
+
+    @app.get("/read")
+    def read(request: Request) -> Any:
+        return text(str(request.app.ctx.synchro.counter))
+
+    @app.get("/increment")
+    def increment(request: Request) -> Any:
+        request.app.ctx.synchro.increment("counter")
+        return text("counted?")
+
+    @app.get("/right")
+    def right(request: Request) -> Any:
+        return text(str(request.ctx.synchro.increment("counter")))
+
+    @app.get("/background")
+    def background(request: Request) -> Any:
+        async def later() -> None:  # a task of its own may await the async front end
+            scheduled.append(await request.app.ctx.synchro.increment("counter"))
+
+        request.app.add_task(later())
+        return text("scheduled")
+
+    @app.get("/async")
+    async def in_async(request: Request) -> Any:
+        return text(str(await request.app.ctx.synchro.counter))
+
+    for path in ("/read", "/increment"):
+        _, response = app.test_client.get(path)
+        assert response.status == 500
+    assert app.test_client.get("/right")[1].text == "1"  # nothing was counted above
+    assert app.test_client.get("/async")[1].text == "1"
+    assert app.test_client.get("/background")[1].text == "scheduled"
+    assert scheduled == [2]
+
+
+async def test_the_check_refuses_the_task_of_a_def_handler_only(app: Any) -> None:
+    Synchro(app, interface=InMemory())
+    aio = app.ctx.synchro
+    token = blocking_handler.set(asyncio.current_task())  # as the middleware does for a def
+    try:
+        with pytest.raises(SynchroTypeError, match=r"request\.ctx\.synchro"):
+            aio.increment("n")
+        with pytest.raises(SynchroTypeError, match=r"app\.ctx\.synchro\.sync"):
+            aio.counter  # noqa: B018
+
+        async def elsewhere() -> int:
+            result: int = await aio.increment("n")
+            return result
+
+        assert await asyncio.create_task(elsewhere()) == 1  # another task may
+    finally:
+        blocking_handler.reset(token)
+    assert await aio.increment("n") == 2
+
+
+def test_introspection_by_tools_never_reaches_the_backend(app_name: str) -> None:
+    """Error formatters probe attributes (getattr(value, "dtype", "")): with the backend
+    down, a probe must answer at once, not read Redis and fail."""
+    interface = AIORedis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=30)
+    app = Sanic(app_name)
+    Synchro(app, interface=interface)
+    blocking = app.ctx.synchro.sync
+    started = time.monotonic()
+    for front in (blocking, app.ctx.synchro):
+        assert getattr(front, "dtype", "probe") == "probe"
+        assert not hasattr(front, "shape")
+        assert repr(front).startswith("<")
+    assert time.monotonic() - started < 1  # nothing waited for a connection
+    with pytest.raises(SynchroConnectionError):  # a key read does go to the backend
+        interface.run_blocking(interface.get("dtype"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -158,7 +159,7 @@ async def test_aioredis_accepts_a_client_that_decodes_responses(
 
 @pytest.mark.parametrize(
     ("name", "module", "extra"),
-    [("AIORedis", "redis", "redis"), ("AsyncioRedis", "asyncio_redis", "asyncio_redis")],
+    [("AIORedis", "redis", "redis"), ("AsyncioRedis", "asyncio_redis", "asyncio-redis")],
 )
 def test_a_missing_client_names_the_extra(name: str, module: str, extra: str) -> None:
     code = (
@@ -171,6 +172,36 @@ def test_a_missing_client_names_the_extra(name: str, module: str, extra: str) ->
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert f'pip install "sanic-synchro-ctx[{extra}]"' in result.stdout, result.stderr
+
+
+def test_a_missing_client_is_reported_by_the_sanic_cli(tmp_path: Path) -> None:
+    """Sanic's CLI reads ImportError.name: ours is a ModuleNotFoundError naming the module,
+    so the CLI shows our install hint (it failed with a TypeError on name=None)."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['redis'] = None\n")
+    (tmp_path / "needs_redis.py").write_text(
+        "from sanic import Sanic\n"
+        "from sanic.response import text\n"
+        "from sanic_synchro_ctx import AIORedis, Synchro\n"
+        "app = Sanic('needs_redis')\n"
+        "Synchro(app, interface=AIORedis.from_url('redis://127.0.0.1:1/0'))\n"
+        "@app.get('/')\n"
+        "async def index(request):\n"
+        "    return text('ok')\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "sanic", "needs_redis:app", "--port", "1", "--no-motd"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "AIORedis needs redis-py" in output, output  # (the CLI wraps long lines)
+    assert '"sanic-synchro-ctx[redis]"' in output, output
+    assert "TypeError" not in output, output
 
 
 @pytest.mark.parametrize("kind", REDIS_KINDS)

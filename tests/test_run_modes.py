@@ -174,3 +174,42 @@ def test_reusable_client_shares_state(app_name: str) -> None:
     assert seen == ["1", "2", "3"]
     with ReusableClient(app, port=free_port()) as again:
         assert again.get("/inc")[1].text == "4"
+
+
+# -- ASGI servers with several worker processes ------------------------------------------------
+
+
+def uvicorn_server(log_dir: Path, env: dict[str, str]) -> SanicServer:
+    args = ["-m", "uvicorn", "tests.apps.workers_app:app", "--host", "127.0.0.1"]
+    return SanicServer([*args, "--port", "{port}", "--workers", "2"], log_dir, env=env)
+
+
+@pytest.mark.parametrize("kind", ["syncmanager", "inmemory"])
+def test_uvicorn_workers_share_exactly_or_are_warned(tmp_path: Path, kind: str) -> None:
+    """uvicorn --workers 2 runs no Sanic main process: the default SyncManager's workers
+    meet at one manager keyed by uvicorn's process (counts stay exact); InMemory cannot
+    share, and each worker says so (it split silently: 105 and 895 of 1,000)."""
+    with uvicorn_server(tmp_path, {"SYNCHRO_INTERFACE": kind}) as server:
+        pids: set[str] = set()
+        wait_for(lambda: pids.add(server.get_fresh("/pid")) or len(pids) == 2, what="2 workers")
+        if kind == "inmemory":
+            wait_for(lambda: server.log().count("will not share it") == 2, what="warnings")
+            return
+        bodies = server.hammer("/inc", 1_000, concurrency=40)
+        assert values_of(bodies) == list(range(1, 1_001))
+        assert len({body.split()[1] for body in bodies}) == 2  # both workers counted
+        assert server.library_tracebacks() == []
+
+
+def test_a_backend_down_at_start_stops_the_app_with_a_clear_message(tmp_path: Path) -> None:
+    """A dead Redis at start: Sanic's main process exits, saying what is unreachable,
+    instead of running workers that can only fail (or hang)."""
+    env = {"SYNCHRO_INTERFACE": "aioredis", "SYNCHRO_REDIS_URL": f"redis://127.0.0.1:{free_port()}"}
+    server = SanicServer.cli(tmp_path, "--workers", "2", env=env)
+    with pytest.raises(AssertionError, match="server exited"):
+        server.start(timeout=60)
+    assert server.process is not None
+    assert server.process.returncode != 0
+    log = server.log()
+    assert "is unreachable at start" in log, log
+    assert "AIORedis(Redis)" in log, log

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
@@ -379,6 +380,14 @@ class BaseSynchroInterface(ABC):
     @operation
     async def clear(self) -> None:
         await self.raw_clear(self._namespace())
+
+    @operation
+    async def ping(self) -> float:
+        """Seconds one read of the backend took (SynchroConnectionError if it is
+        unreachable). Reads a key of this namespace that no operation writes."""
+        started = time.perf_counter()
+        await self.raw_get(self._namespace() + "\x00ping")
+        return time.perf_counter() - started
 
     @operation
     async def acquire_lock(self, name: str, token: str, ttl: float) -> str | None:

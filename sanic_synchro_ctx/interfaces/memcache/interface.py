@@ -20,7 +20,13 @@ from typing import Any, NamedTuple, TypeVar
 
 from ...batching import DEFAULT_MAX_BATCH, Batcher, batch_limit
 from ...checks import INT64_MAX, INT64_MIN, check_timeout
-from ...errors import SynchroError, SynchroTypeError, SynchroUnsupported, SynchroValueError
+from ...errors import (
+    SynchroError,
+    SynchroTypeError,
+    SynchroUnsupported,
+    SynchroValueError,
+    missing_client,
+)
 from ...serializer import Serializer
 from ..base import DEFAULT_TIMEOUT
 from ..network import NetworkInterface, bounded
@@ -45,9 +51,7 @@ def _import_aiomcache() -> Any:
     try:
         import aiomcache
     except ImportError:
-        raise ImportError(
-            'Memcache needs aiomcache: pip install "sanic-synchro-ctx[memcache]"'
-        ) from None
+        raise missing_client("Memcache", "aiomcache", "aiomcache", "memcache") from None
     return aiomcache
 
 

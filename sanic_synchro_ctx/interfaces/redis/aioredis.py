@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
-from ...errors import SynchroValueError
+from ...errors import SynchroValueError, missing_client
 from ...serializer import Serializer
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
 from .interface import IncrementRefused, RedisInterface, RedisSession
@@ -77,9 +77,7 @@ def _import_redis() -> ModuleType:
         import redis.asyncio
         import redis.asyncio.cluster
     except ImportError:
-        raise ImportError(
-            'AIORedis needs redis-py: pip install "sanic-synchro-ctx[redis]"'
-        ) from None
+        raise missing_client("AIORedis", "redis", "redis-py", "redis") from None
     return redis
 
 

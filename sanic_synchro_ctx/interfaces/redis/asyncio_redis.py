@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...checks import check_timeout
-from ...errors import SynchroError, SynchroValueError
+from ...errors import SynchroError, SynchroValueError, missing_client
 from ...serializer import Serializer
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
 from ..network import bounded
@@ -45,8 +45,8 @@ def _import_asyncio_redis() -> Any:
     try:
         import asyncio_redis
     except ImportError:
-        raise ImportError(
-            'AsyncioRedis needs asyncio_redis: pip install "sanic-synchro-ctx[asyncio_redis]"'
+        raise missing_client(
+            "AsyncioRedis", "asyncio_redis", "asyncio_redis", "asyncio-redis"
         ) from None
     return asyncio_redis
 

@@ -16,7 +16,7 @@ exclude_patterns = ["_build"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 # The optional clients are not needed to document the interfaces that use them.
-autodoc_mock_imports = ["redis", "asyncio_redis", "aiomcache"]
+autodoc_mock_imports = ["redis", "asyncio_redis", "aiomcache", "lmdb"]
 nitpicky = False
 html_theme = "alabaster"
 html_title = "sanic-synchro-ctx"

@@ -19,6 +19,7 @@ from .errors import (
 )
 from .extension import Synchro
 from .interfaces.base import BaseSynchroInterface
+from .interfaces.lmdb import LMDB
 from .interfaces.memcache import Memcache
 from .interfaces.memory import InMemory
 from .interfaces.redis import AIORedis, AsyncioRedis
@@ -31,6 +32,7 @@ __all__ = [
     "AsyncioRedis",
     "BaseSynchroInterface",
     "InMemory",
+    "LMDB",
     "LockNotOwned",
     "LockTimeout",
     "Memcache",

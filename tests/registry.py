@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, SyncManager
+from sanic_synchro_ctx import LMDB, AIORedis, AsyncioRedis, InMemory, Memcache, SyncManager
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 
 #: Given a fixture getter and options, build the interface.
@@ -31,7 +31,8 @@ class Kind:
     #: Expected capabilities (checked against what the interface declares).
     lists_keys: bool = True
     ttl_resolution: float = 0.0
-    #: The backend is a server several processes (apps, workers) share.
+    shares_between_processes: bool = True
+    #: Interfaces the factory builds share one backend (a server, a file): two apps on it.
     shared: bool = True
     #: Operations go over a connection (they can be cancelled mid-way, time out, batch).
     network: bool = True
@@ -58,13 +59,15 @@ def _manager(fixture: Callable[[str], Any], options: dict[str, Any]) -> SyncMana
 
 # fmt: off
 REGISTRY: list[Kind] = [
-    Kind("inmemory", lambda f, o: InMemory(**o), shared=False, network=False, workers=False),
+    Kind("inmemory", lambda f, o: InMemory(**o), shares_between_processes=False, shared=False, network=False, workers=False),  # noqa: E501
     Kind("syncmanager", _manager),
     Kind("aioredis", lambda f, o: AIORedis.from_url(f("redis_server").url, **o)),
     Kind("aioredis-cluster", lambda f, o: AIORedis.from_url(f("redis_cluster").url, cluster=True, **o)),  # noqa: E501
     Kind("asyncio_redis", lambda f, o: AsyncioRedis(port=f("redis_server").port, **o)),
     Kind("memcache", lambda f, o: Memcache(port=f("memcached_server").port, **o), lists_keys=False, ttl_resolution=1.0),  # noqa: E501
-    Kind("example-dict", _example, shared=False, network=False, workers=False),
+    Kind("lmdb", lambda f, o: LMDB(**o), shared=False, network=False),
+    Kind("lmdb-file", lambda f, o: LMDB(str(f("tmp_path") / "db"), **o), network=False, workers=False),  # noqa: E501
+    Kind("example-dict", _example, shares_between_processes=False, shared=False, network=False, workers=False),  # noqa: E501
 ]
 # fmt: on
 

@@ -17,9 +17,11 @@ PUBLIC = {
     "AsyncioRedis",
     "BaseSynchroInterface",
     "InMemory",
+    "LMDB",
     "LockNotOwned",
     "LockTimeout",
     "Memcache",
+    "SanicSynchroCtx",
     "SyncManager",
     "Synchro",
     "SynchroConnectionError",
@@ -67,7 +69,7 @@ def test_importing_the_package_imports_no_server_or_client_library() -> None:
     """The manager process imports the package: it must stay light and need no extras."""
     code = (
         "import sys, sanic_synchro_ctx; "
-        "print(sorted(m for m in ('sanic', 'redis', 'asyncio_redis', 'aiomcache') "
+        "print(sorted(m for m in ('sanic', 'redis', 'asyncio_redis', 'aiomcache', 'lmdb') "
         "if m in sys.modules))"
     )
     result = subprocess.run(

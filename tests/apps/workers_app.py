@@ -5,6 +5,7 @@ Environment knobs:
                         asyncio_redis, memcache
     SYNCHRO_REDIS_URL   the Redis server for the Redis interfaces
     SYNCHRO_MEMCACHED   the memcached port for Memcache
+    SYNCHRO_LMDB_PATH   LMDB's directory (unset: a private one for the app's lifetime)
     SYNCHRO_PREFIX      an explicit key prefix (tests sharing one Redis keep apart)
     SYNCHRO_FACTORY=1   call init_app inside before_server_start (factory style)
     SYNCHRO_FORK=1      Sanic.start_method = "fork"
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 from sanic import Request, Sanic
 from sanic.response import json, text
 
-from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, Synchro
+from sanic_synchro_ctx import LMDB, AIORedis, AsyncioRedis, InMemory, Memcache, Synchro
 from sanic_synchro_ctx.context import BlockingSynchroContext, SynchroContext
 
 if os.environ.get("SYNCHRO_FORK") == "1":
@@ -41,6 +42,8 @@ def make_interface():
         return AsyncioRedis(url.hostname or "127.0.0.1", url.port or 6379, prefix=prefix)
     if kind == "memcache":
         return Memcache(port=int(os.environ["SYNCHRO_MEMCACHED"]), prefix=prefix)
+    if kind == "lmdb":
+        return LMDB(os.environ.get("SYNCHRO_LMDB_PATH"), prefix=prefix)
     return None
 
 

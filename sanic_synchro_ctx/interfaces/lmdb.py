@@ -1,0 +1,475 @@
+"""LMDB: the context in a memory-mapped file shared by processes; no server, no manager.
+
+LMDB (the ``lmdb`` package, a binding of the Lightning memory-mapped database) lets many
+processes share one file with ACID transactions: every operation here is one transaction
+(a read transaction, lock-free, or a write transaction, one writer at a time across all
+processes, under LMDB's robust lock, which recovers from a writer that crashed). Both front
+ends run it inline: no event loop, no thread, microseconds per operation.
+
+``path=None``: the main process creates a private 0700 directory at start and hands its
+path to the workers; it is removed when the app stops (data lives as long as the app). Where
+no main process runs, the directory lives as long as the interface. With a ``path``, data
+persists across restarts, and every process that opens the same path shares it (separately
+started apps, ASGI servers' workers, scripts).
+
+Records: a key is its full name in UTF-8; past LMDB's key limit (511 bytes), its first
+256 bytes, ``\\xff#`` (a byte UTF-8 never has) and its SHA-256. A value record is a kind
+byte, the deadline (Unix time, 0 for none: TTLs survive a restart) and, for a hashed key,
+the key itself (so that ``keys()`` can answer), then the value. An expired record is
+invisible at once and removed by the next write that meets it. ``durable=True`` fsyncs each
+commit (survives an OS crash); the default survives the crash of any process, not of the
+machine.
+
+An environment is never used across ``fork``: a process opens its own (and clears the
+reader slots that dead processes left). LMDB opens a path once per process: interfaces on
+one path in one process share that environment. A full map raises SynchroError ("store full") with
+the transaction aborted: nothing half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import struct
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+from ..checks import INT64_MAX, INT64_MIN
+from ..errors import SynchroError, SynchroTypeError, SynchroValueError, missing_client
+from ..serializer import Serializer
+from .base import DEFAULT_MAX_VALUE_SIZE, LOCK_MARK, BaseSynchroInterface
+
+__all__ = ["LMDB"]
+
+T = TypeVar("T")
+
+#: Default map size: the most the file may grow to (it is sparse: only data takes room).
+DEFAULT_MAP_SIZE = 1 << 30
+_MAX_KEY = 511  # LMDB's default key limit, in bytes
+_KEEP = 256  # a hashed key keeps this many bytes in plain: namespace scans still find it
+_HASHED = b"\xff#"  # never in UTF-8: a hashed key cannot equal a plain one
+_RECORD = struct.Struct("<Bd")  # kind, deadline
+_PLAIN, _WITH_KEY = 0, 1
+_LOCK = struct.Struct("<d")  # a lock: deadline, then the token
+_LOCK_MARK = LOCK_MARK.encode("ascii")
+#: Expired records are removed lazily: every this many writes, up to PURGE_BATCH records
+#: are looked at (from where the last look stopped) and the expired ones deleted.
+PURGE_EVERY = 256
+PURGE_BATCH = 256
+
+
+#: Per process, the open environment of each path, and how many interfaces use it.
+_open_paths: dict[str, list[Any]] = {}
+_open_lock = threading.Lock()
+
+
+def _acquire_environment(module: Any, path: str, options: dict[str, Any]) -> Any:
+    key = os.path.realpath(path)
+    with _open_lock:
+        entry = _open_paths.get(key)
+        if entry is None or entry[1] != os.getpid():
+            env = module.open(path, **options)
+            env.reader_check()  # free the reader slots of processes that died
+            entry = _open_paths[key] = [env, os.getpid(), 0]
+        entry[2] += 1
+        return entry[0]
+
+
+def _release_environment(path: str) -> None:
+    key = os.path.realpath(path)
+    with _open_lock:
+        entry = _open_paths.get(key)
+        if entry is None or entry[1] != os.getpid():
+            return
+        entry[2] -= 1
+        if entry[2] <= 0:
+            del _open_paths[key]
+            entry[0].close()
+
+
+os.register_at_fork(after_in_child=_open_paths.clear)  # a child opens its own
+
+
+def _import_lmdb() -> Any:
+    try:
+        import lmdb
+    except ImportError:
+        raise missing_client("LMDB", "lmdb", "lmdb", "lmdb") from None
+    return lmdb
+
+
+async def _done(value: T) -> T:
+    """A primitive's result, as an awaitable that completes without suspending (so the
+    blocking front end runs it inline)."""
+    return value
+
+
+def _encode_key(key: str) -> tuple[bytes, bytes | None]:
+    """The stored key, and the full key to keep in the record when it had to be hashed."""
+    raw = key.encode("utf-8", "surrogatepass")
+    if len(raw) <= _MAX_KEY:
+        return raw, None
+    return raw[:_KEEP] + _HASHED + hashlib.sha256(raw).digest(), raw
+
+
+def _record(value: bytes, deadline: float, original: bytes | None) -> bytes:
+    if original is None:
+        return _RECORD.pack(_PLAIN, deadline) + value
+    return _RECORD.pack(_WITH_KEY, deadline) + struct.pack("<I", len(original)) + original + value
+
+
+def _parse(record: bytes) -> tuple[float, bytes, bytes | None]:
+    """(deadline, value, original key or None) of a stored record."""
+    kind, deadline = _RECORD.unpack_from(record)
+    if kind == _PLAIN:
+        return deadline, record[_RECORD.size :], None
+    (length,) = struct.unpack_from("<I", record, _RECORD.size)
+    start = _RECORD.size + 4
+    return deadline, record[start + length :], record[start : start + length]
+
+
+def _alive(deadline: float, now: float) -> bool:
+    return deadline == 0.0 or deadline > now
+
+
+class LMDB(BaseSynchroInterface):
+    """The context in an LMDB file: shared by every process that opens the same path."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        map_size: int = DEFAULT_MAP_SIZE,
+        durable: bool = False,
+        prefix: str | None = None,
+        serializer: Serializer | None = None,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    ) -> None:
+        self._lmdb = _import_lmdb()
+        if path is not None and (not isinstance(path, str) or not path):
+            raise SynchroValueError("path must be a non-empty str (or None)")
+        if isinstance(map_size, bool) or not isinstance(map_size, int) or map_size < 1 << 20:
+            raise SynchroValueError("map_size must be an int of at least 1 MiB")
+        if not isinstance(durable, bool):
+            raise SynchroValueError("durable must be True or False")
+        super().__init__(prefix=prefix, serializer=serializer, max_value_size=max_value_size)
+        self._path = path
+        self._map_size = map_size
+        self._durable = durable
+        self._env: Any = None
+        self._env_pid = 0
+        self._mutex = threading.Lock()
+        self._private: str | None = None  # a directory this interface made (and removes)
+        self._writes = 0
+        self._purge_from = b""
+        self._cleanup: Any = None
+
+    # -- the environment --------------------------------------------------------------------
+
+    @property
+    def path(self) -> str | None:
+        """The directory of the LMDB file (None until started or attached)."""
+        return self._path
+
+    def _environment(self) -> Any:
+        env = self._env
+        if env is not None and self._env_pid == os.getpid():
+            return env
+        return self._open()
+
+    def _open(self) -> Any:
+        with self._mutex:
+            if self._env is not None and self._env_pid == os.getpid():
+                return self._env
+            if self._path is None:
+                self._path = self._private = tempfile.mkdtemp(prefix="sanic-synchro-lmdb-")
+                self._cleanup = weakref.finalize(self, shutil.rmtree, self._path, True)
+            # never an environment opened by the parent of a fork: open our own
+            options = {
+                "map_size": self._map_size,
+                "subdir": True,
+                "sync": self._durable,
+                "metasync": self._durable,
+                "writemap": True,
+                "max_readers": 1024,
+                "max_spare_txns": 4,
+                "mode": 0o600,
+            }
+            env = _acquire_environment(self._lmdb, self._path, options)
+            self._env, self._env_pid = env, os.getpid()
+            return env
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Any]:
+        """One write transaction: committed when the block ends, aborted on any error.
+        Every PURGE_EVERY-th one of this process also removes some expired records."""
+        env = self._environment()
+        self._writes += 1
+        try:
+            with env.begin(write=True) as txn:
+                yield txn
+                if self._writes % PURGE_EVERY == 0:
+                    self._purge_some(txn)
+        except self._lmdb.MapFullError:
+            raise SynchroError(
+                f"LMDB store full: the map of {self._map_size} bytes is used up; give a "
+                "larger map_size= (the file is sparse), or delete or expire data"
+            ) from None
+
+    def _read(self) -> Any:
+        return self._environment().begin(write=False)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self, seed: Callable[[BaseSynchroInterface], None] | None = None) -> Any:
+        """In the main process: create the private directory (``path=None``), seed, and
+        hand the path to the workers."""
+        if self._path is None:
+            self._path = self._private = tempfile.mkdtemp(prefix="sanic-synchro-lmdb-")
+        if seed is not None:
+            seed(self)
+        self.close()
+        return self._path
+
+    def attach(self, handover: Any = None, *, group: int | None = None) -> None:
+        if handover is not None and handover != self._path:
+            self.close()
+            self._path = handover
+
+    def stop(self) -> None:
+        """In the main process at the end: remove the private directory it created."""
+        self.close()
+        private, self._private = self._private, None
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
+
+    def close(self) -> None:
+        with self._mutex:
+            env, self._env = self._env, None
+            if env is not None and self._env_pid == os.getpid() and self._path is not None:
+                _release_environment(self._path)
+
+    # -- primitives: one transaction each ----------------------------------------------------
+
+    def _live_value(self, txn: Any, stored: bytes, now: float) -> bytes | None:
+        record = txn.get(stored)
+        if record is None:
+            return None
+        deadline, value, _ = _parse(record)
+        return value if _alive(deadline, now) else None
+
+    def raw_get(self, key: str) -> Awaitable[bytes | None]:
+        stored, _ = _encode_key(key)
+        with self._read() as txn:
+            return _done(self._live_value(txn, stored, time.time()))
+
+    def raw_get_many(self, keys: list[str]) -> Awaitable[list[bytes | None]]:
+        now = time.time()
+        with self._read() as txn:
+            return _done([self._live_value(txn, _encode_key(key)[0], now) for key in keys])
+
+    def raw_set(self, key: str, value: bytes, ttl: float | None) -> Awaitable[None]:
+        stored, original = _encode_key(key)
+        deadline = 0.0 if ttl is None else time.time() + ttl
+        with self._write() as txn:
+            txn.put(stored, _record(value, deadline, original))
+        return _done(None)
+
+    def raw_set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> Awaitable[None]:
+        deadline = 0.0 if ttl is None else time.time() + ttl
+        with self._write() as txn:
+            for key, value in items:
+                stored, original = _encode_key(key)
+                txn.put(stored, _record(value, deadline, original))
+        return _done(None)
+
+    def raw_add_many(
+        self, items: list[tuple[str, bytes]], ttl: float | None
+    ) -> Awaitable[list[bytes]]:
+        now = time.time()
+        deadline = 0.0 if ttl is None else now + ttl
+        result = []
+        with self._write() as txn:
+            for key, value in items:
+                stored, original = _encode_key(key)
+                current = self._live_value(txn, stored, now)
+                if current is None:
+                    txn.put(stored, _record(value, deadline, original))
+                    current = value
+                result.append(current)
+        return _done(result)
+
+    def raw_delete(self, keys: list[str]) -> Awaitable[int]:
+        now = time.time()
+        deleted = 0
+        with self._write() as txn:
+            for stored in {_encode_key(key)[0] for key in keys}:
+                record = txn.get(stored)
+                if record is not None:
+                    deleted += _alive(_parse(record)[0], now)
+                    txn.delete(stored)
+        return _done(deleted)
+
+    def raw_increment(self, key: str, by: int) -> Awaitable[int]:
+        stored, original = _encode_key(key)
+        now = time.time()
+        with self._write() as txn:
+            record = txn.get(stored)
+            current, deadline = 0, 0.0
+            if record is not None:
+                deadline, value, _ = _parse(record)
+                if _alive(deadline, now):
+                    current = _integer(value)
+                else:
+                    deadline = 0.0  # an expired key counts as missing: no expiry
+            result = current + by
+            if not INT64_MIN <= result <= INT64_MAX:
+                raise SynchroValueError("the result leaves the signed 64-bit range")
+            txn.put(stored, _record(str(result).encode("ascii"), deadline, original))
+        return _done(result)
+
+    def raw_replace(self, key: str, value: bytes) -> Awaitable[bytes | None]:
+        stored, original = _encode_key(key)
+        now = time.time()
+        with self._write() as txn:
+            record = txn.get(stored)
+            old, deadline = None, 0.0
+            if record is not None:
+                previous_deadline, previous, _ = _parse(record)
+                if _alive(previous_deadline, now):
+                    old, deadline = previous, previous_deadline
+            txn.put(stored, _record(value, deadline, original))
+        return _done(old)
+
+    def raw_compare_and_set(
+        self, key: str, expected: bytes, new: bytes, ttl: float | None
+    ) -> Awaitable[bool]:
+        stored, original = _encode_key(key)
+        now = time.time()
+        with self._write() as txn:
+            if self._live_value(txn, stored, now) != expected:
+                return _done(False)
+            txn.put(stored, _record(new, 0.0 if ttl is None else now + ttl, original))
+        return _done(True)
+
+    def raw_expire(self, key: str, ttl: float | None) -> Awaitable[bool]:
+        stored, original = _encode_key(key)
+        now = time.time()
+        with self._write() as txn:
+            value = self._live_value(txn, stored, now)
+            if value is None:
+                return _done(False)
+            txn.put(stored, _record(value, 0.0 if ttl is None else now + ttl, original))
+        return _done(True)
+
+    def raw_ttl(self, key: str) -> Awaitable[float | None]:
+        stored, _ = _encode_key(key)
+        now = time.time()
+        with self._read() as txn:
+            record = txn.get(stored)
+            if record is None:
+                return _done(None)
+            deadline = _parse(record)[0]
+            if deadline == 0.0 or deadline <= now:
+                return _done(None)
+            return _done(deadline - now)
+
+    def _scan(self, txn: Any, prefix: str) -> Iterator[tuple[bytes, bytes]]:
+        """(stored key, record) of every record whose key starts with ``prefix`` (hashed
+        keys of the namespace included: they start with its head too)."""
+        head = prefix.encode("utf-8", "surrogatepass")
+        if len(head) > _KEEP:
+            raise SynchroValueError(
+                f"the namespace's prefix is {len(head)} bytes; LMDB takes at most {_KEEP}"
+            )
+        cursor = txn.cursor()
+        if not cursor.set_range(head):
+            return
+        for stored, record in cursor:
+            if not stored.startswith(head):
+                return
+            yield stored, record
+
+    def _purge_some(self, txn: Any) -> None:
+        """Delete the expired records among the next PURGE_BATCH (locks' leases are records
+        of another form: they are replaced when taken, never purged here)."""
+        now = time.time()
+        cursor = txn.cursor()
+        if not cursor.set_range(self._purge_from):
+            self._purge_from = b""
+            return
+        expired = []
+        for seen, (stored, record) in enumerate(cursor, 1):
+            try:
+                if not stored.startswith(_LOCK_MARK) and not _alive(_parse(record)[0], now):
+                    expired.append(stored)
+            except struct.error:
+                pass  # not a record of ours: leave it alone
+            if seen >= PURGE_BATCH:
+                self._purge_from = stored
+                break
+        else:
+            self._purge_from = b""  # reached the end: start over next time
+        for stored in expired:
+            txn.delete(stored)
+
+    def raw_keys(self, prefix: str) -> Awaitable[list[str]]:
+        now = time.time()
+        found = []
+        with self._read() as txn:
+            for stored, record in self._scan(txn, prefix):
+                deadline, _, original = _parse(record)
+                if _alive(deadline, now):
+                    found.append((original or stored).decode("utf-8", "surrogatepass"))
+        return _done(found)
+
+    def raw_clear(self, prefix: str) -> Awaitable[None]:
+        with self._write() as txn:
+            for stored in [stored for stored, _ in self._scan(txn, prefix)]:
+                txn.delete(stored)
+        return _done(None)
+
+    def raw_lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
+        stored, _ = _encode_key(key)
+        now = time.time()
+        with self._write() as txn:
+            held = txn.get(stored)
+            if held is not None:
+                (deadline,) = _LOCK.unpack_from(held)
+                if deadline > now:
+                    return _done(held[_LOCK.size :].decode("utf-8", "surrogatepass"))
+            txn.put(stored, _LOCK.pack(now + ttl) + token.encode("utf-8", "surrogatepass"))
+        return _done(None)
+
+    def raw_lock_release(self, key: str, token: str) -> Awaitable[bool]:
+        stored, _ = _encode_key(key)
+        now = time.time()
+        with self._write() as txn:
+            held = txn.get(stored)
+            if held is None:
+                return _done(False)
+            (deadline,) = _LOCK.unpack_from(held)
+            if deadline <= now or held[_LOCK.size :] != token.encode("utf-8", "surrogatepass"):
+                return _done(False)
+            txn.delete(stored)
+        return _done(True)
+
+    def __repr__(self) -> str:
+        return f"LMDB({self._path or 'not started'})"
+
+
+def _integer(value: bytes) -> int:
+    """The integer a stored value holds (ASCII decimal, as every serializer writes ints)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise SynchroTypeError("the stored value is not an integer") from None
+    if value != str(number).encode("ascii"):  # "1.0", " 1", "+1" are not integers
+        raise SynchroTypeError("the stored value is not an integer")
+    return number

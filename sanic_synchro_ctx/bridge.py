@@ -138,25 +138,49 @@ class Bridge:
                 with contextlib.suppress(Exception):  # best effort: the loop is going away
                     await closer()
 
+        try:
+            self._run_aside(loop, close_all())
+        finally:
+            loop.close()
+
+    def _close_at_exit(self) -> None:
+        # This thread's loop, and the loops of threads that ended (a loop runs on any
+        # thread once its own stopped using it): their clients are closed first, so that
+        # no client task is left pending; live threads keep theirs.
+        self.close()
+        with self._mutex:
+            ended = [
+                (loop, closers)
+                for loop, (thread, closers) in self._loops.items()
+                if not thread.is_alive()
+            ]
+            for loop, _ in ended:
+                del self._loops[loop]
+        for loop, closers in ended:
+            if loop.is_running() or loop.is_closed():
+                continue
+
+            async def close_all(closers: list[Any] = closers) -> None:
+                for closer in closers:
+                    with contextlib.suppress(Exception):  # best effort: the process ends
+                        await closer()
+
+            with contextlib.suppress(Exception):
+                self._run_aside(loop, close_all())
+            with contextlib.suppress(Exception):
+                loop.close()
+
+    @staticmethod
+    def _run_aside(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` on ``loop`` with this thread's own running loop (if any) aside."""
         outer = events._get_running_loop()
         if outer is not None:
             events._set_running_loop(None)
         try:
-            loop.run_until_complete(close_all())
-            loop.close()
+            loop.run_until_complete(coro)
         finally:
             if outer is not None:
                 events._set_running_loop(outer)
-
-    def _close_at_exit(self) -> None:
-        # This thread's loop fully; loops of threads that ended are closed without closers
-        # (their clients cannot be awaited any more); live threads keep theirs.
-        self.close()
-        with self._mutex:
-            ended = [loop for loop, (thread, _) in self._loops.items() if not thread.is_alive()]
-        for loop in ended:
-            with contextlib.suppress(Exception):
-                loop.close()
 
 
 #: The process-wide bridge shared by every network interface.

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import pickle
+import re
 from typing import Any
 
 from .errors import SynchroSerializationError, SynchroValueError
@@ -46,6 +47,8 @@ class Serializer:
 
 
 _SCALAR_TYPES = frozenset(_JSON_SCALARS)
+#: A JSON string with nothing escaped: printable ASCII but the quote and the backslash.
+_PLAIN_STRING = re.compile(rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"')
 
 
 def _too_deep() -> SynchroValueError:
@@ -75,6 +78,11 @@ def _check_containers(value: Any, depth: int = 1) -> None:
                 _check_containers(item, depth + 1)
 
 
+def _plain(text: str) -> bool:
+    """No character the JSON encoder would escape (with isascii and isprintable checked)."""
+    return '"' not in text and "\\" not in text
+
+
 def _int_text(value: int) -> bytes:
     """An int in decimal; Python refuses to write one of more than 4,300 digits."""
     try:
@@ -90,10 +98,16 @@ class JSONSerializer(Serializer):
         self._encoder = json.JSONEncoder(
             ensure_ascii=True, allow_nan=False, sort_keys=True, separators=(",", ":")
         )
+        self._decode = json.JSONDecoder().decode
 
     def dumps(self, value: Any) -> bytes:
-        if type(value) is int:
+        kind = type(value)
+        if kind is int:
             return _int_text(value)
+        if kind is str and value.isascii() and value.isprintable() and _plain(value):
+            # what the encoder writes for such a string, without the encoder's detour
+            plain: str = value
+            return b'"' + plain.encode("ascii") + b'"'
         try:
             text = self._encoder.encode(value)
         except RecursionError:
@@ -107,8 +121,17 @@ class JSONSerializer(Serializer):
         return text.encode("ascii")
 
     def loads(self, data: bytes) -> Any:
+        # Fast paths for what the serializer writes most, exactly as json would read it:
+        # a canonical int (no sign but "-", no leading zero) and a string without escapes.
+        if data.isdigit():
+            if data[0] != 48 or len(data) == 1:  # b"0"
+                return int(data)
+        elif data[:1] == b"-" and data[1:].isdigit() and data[1] != 48:
+            return int(data)
+        elif data[:1] == b'"' and _PLAIN_STRING.fullmatch(data):
+            return data[1:-1].decode("ascii")
         try:
-            return json.loads(data)
+            return self._decode(data.decode("utf-8"))
         except (ValueError, TypeError) as exc:
             raise SynchroSerializationError(f"stored data is not valid JSON: {exc}") from exc
 

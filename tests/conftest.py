@@ -24,10 +24,25 @@ from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 from .backends import MemcachedServer, RedisCluster, RedisServer
 from .frontends import BlockingAsAsync
 from .registry import INTERFACES, KINDS, SHARED
+from .servers import STARTED
 
 _serial = itertools.count()
 
 FRONT_ENDS = ["async", "blocking"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_server_left_running() -> Iterator[None]:
+    """Every server a test started is stopped by that test: a leaked server keeps a CPU busy
+    and skews whatever runs after it."""
+    yield
+    running = [
+        server.args for server in STARTED if server.process and server.process.poll() is None
+    ]
+    for server in STARTED:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+    assert running == [], f"servers left running: {running}"
 
 
 @pytest.fixture(autouse=True)

@@ -44,6 +44,10 @@ def manager_processes_watching(pid: int) -> list[int]:
     return found
 
 
+#: Every server the tests started: none may be left running (checked at session end).
+STARTED: list[SanicServer] = []
+
+
 class SanicServer:
     """``python <args>`` serving on 127.0.0.1:<free port>; logs go to ``log_dir``."""
 
@@ -89,6 +93,8 @@ class SanicServer:
         return [block[:2000] for block in blocks if "sanic_synchro_ctx" in block]
 
     def start(self, timeout: float = 60.0, ready: str = "/pid") -> SanicServer:
+        if self.process is not None and self.process.poll() is None:
+            raise AssertionError("this server is already running: start it once")
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, *self.args],
@@ -100,6 +106,7 @@ class SanicServer:
             # Sanic's second SIGINT kills its workers' process group (os.killpg): never ours.
             start_new_session=True,
         )
+        STARTED.append(self)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

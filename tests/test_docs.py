@@ -111,11 +111,13 @@ def test_every_app_sample_runs_as_shown_and_serves_a_request(
     routes = ROUTE.findall(code) or ["/"]
     args = ["-m", "sanic", "sample:app", "--host", "127.0.0.1", "--port", "{port}"]
     server = SanicServer([*args, "--single-process", "--no-motd"], tmp_path, env=env, cwd=tmp_path)
-    with server:
-        server.start(ready=routes[0])
+    server.start(ready=routes[0])
+    try:
         response = httpx.get(server.base_url + routes[0], timeout=30)
         assert response.status_code < 500, (where, response.status_code, server.log())
         assert server.library_tracebacks() == [], server.log()
+    finally:
+        server.stop()
 
 
 def test_every_literalinclude_names_an_example() -> None:

@@ -13,16 +13,23 @@ interfaces override :meth:`run_blocking` to use the bridge.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ..bridge import run_inline
-from ..checks import check_key, check_keys, check_lease, check_mapping, check_step, check_ttl
+from ..checks import (
+    INT64_MAX,
+    INT64_MIN,
+    check_key,
+    check_keys,
+    check_lease,
+    check_mapping,
+    check_step,
+    check_ttl,
+)
 from ..errors import SynchroConnectionError, SynchroError, SynchroTypeError, SynchroValueError
 from ..serializer import JSONSerializer, Serializer
 
@@ -54,32 +61,6 @@ def namespace_head(namespace: str) -> str:
 P = ParamSpec("P")
 T = TypeVar("T")
 I = TypeVar("I", bound="BaseSynchroInterface")  # noqa: E741
-
-
-def operation(
-    func: Callable[Concatenate[I, P], Awaitable[T]],
-) -> Callable[Concatenate[I, P], Coroutine[Any, Any, T]]:
-    """Map any non-Synchro exception raised by an operation into the SynchroError tree."""
-
-    @functools.wraps(func)
-    async def mapped(self: I, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        waited = 0.0
-        while True:
-            try:
-                return await func(self, *args, **kwargs)
-            except SynchroError:
-                raise
-            except self.busy_errors as exc:
-                # The client's pool had no free connection and sent nothing: wait for one.
-                if waited >= self.busy_timeout:
-                    raise self.map_error(exc) from exc
-                delay = min(0.001 + waited / 4, 0.05)
-                await asyncio.sleep(delay)
-                waited += delay
-            except Exception as exc:
-                raise self.map_error(exc) from exc
-
-    return mapped
 
 
 def _step_error(key: str, exc: SynchroTypeError | SynchroValueError) -> SynchroError:
@@ -120,10 +101,6 @@ class BaseSynchroInterface(ABC):
     #: Client exceptions meaning "the backend is unreachable": mapped to SynchroConnectionError.
     #: Interfaces importing their client lazily set it per instance.
     connection_errors: tuple[type[BaseException], ...] = ()
-    #: Client exceptions meaning "no free connection, nothing sent": the operation is
-    #: retried (a burst waits for a connection) for up to ``busy_timeout`` seconds.
-    busy_errors: tuple[type[Exception], ...] = ()
-    busy_timeout: float = 5.0
 
     def __init__(
         self,
@@ -273,45 +250,72 @@ class BaseSynchroInterface(ABC):
         self.close()
 
     # -- public operations ------------------------------------------------------------------
+    #
+    # Each does the common work and awaits one primitive. A client's own exception from the
+    # primitive is mapped into the SynchroError tree right there (no wrapper coroutine: an
+    # operation of an inline interface costs a few hundred nanoseconds of Python a layer).
 
-    @operation
     async def get(self, key: str, default: Any = None) -> Any:
-        data = await self.raw_get(self._key(key))
+        try:
+            data = await self.raw_get(self._key(key))
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
         return default if data is None else self._loads(data)
 
-    @operation
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
         full = self._key(key)
         data = self._dumps(value)
-        await self.raw_set(full, data, check_ttl(ttl))
+        seconds = None if ttl is None else check_lease(ttl)
+        try:
+            await self.raw_set(full, data, seconds)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
-    @operation
     async def delete(self, *keys: str) -> int:
         full = [self._key(key) for key in keys]
-        return await self.raw_delete(full) if full else 0
+        if not full:
+            return 0
+        try:
+            return await self.raw_delete(full)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
-    @operation
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         names = list(dict.fromkeys(check_keys(keys)))
         if not names:
             return {}
-        found = await self.raw_get_many([self._key(name) for name in names])
+        try:
+            found = await self.raw_get_many([self._key(name) for name in names])
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
         return {
             name: self._loads(data)
             for name, data in zip(names, found, strict=True)
             if data is not None
         }
 
-    @operation
     async def update(self, mapping: Mapping[str, Any], *, ttl: float | None = None) -> None:
         items = [
             (self._key(key), self._dumps(value)) for key, value in check_mapping(mapping).items()
         ]
         seconds = check_ttl(ttl)
-        if items:
+        if not items:
+            return
+        try:
             await self.raw_set_many(items, seconds)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
-    @operation
     async def set_default(
         self, mapping: Mapping[str, Any], *, ttl: float | None = None
     ) -> dict[str, Any]:
@@ -320,25 +324,37 @@ class BaseSynchroInterface(ABC):
         seconds = check_ttl(ttl)
         if not items:
             return {}
-        stored = await self.raw_add_many(items, seconds)
+        try:
+            stored = await self.raw_add_many(items, seconds)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
         return {name: self._loads(data) for name, data in zip(names, stored, strict=True)}
 
-    @operation
     async def setdefault(self, key: str, value: Any, *, ttl: float | None = None) -> Any:
         items = [(self._key(key), self._dumps(value))]
-        stored = await self.raw_add_many(items, check_ttl(ttl))
+        seconds = check_ttl(ttl)
+        try:
+            stored = await self.raw_add_many(items, seconds)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
         return self._loads(stored[0])
 
-    @operation
     async def increment(self, key: str, by: int = 1) -> int:
         full = self._key(key)
-        step = check_step(by)
+        step = by if type(by) is int and INT64_MIN <= by <= INT64_MAX else check_step(by)
         try:
             return await self.raw_increment(full, step)
         except (SynchroTypeError, SynchroValueError) as exc:
             raise _step_error(key, exc) from None
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
-    @operation
     async def decrement(self, key: str, by: int = 1) -> int:
         full = self._key(key)
         step = check_step(-check_step(by))
@@ -346,59 +362,108 @@ class BaseSynchroInterface(ABC):
             return await self.raw_increment(full, step)
         except (SynchroTypeError, SynchroValueError) as exc:
             raise _step_error(key, exc) from None
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
-    @operation
     async def replace(self, key: str, value: Any) -> Any:
         full = self._key(key)
-        old = await self.raw_replace(full, self._dumps(value))
+        data = self._dumps(value)
+        try:
+            old = await self.raw_replace(full, data)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
         return None if old is None else self._loads(old)
 
-    @operation
     async def compare_and_set(
         self, key: str, expected: Any, new: Any, *, ttl: float | None = None
     ) -> bool:
         full = self._key(key)
         old, data = self._serializer.dumps(expected), self._dumps(new)
-        return await self.raw_compare_and_set(full, old, data, check_ttl(ttl))
+        seconds = check_ttl(ttl)
+        try:
+            return await self.raw_compare_and_set(full, old, data, seconds)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
-    @operation
     async def expire(self, key: str, ttl: float | None) -> bool:
         full = self._key(key)
-        return await self.raw_expire(full, check_ttl(ttl))
+        seconds = check_ttl(ttl)
+        try:
+            return await self.raw_expire(full, seconds)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
-    @operation
     async def ttl(self, key: str) -> float | None:
-        return await self.raw_ttl(self._key(key))
+        full = self._key(key)
+        try:
+            return await self.raw_ttl(full)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
-    @operation
     async def keys(self) -> list[str]:
         prefix = self._namespace()
         cut = len(prefix)
+        try:
+            found = await self.raw_keys(prefix)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
         # a key equal to the head itself (written by some other client) is no key of ours
-        return [key[cut:] for key in await self.raw_keys(prefix) if len(key) > cut]
+        return [key[cut:] for key in found if len(key) > cut]
 
-    @operation
     async def clear(self) -> None:
-        await self.raw_clear(self._namespace())
+        prefix = self._namespace()
+        try:
+            await self.raw_clear(prefix)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
-    @operation
     async def ping(self) -> float:
         """Seconds one read of the backend took (SynchroConnectionError if it is
         unreachable). Reads a key of this namespace that no operation writes."""
         started = time.perf_counter()
-        await self.raw_get(self._namespace() + "\x00ping")
+        key = self._namespace() + "\x00ping"
+        try:
+            await self.raw_get(key)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
         return time.perf_counter() - started
 
-    @operation
     async def acquire_lock(self, name: str, token: str, ttl: float) -> str | None:
         """One attempt: take lock ``name`` for ``ttl`` s. None if taken, else the holder's token."""
         full = self._lock_key(name)
-        return await self.raw_lock_acquire(full, token, check_lease(ttl))
+        lease = check_lease(ttl)
+        try:
+            return await self.raw_lock_acquire(full, token, lease)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
-    @operation
     async def release_lock(self, name: str, token: str) -> bool:
         """Release lock ``name`` if ``token`` holds it; False if it does not (any more)."""
-        return await self.raw_lock_release(self._lock_key(name), token)
+        full = self._lock_key(name)
+        try:
+            return await self.raw_lock_release(full, token)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
     # -- primitives: each interface implements these ----------------------------------------
     #

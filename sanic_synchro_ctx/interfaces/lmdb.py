@@ -28,7 +28,6 @@ the transaction aborted: nothing half-written.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -93,7 +92,17 @@ def _release_environment(path: str) -> None:
             entry[0].close()
 
 
-os.register_at_fork(after_in_child=_open_paths.clear)  # a child opens its own
+#: How many forks this process descends from (an environment opened before a fork is
+#: never used after it: cheaper to compare than a getpid() per operation).
+_forks = [0]
+
+
+def _forked() -> None:
+    _open_paths.clear()  # a child opens its own
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _import_lmdb() -> Any:
@@ -138,6 +147,38 @@ def _alive(deadline: float, now: float) -> bool:
     return deadline == 0.0 or deadline > now
 
 
+class _WriteTransaction:
+    """``with interface._write() as txn``: LMDB's write transaction, committed when the
+    block ends and aborted on any error; a full map is reported as SynchroError. Every
+    PURGE_EVERY-th write of an interface also removes some expired records."""
+
+    __slots__ = ("_interface", "_txn")
+
+    def __init__(self, interface: LMDB) -> None:
+        self._interface = interface
+
+    def __enter__(self) -> Any:
+        self._txn = self._interface._environment().begin(write=True)
+        return self._txn
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        txn = self._txn
+        if kind is not None:
+            txn.abort()
+            if isinstance(error, self._interface._lmdb.MapFullError):
+                raise self._interface._store_full() from None
+            return
+        interface = self._interface
+        interface._writes += 1
+        try:
+            if interface._writes % PURGE_EVERY == 0:
+                interface._purge_some(txn)
+            txn.commit()
+        except interface._lmdb.MapFullError:
+            txn.abort()
+            raise interface._store_full() from None
+
+
 class LMDB(BaseSynchroInterface):
     """The context in an LMDB file: shared by every process that opens the same path."""
 
@@ -164,6 +205,7 @@ class LMDB(BaseSynchroInterface):
         self._durable = durable
         self._env: Any = None
         self._env_pid = 0
+        self._env_forks = -1
         self._mutex = threading.Lock()
         self._private: str | None = None  # a directory this interface made (and removes)
         self._writes = 0
@@ -179,13 +221,13 @@ class LMDB(BaseSynchroInterface):
 
     def _environment(self) -> Any:
         env = self._env
-        if env is not None and self._env_pid == os.getpid():
+        if env is not None and self._env_forks == _forks[0]:
             return env
         return self._open()
 
     def _open(self) -> Any:
         with self._mutex:
-            if self._env is not None and self._env_pid == os.getpid():
+            if self._env is not None and self._env_forks == _forks[0]:
                 return self._env
             if self._path is None:
                 self._path = self._private = tempfile.mkdtemp(prefix="sanic-synchro-lmdb-")
@@ -202,25 +244,18 @@ class LMDB(BaseSynchroInterface):
                 "mode": 0o600,
             }
             env = _acquire_environment(self._lmdb, self._path, options)
-            self._env, self._env_pid = env, os.getpid()
+            self._env, self._env_pid, self._env_forks = env, os.getpid(), _forks[0]
             return env
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Any]:
-        """One write transaction: committed when the block ends, aborted on any error.
-        Every PURGE_EVERY-th one of this process also removes some expired records."""
-        env = self._environment()
-        self._writes += 1
-        try:
-            with env.begin(write=True) as txn:
-                yield txn
-                if self._writes % PURGE_EVERY == 0:
-                    self._purge_some(txn)
-        except self._lmdb.MapFullError:
-            raise SynchroError(
-                f"LMDB store full: the map of {self._map_size} bytes is used up; give a "
-                "larger map_size= (the file is sparse), or delete or expire data"
-            ) from None
+    def _write(self) -> _WriteTransaction:
+        """One write transaction: committed when the block ends, aborted on any error."""
+        return _WriteTransaction(self)
+
+    def _store_full(self) -> SynchroError:
+        return SynchroError(
+            f"LMDB store full: the map of {self._map_size} bytes is used up; give a "
+            "larger map_size= (the file is sparse), or delete or expire data"
+        )
 
     def _read(self) -> Any:
         return self._environment().begin(write=False)
@@ -265,9 +300,21 @@ class LMDB(BaseSynchroInterface):
         return value if _alive(deadline, now) else None
 
     def raw_get(self, key: str) -> Awaitable[bytes | None]:
-        stored, _ = _encode_key(key)
-        with self._read() as txn:
-            return _done(self._live_value(txn, stored, time.time()))
+        # the hottest path, written out: one read transaction, one record
+        stored = key.encode("utf-8", "surrogatepass")
+        if len(stored) > _MAX_KEY:
+            stored = _encode_key(key)[0]
+        env = self._env if self._env_forks == _forks[0] and self._env is not None else None
+        with (env or self._environment()).begin() as txn:
+            record = txn.get(stored)
+        if record is None:
+            return _done(None)
+        kind, deadline = _RECORD.unpack_from(record)
+        if deadline != 0.0 and deadline <= time.time():
+            return _done(None)
+        if kind == _PLAIN:
+            return _done(record[_RECORD.size :])
+        return _done(_parse(record)[1])
 
     def raw_get_many(self, keys: list[str]) -> Awaitable[list[bytes | None]]:
         now = time.time()
@@ -318,13 +365,12 @@ class LMDB(BaseSynchroInterface):
 
     def raw_increment(self, key: str, by: int) -> Awaitable[int]:
         stored, original = _encode_key(key)
-        now = time.time()
         with self._write() as txn:
             record = txn.get(stored)
             current, deadline = 0, 0.0
             if record is not None:
                 deadline, value, _ = _parse(record)
-                if _alive(deadline, now):
+                if deadline == 0.0 or deadline > time.time():
                     current = _integer(value)
                 else:
                     deadline = 0.0  # an expired key counts as missing: no expiry
@@ -466,10 +512,8 @@ class LMDB(BaseSynchroInterface):
 
 def _integer(value: bytes) -> int:
     """The integer a stored value holds (ASCII decimal, as every serializer writes ints)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise SynchroTypeError("the stored value is not an integer") from None
-    if value != str(number).encode("ascii"):  # "1.0", " 1", "+1" are not integers
-        raise SynchroTypeError("the stored value is not an integer")
-    return number
+    if value.isdigit() and (value[0] != 48 or len(value) == 1):  # canonical: no leading 0
+        return int(value)
+    if value[:1] == b"-" and value[1:].isdigit() and value[1] != 48:
+        return int(value)
+    raise SynchroTypeError("the stored value is not an integer")

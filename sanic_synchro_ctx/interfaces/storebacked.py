@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..batching import Batcher
 from .base import BaseSynchroInterface
 
 if TYPE_CHECKING:
@@ -35,16 +34,10 @@ class StoreBackedInterface(BaseSynchroInterface):
         """The Store (or a manager client with the same methods) to call."""
         raise NotImplementedError
 
-    def _batcher(self) -> Batcher[tuple[str, tuple[Any, ...]]] | None:
-        """The running loop's batcher for this call, or None to call the Store directly."""
-        return None
-
     def _call(self, method: str, *args: Any) -> Awaitable[Any]:
-        """Call ``method`` of the Store: directly, or through the running loop's batcher."""
-        batcher = self._batcher()
-        if batcher is None or batcher.direct():
-            return _run(getattr(self._backend(), method), args)
-        return batcher.submit((method, args))
+        """Call ``method`` of the Store (SyncManager: directly, or through the running
+        loop's batcher)."""
+        return _run(getattr(self._backend(), method), args)
 
     def raw_get(self, key: str) -> Awaitable[bytes | None]:
         return self._call("get", key)

@@ -81,6 +81,9 @@ def _import_redis() -> ModuleType:
     return redis
 
 
+#: Seconds a command waits for a free connection of a pool before it fails.
+BUSY_TIMEOUT = 5.0
+
 #: One command, issued on a client (returns an awaitable) or queued on a pipeline.
 _Command = Callable[[Any], Any]
 
@@ -92,6 +95,8 @@ class _Session(RedisSession):
         self.client = client
         self.cluster = cluster
         self._errors = redis.exceptions
+        busy = getattr(redis.exceptions, "MaxConnectionsError", None)
+        self._busy: tuple[type[Exception], ...] = (busy,) if busy is not None else ()
         self.scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
         self.batcher: Batcher[_Command] | None = None
         if max_batch is not None:
@@ -100,22 +105,44 @@ class _Session(RedisSession):
             )
 
     async def _send_one(self, command: _Command) -> Any:
-        return await command(self.client)
+        waited = 0.0
+        while True:
+            try:
+                return await command(self.client)
+            except self._busy as exc:
+                waited = await self._wait_for_a_connection(waited, exc)
 
     async def _send_many(self, commands: list[_Command]) -> list[Outcome]:
-        pipe = self.client.pipeline(transaction=False)
-        for command in commands:
-            command(pipe)
-        replies = await pipe.execute(raise_on_error=False)
-        return [
-            (False, reply) if isinstance(reply, Exception) else (True, reply) for reply in replies
-        ]
+        waited = 0.0
+        while True:
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                command(pipe)
+            try:
+                replies = await pipe.execute(raise_on_error=False)
+            except self._busy as exc:
+                waited = await self._wait_for_a_connection(waited, exc)
+                continue
+            return [
+                (False, reply) if isinstance(reply, Exception) else (True, reply)
+                for reply in replies
+            ]
+
+    @staticmethod
+    async def _wait_for_a_connection(waited: float, exc: Exception) -> float:
+        """redis-py's pools (and every cluster node's) refuse a command at once, before
+        sending it, when all their connections are busy: a burst waits for one instead
+        (up to BUSY_TIMEOUT seconds). Nothing was sent: trying again sends it once."""
+        if waited >= BUSY_TIMEOUT:
+            raise exc
+        delay = min(0.001 + waited / 4, 0.05)
+        await asyncio.sleep(delay)
+        return waited + delay
 
     def run(self, command: _Command) -> Awaitable[Any]:
         """Issue ``command``: batched with concurrent ones when batching is on."""
         if self.batcher is None:
-            awaitable: Awaitable[Any] = command(self.client)
-            return awaitable
+            return self._send_one(command)
         return self.batcher.submit(command)
 
     async def get(self, key: bytes) -> bytes | None:
@@ -124,7 +151,7 @@ class _Session(RedisSession):
 
     async def mget(self, keys: list[bytes]) -> list[bytes | None]:
         if self.cluster:  # redis-py refuses MGET in a cluster pipeline: not batched
-            found: list[bytes | None] = await self.client.mget(keys)
+            found: list[bytes | None] = await self._send_one(lambda c: c.mget(keys))
             return found
         values: list[bytes | None] = await self.run(lambda c: c.mget(keys))
         return values
@@ -151,17 +178,22 @@ class _Session(RedisSession):
         return deleted
 
     async def scan(self, match: bytes) -> list[bytes]:
-        return [raw async for raw in self.client.scan_iter(match=match, count=1000)]
+        async def collect(client: Any) -> list[bytes]:
+            return [raw async for raw in client.scan_iter(match=match, count=1000)]
+
+        found: list[bytes] = await self._send_one(collect)
+        return found
 
     async def script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
         script = self.scripts[name]
         if self.cluster:  # redis-py refuses EVALSHA in a cluster pipeline: not batched
-            return await script(keys=keys, args=args)
+            return await self._send_one(lambda c: script(keys=keys, args=args, client=c))
         sha = script.sha
         try:
             return await self.run(lambda c: c.evalsha(sha, len(keys), *keys, *args))
         except self._errors.NoScriptError:
-            return await script(keys=keys, args=args)  # loads the script, then runs it
+            # NOSCRIPT: it never ran; this loads the script, then runs it
+            return await self._send_one(lambda c: script(keys=keys, args=args, client=c))
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -196,10 +228,6 @@ class AIORedis(RedisInterface):
                 f"cannot read this client's settings ({', '.join(needed)}; checked against "
                 "redis-py 5 to 8): AIORedis builds a client per event loop from them"
             )
-        # redis-py's pools (and every cluster node's) fail a command at once when all
-        # their connections are busy, before sending it: the operation then waits.
-        busy = getattr(redis.exceptions, "MaxConnectionsError", None)
-        self.busy_errors = (busy,) if busy is not None else ()
         self.connection_errors = (
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,

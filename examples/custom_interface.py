@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from sanic_synchro_ctx import BaseSynchroInterface, SynchroTypeError, SynchroValueError
+from sanic_synchro_ctx.ratelimit import gcra
 
 INT64 = range(-(2**63), 2**63)
 
@@ -30,6 +31,8 @@ class DictInterface(BaseSynchroInterface):
         super().__init__(**options)
         self._data: dict[str, tuple[bytes, float | None]] = {}  # value, deadline
         self._locks: dict[str, tuple[str, float]] = {}  # token, deadline
+        self._fences: dict[str, int] = {}  # the last fencing token given per lock
+        self._semaphores: dict[str, dict[str, float]] = {}  # token -> deadline
         self._mutex = threading.Lock()
 
     def _live(self, key: str, now: float) -> tuple[bytes, float | None] | None:
@@ -86,10 +89,11 @@ class DictInterface(BaseSynchroInterface):
                 del self._data[key]
             return done(len(live))
 
-    def raw_increment(self, key: str, by: int) -> Awaitable[int]:
+    def raw_increment(self, key: str, by: int, ttl: float | None) -> Awaitable[int]:
         with self._mutex:
-            item = self._live(key, time.monotonic())
-            current, deadline = (b"0", None) if item is None else item
+            now = time.monotonic()
+            item = self._live(key, now)
+            current, deadline = (b"0", self._deadline(ttl, now)) if item is None else item
             try:
                 number = int(current)
             except ValueError:
@@ -145,14 +149,17 @@ class DictInterface(BaseSynchroInterface):
                 del self._data[key]
             return done(None)
 
-    def raw_lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
+    def raw_lock_acquire(
+        self, key: str, token: str, ttl: float
+    ) -> Awaitable[tuple[str | None, int]]:
         with self._mutex:
             now = time.monotonic()
             holder = self._locks.get(key)
             if holder is not None and holder[1] > now:
-                return done(holder[0])
+                return done((holder[0], 0))
             self._locks[key] = (token, now + ttl)
-            return done(None)
+            fence = self._fences[key] = self._fences.get(key, 0) + 1
+            return done((None, fence))
 
     def raw_lock_release(self, key: str, token: str) -> Awaitable[bool]:
         with self._mutex:
@@ -161,3 +168,47 @@ class DictInterface(BaseSynchroInterface):
                 return done(False)
             del self._locks[key]
             return done(True)
+
+    def raw_lock_extend(self, key: str, token: str, ttl: float) -> Awaitable[bool]:
+        with self._mutex:
+            now = time.monotonic()
+            holder = self._locks.get(key)
+            if holder is None or holder[0] != token or holder[1] <= now:
+                return done(False)
+            self._locks[key] = (token, now + ttl)
+            return done(True)
+
+    def raw_locked(self, key: str) -> Awaitable[bool]:
+        with self._mutex:
+            holder = self._locks.get(key)
+            return done(holder is not None and holder[1] > time.monotonic())
+
+    def raw_semaphore_acquire(
+        self, key: str, token: str, limit: int, ttl: float
+    ) -> Awaitable[bool]:
+        with self._mutex:
+            now = time.monotonic()
+            holders = self._semaphores.setdefault(key, {})
+            for gone in [held for held, deadline in holders.items() if deadline <= now]:
+                del holders[gone]
+            if token not in holders and len(holders) >= limit:
+                return done(False)
+            holders[token] = now + ttl
+            return done(True)
+
+    def raw_semaphore_release(self, key: str, token: str) -> Awaitable[bool]:
+        with self._mutex:
+            deadline = self._semaphores.get(key, {}).pop(token, None)
+            return done(deadline is not None and deadline > time.monotonic())
+
+    def raw_rate_limit(
+        self, key: str, limit: int, per: float, cost: int
+    ) -> Awaitable[tuple[bool, int, float, float]]:
+        with self._mutex:
+            now = time.monotonic()
+            item = self._live(key, now)
+            tat = None if item is None else float(item[0])
+            new_tat, answer = gcra(tat, now, limit, per, cost)
+            if new_tat is not None:  # kept only while it matters
+                self._data[key] = (repr(new_tat).encode(), new_tat)
+            return done((answer.allowed, answer.remaining, answer.retry_after, answer.reset_after))

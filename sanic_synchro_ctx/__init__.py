@@ -24,6 +24,7 @@ from .interfaces.memcache import Memcache
 from .interfaces.memory import InMemory
 from .interfaces.redis import AIORedis, AsyncioRedis
 from .interfaces.syncmanager import SyncManager
+from .ratelimit import RateLimit
 
 __version__ = "0.2.0.dev0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "LockNotOwned",
     "LockTimeout",
     "Memcache",
+    "RateLimit",
     "SanicSynchroCtx",
     "SyncManager",
     "Synchro",

@@ -14,10 +14,11 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import SynchroTypeError
-from .locks import AsyncLock, BlockingLock
+from .locks import AsyncLock, AsyncSemaphore, BlockingLock, BlockingSemaphore
 
 if TYPE_CHECKING:
     from .interfaces.base import BaseSynchroInterface
+    from .ratelimit import RateLimit
 
 __all__ = ["BlockingSynchroContext", "SynchroContext", "blocking_handler"]
 
@@ -139,15 +140,23 @@ class SynchroContext:
         _await_refused()
         return self._interface.setdefault(key, value, ttl=ttl)
 
-    def increment(self, key: str, by: int = 1) -> Awaitable[int]:
-        """Atomically add ``by`` (a missing key counts as 0); returns the new value."""
+    def increment(self, key: str, by: int = 1, *, ttl: float | None = None) -> Awaitable[int]:
+        """Atomically add ``by`` (a missing key counts as 0, and is created with ``ttl``
+        in the same step; an existing key keeps its expiry); returns the new value."""
         _await_refused()
-        return self._interface.increment(key, by)
+        return self._interface.increment(key, by, ttl=ttl)
 
-    def decrement(self, key: str, by: int = 1) -> Awaitable[int]:
-        """Atomically subtract ``by`` (a missing key counts as 0); returns the new value."""
+    def decrement(self, key: str, by: int = 1, *, ttl: float | None = None) -> Awaitable[int]:
+        """Atomically subtract ``by`` (as :meth:`increment`); returns the new value."""
         _await_refused()
-        return self._interface.decrement(key, by)
+        return self._interface.decrement(key, by, ttl=ttl)
+
+    def rate_limit(
+        self, key: str, *, limit: int, per: float, cost: int = 1
+    ) -> Awaitable[RateLimit]:
+        """One atomic GCRA step: may ``key`` spend ``cost`` of ``limit`` per ``per`` seconds?"""
+        _await_refused()
+        return self._interface.rate_limit(key, limit=limit, per=per, cost=cost)
 
     def replace(self, key: str, value: Any) -> Awaitable[Any]:
         """Atomically store ``value`` and return the previous one (None if missing)."""
@@ -181,10 +190,29 @@ class SynchroContext:
         _await_refused()
         return self._interface.clear()
 
-    def lock(self, name: str, *, ttl: float = 30.0, timeout: float | None = None) -> AsyncLock:
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float = 30.0,
+        timeout: float | None = None,
+        auto_renew: bool = False,
+    ) -> AsyncLock:
         """A shared lock: ``async with synchro.lock("name", ttl=30, timeout=5):``."""
         _await_refused()
-        return AsyncLock(self._interface, name, ttl=ttl, timeout=timeout)
+        return AsyncLock(self._interface, name, ttl=ttl, timeout=timeout, auto_renew=auto_renew)
+
+    def locked(self, name: str) -> Awaitable[bool]:
+        """Whether lock ``name`` is held now (by anyone)."""
+        _await_refused()
+        return self._interface.locked(name)
+
+    def semaphore(
+        self, name: str, limit: int, *, ttl: float = 30.0, timeout: float | None = None
+    ) -> AsyncSemaphore:
+        """At most ``limit`` holders across all processes: ``async with synchro.semaphore(...)``."""
+        _await_refused()
+        return AsyncSemaphore(self._interface, name, limit, ttl=ttl, timeout=timeout)
 
     def __getattr__(self, name: str) -> Awaitable[Any]:
         if name.startswith("_") or name in INTROSPECTED:
@@ -262,13 +290,18 @@ class BlockingSynchroContext:
         """Set ``key`` if it is missing; returns the value it now holds."""
         return self._run(self._interface.setdefault(key, value, ttl=ttl))
 
-    def increment(self, key: str, by: int = 1) -> int:
-        """Atomically add ``by`` (a missing key counts as 0); returns the new value."""
-        return self._run(self._interface.increment(key, by))
+    def increment(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
+        """Atomically add ``by`` (a missing key counts as 0, and is created with ``ttl``
+        in the same step; an existing key keeps its expiry); returns the new value."""
+        return self._run(self._interface.increment(key, by, ttl=ttl))
 
-    def decrement(self, key: str, by: int = 1) -> int:
-        """Atomically subtract ``by`` (a missing key counts as 0); returns the new value."""
-        return self._run(self._interface.decrement(key, by))
+    def decrement(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
+        """Atomically subtract ``by`` (as :meth:`increment`); returns the new value."""
+        return self._run(self._interface.decrement(key, by, ttl=ttl))
+
+    def rate_limit(self, key: str, *, limit: int, per: float, cost: int = 1) -> RateLimit:
+        """One atomic GCRA step: may ``key`` spend ``cost`` of ``limit`` per ``per`` seconds?"""
+        return self._run(self._interface.rate_limit(key, limit=limit, per=per, cost=cost))
 
     def replace(self, key: str, value: Any) -> Any:
         """Atomically store ``value`` and return the previous one (None if missing)."""
@@ -296,9 +329,26 @@ class BlockingSynchroContext:
         """Delete every key of this namespace (never anything else on a shared server)."""
         self._run(self._interface.clear())
 
-    def lock(self, name: str, *, ttl: float = 30.0, timeout: float | None = None) -> BlockingLock:
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float = 30.0,
+        timeout: float | None = None,
+        auto_renew: bool = False,
+    ) -> BlockingLock:
         """A shared lock: ``with synchro.sync.lock("name", ttl=30, timeout=5):``."""
-        return BlockingLock(self._interface, name, ttl=ttl, timeout=timeout)
+        return BlockingLock(self._interface, name, ttl=ttl, timeout=timeout, auto_renew=auto_renew)
+
+    def locked(self, name: str) -> bool:
+        """Whether lock ``name`` is held now (by anyone)."""
+        return self._run(self._interface.locked(name))
+
+    def semaphore(
+        self, name: str, limit: int, *, ttl: float = 30.0, timeout: float | None = None
+    ) -> BlockingSemaphore:
+        """At most ``limit`` holders across all processes: ``with synchro.sync.semaphore(...)``."""
+        return BlockingSemaphore(self._interface, name, limit, ttl=ttl, timeout=timeout)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name in INTROSPECTED:

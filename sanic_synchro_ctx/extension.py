@@ -16,22 +16,26 @@ offer a process-neutral life cycle (``start`` / ``attach`` / ``stop`` / ``aclose
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
+import math
 import multiprocessing
 import os
 import pickle
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from multiprocessing.sharedctypes import RawArray
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .checks import check_mapping
+from .checks import check_key, check_lease, check_mapping
 from .context import BlockingSynchroContext, SynchroContext, blocking_handler
-from .errors import SynchroConnectionError, SynchroValueError
+from .errors import SynchroConnectionError, SynchroTypeError, SynchroValueError
 from .interfaces.base import BaseSynchroInterface
 from .interfaces.syncmanager import SyncManager
+from .leader import Leadership
+from .ratelimit import RateLimit, check_rate, parse_rate
 
 if TYPE_CHECKING:
     from sanic import Request, Sanic
@@ -95,10 +99,78 @@ def _unpack(packed: Any) -> Any:
     return pickle.loads(bytes(packed.raw))
 
 
+def _client_and_route(request: Request) -> str:
+    """The default rate-limit budget: one per client address and route."""
+    return f"{request.remote_addr or request.ip}|{request.name}"
+
+
+def _request_of(args: tuple[Any, ...]) -> Request:
+    """The request among a handler's arguments (after ``self`` in a class-based view)."""
+    from sanic import Request
+
+    for arg in args[:2]:
+        if isinstance(arg, Request):
+            return arg
+    raise SynchroTypeError("Synchro.limit decorates route handlers: no request argument")
+
+
+def _headers(limit: int, answer: RateLimit) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(answer.remaining),
+        "RateLimit-Reset": str(math.ceil(answer.reset_after)),
+    }
+
+
+def _admit(limit: int, answer: RateLimit) -> dict[str, str]:
+    """The rate-limit headers of an allowed request; 429 (raised) for a refused one."""
+    from sanic.exceptions import SanicException
+
+    headers = _headers(limit, answer)
+    if not answer.allowed:
+        headers["Retry-After"] = str(max(1, math.ceil(answer.retry_after)))
+        raise SanicException(
+            "Too many requests: try again later",
+            status_code=429,
+            headers=headers,
+            quiet=True,
+        )
+    return headers
+
+
+def _unavailable(error: SynchroConnectionError) -> Exception:
+    from sanic.exceptions import ServiceUnavailable
+
+    _log.warning("synchro: rate limit not checked, the backend is unreachable: %s", error)
+    return ServiceUnavailable("Rate limit unavailable: try again later", quiet=True)
+
+
+def _with_headers(target: Any, headers: dict[str, str]) -> Any:
+    """Add the rate-limit headers to a response, or to a Sanic exception (whose headers
+    the error handler sends); anything else passes unchanged."""
+    from sanic.exceptions import SanicException
+
+    if isinstance(target, SanicException):
+        target.headers = {**headers, **target.headers}  # a copy: class headers are shared
+    elif getattr(target, "headers", None) is not None:
+        for name, value in headers.items():
+            target.headers.setdefault(name, value)
+    return target
+
+
 class _Binding:
     """What one Synchro holds for one app: the interface, its front ends, its defaults."""
 
-    __slots__ = ("aio", "blocking", "defaults", "handler_kinds", "handover", "interface", "loop")
+    __slots__ = (
+        "aio",
+        "blocking",
+        "defaults",
+        "handler_kinds",
+        "handover",
+        "interface",
+        "leaders",
+        "loop",
+    )
 
     def __init__(self, interface: BaseSynchroInterface, defaults: Mapping[str, Any]) -> None:
         self.interface = interface
@@ -110,6 +182,8 @@ class _Binding:
         self.handover: Any = None
         #: The loop of the server running in this process (where signals are dispatched).
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: The leader tasks running in this process's server.
+        self.leaders: list[asyncio.Task[None]] = []
 
     def seed(self, interface: BaseSynchroInterface) -> None:
         """Set each default that is missing, on ``interface`` (blocking)."""
@@ -142,6 +216,8 @@ class Synchro:
         self.interface = interface
         self.defaults = dict(check_mapping(defaults)) if defaults is not None else {}
         self._bindings: dict[str, _Binding] = {}
+        #: (name, ttl, job) of every leader task, started with each server.
+        self._leader_jobs: list[tuple[str, float, Callable[..., Awaitable[Any]]]] = []
         #: Which front end ``app.ctx.<name>`` holds (the blocking one only for 0.1.0 code).
         self._app_front = "async"
         if app is not None:
@@ -196,6 +272,130 @@ class Synchro:
             self._attach(app, binding)
         return binding.aio
 
+    # -- decorators -----------------------------------------------------------------------
+
+    def limit(
+        self,
+        rate: str | tuple[int, float],
+        *,
+        key: Callable[[Request], str] | None = None,
+        cost: int = 1,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Rate-limit a route handler across every worker: ``@synchro.limit("100/minute")``.
+
+        ``rate`` is ``"N/second"``, ``"N/minute"``, ``"N/hour"``, ``"N/day"`` or ``(N,
+        seconds)``; ``key(request)`` names the budget a request spends from (default: the
+        client address and the route name); each request costs ``cost``. Over the limit the
+        handler does not run: 429 with ``Retry-After`` (whole seconds, rounded up). Every
+        answer carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``.
+        When the backend is unreachable the request fails with 503: an unlimited route is
+        never the silent fallback. Works on ``async def`` and plain ``def`` handlers (and
+        their class-based views); a bad rate raises SynchroValueError here.
+        """
+        from sanic.exceptions import SanicException
+
+        limit, per = parse_rate(rate)
+        check_rate(limit, per, cost)
+        if key is not None and not callable(key):
+            raise SynchroTypeError(f"key must be a callable of the request, got {key!r}")
+        budget = key or _client_and_route
+
+        def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+            if inspect.iscoroutinefunction(handler):
+
+                @functools.wraps(handler)
+                async def limited(*args: Any, **kwargs: Any) -> Any:
+                    request = _request_of(args)
+                    interface = self._interface_of(request)
+                    try:
+                        answer = await interface.rate_limit(
+                            budget(request), limit=limit, per=per, cost=cost
+                        )
+                    except SynchroConnectionError as exc:
+                        raise _unavailable(exc) from exc
+                    headers = _admit(limit, answer)
+                    try:
+                        response = await handler(*args, **kwargs)
+                    except SanicException as exc:  # its headers are sent: add ours
+                        _with_headers(exc, headers)
+                        raise
+                    return _with_headers(response, headers)
+
+                return limited
+
+            @functools.wraps(handler)
+            def limited_blocking(*args: Any, **kwargs: Any) -> Any:
+                request = _request_of(args)
+                interface = self._interface_of(request)
+                try:
+                    answer = interface.run_blocking(
+                        interface.rate_limit(budget(request), limit=limit, per=per, cost=cost)
+                    )
+                except SynchroConnectionError as exc:
+                    raise _unavailable(exc) from exc
+                headers = _admit(limit, answer)
+                try:
+                    response = handler(*args, **kwargs)
+                except SanicException as exc:  # its headers are sent: add ours
+                    _with_headers(exc, headers)
+                    raise
+                return _with_headers(response, headers)
+
+            return limited_blocking
+
+        return decorate
+
+    def leader_task(
+        self, name: str, *, ttl: float = 10.0
+    ) -> Callable[[Callable[[Sanic[Any, Any]], Awaitable[Any]]], Callable[..., Any]]:
+        """Run ``async def job(app)`` in exactly one worker at a time, across the app.
+
+        Every worker contends for lock ``leader:<name>`` once its server started; the one
+        that holds it runs the job and renews the lease every ``ttl / 3``. A lease that
+        cannot be renewed in time cancels the job; when the leader dies another worker takes
+        over within about ``ttl``. A job that returns keeps the lead while its worker lives
+        (it is not run again elsewhere); one that raises is logged and run again after
+        ``ttl``. Leader tasks stop with the server. See :mod:`sanic_synchro_ctx.leader`.
+        """
+        check_key(name, "leader task name")
+        lease = check_lease(ttl)
+        if any(taken == name for taken, _, _ in self._leader_jobs):
+            raise SynchroValueError(f"a leader task named {name!r} exists already")
+
+        def decorate(
+            job: Callable[[Sanic[Any, Any]], Awaitable[Any]],
+        ) -> Callable[[Sanic[Any, Any]], Awaitable[Any]]:
+            if not inspect.iscoroutinefunction(job):
+                raise SynchroTypeError(f"leader_task runs an async def job(app), got {job!r}")
+            self._leader_jobs.append((name, lease, job))
+            return job
+
+        return decorate
+
+    def _interface_of(self, request: Request) -> BaseSynchroInterface:
+        binding = self._bindings.get(request.app.name)
+        if binding is None:
+            raise SynchroValueError(
+                f"Synchro {self.name!r} is not installed on app {request.app.name!r}: "
+                "call init_app(app) first"
+            )
+        return binding.interface
+
+    def _start_leaders(self, app: Sanic[Any, Any]) -> None:
+        binding = self._binding(app)
+        loop = asyncio.get_running_loop()
+        for name, ttl, job in self._leader_jobs:
+            leadership = Leadership(binding.interface, name, job, ttl=ttl)
+            task = loop.create_task(leadership.run(app), name=f"synchro leader task {name}")
+            binding.leaders.append(task)
+
+    async def _stop_leaders(self, app: Sanic[Any, Any]) -> None:
+        binding = self._binding(app)
+        tasks, binding.leaders = binding.leaders, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     # -- registration ---------------------------------------------------------------------
 
     def _register(self, app: Sanic[Any, Any], *, during_start: bool) -> None:
@@ -203,6 +403,8 @@ class Synchro:
             app.register_listener(self._main_process_start, "main_process_start")
             app.register_listener(self._main_process_stop, "main_process_stop")
             app.register_listener(self._server_start, "before_server_start", priority=PRIORITY)
+        app.register_listener(self._start_leaders, "after_server_start")
+        app.register_listener(self._stop_leaders, "before_server_stop")
         app.register_listener(self._server_stop, "after_server_stop")
         app.register_middleware(self._request_middleware(app.name), "request", priority=PRIORITY)
 

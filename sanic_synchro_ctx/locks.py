@@ -1,9 +1,18 @@
-"""Shared locks: a lease (``ttl``) plus an owner token, for ``async with`` and ``with``.
+"""Shared locks and semaphores: leases with owner tokens, for ``async with`` and ``with``.
 
-Acquiring stores a fresh random token under the lock's key for ``ttl`` seconds; releasing
-succeeds only for the token that holds a live lease, so a holder whose lease expired (and
-whose lock someone else may now hold) gets LockNotOwned instead of releasing another
-owner's lock. Waiting is a poll with capped, jittered exponential backoff.
+Acquiring stores a fresh random owner under the lock's key for ``ttl`` seconds; releasing
+succeeds only for the owner of a live lease, so a holder whose lease expired (and whose
+lock someone else may now hold) gets LockNotOwned instead of releasing another owner's
+lock. Each acquisition gets a *fencing token* (``lock.token``): an int that grows with every
+acquisition of that name across all processes, to hand to a storage that refuses writes
+carrying an older token than it has seen. ``extend()`` renews the lease (owner only);
+``auto_renew=True`` does so every ``ttl / 3`` while the lock is held, and if the lease is
+lost anyway (the backend unreachable for longer than the lease, or taken over), ``lost``
+turns true and leaving the block raises LockNotOwned. Waiting is a poll with capped,
+jittered exponential backoff.
+
+A semaphore admits at most ``limit`` holders at a time across all processes, each with a
+lease of its own (a crashed holder's place frees when its lease ends).
 """
 
 from __future__ import annotations
@@ -13,22 +22,30 @@ import contextlib
 import os
 import random
 import secrets
+import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .checks import check_key, check_lease, check_timeout
-from .errors import LockNotOwned, LockTimeout, SynchroError
+from .errors import (
+    LockNotOwned,
+    LockTimeout,
+    SynchroConnectionError,
+    SynchroError,
+    SynchroTypeError,
+    SynchroValueError,
+)
 
 if TYPE_CHECKING:
     from .interfaces.base import BaseSynchroInterface
 
-__all__ = ["AsyncLock", "BlockingLock"]
+__all__ = ["AsyncLock", "AsyncSemaphore", "BlockingLock", "BlockingSemaphore"]
 
 _FIRST_DELAY = 0.002
 _MAX_DELAY = 0.1
 
-# Tokens of the locks this process holds -> the event loop they were taken on (None when
+# Owners of the locks this process holds -> the event loop they were taken on (None when
 # taken outside any loop). A blocking acquire on a loop's thread that finds its lock held
 # from that same loop would wait on a holder that cannot resume while the loop is blocked:
 # it fails at once instead of hanging.
@@ -43,15 +60,15 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _new_token() -> str:
+def _new_owner() -> str:
     return f"{os.getpid()}:{secrets.token_hex(12)}"
 
 
 class _Wait:
     """Backoff schedule and deadline of one acquire."""
 
-    def __init__(self, name: str, timeout: float | None) -> None:
-        self._name = name
+    def __init__(self, what: str, timeout: float | None) -> None:
+        self._what = what
         self._timeout = timeout
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._delay = _FIRST_DELAY
@@ -64,7 +81,7 @@ class _Wait:
             return delay
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise LockTimeout(f"lock {self._name!r} not acquired within {self._timeout} s")
+            raise LockTimeout(f"{self._what} not acquired within {self._timeout} s")
         return min(delay, left)
 
 
@@ -76,12 +93,19 @@ class _LockBase:
         *,
         ttl: float = 30.0,
         timeout: float | None = None,
+        auto_renew: bool = False,
     ) -> None:
+        if not isinstance(auto_renew, bool):
+            raise SynchroTypeError("auto_renew must be True or False")
         self._interface = interface
         self._name = check_key(name, "lock name")
         self._ttl = check_lease(ttl)
         self._timeout = check_timeout(timeout)
-        self._token: str | None = None
+        self._auto_renew = auto_renew
+        self._owner: str | None = None
+        self._fence = 0
+        self._lost = False
+        self._lease_end = 0.0  # monotonic time the lease was last known to end
 
     @property
     def name(self) -> str:
@@ -90,62 +114,128 @@ class _LockBase:
     @property
     def held(self) -> bool:
         """True while this lock object holds the lock (as far as it knows: leases expire)."""
-        return self._token is not None
+        return self._owner is not None and not self._lost
+
+    @property
+    def token(self) -> int:
+        """The fencing token of this acquisition: grows with every acquisition of the name
+        in every process (0 before the first)."""
+        return self._fence
+
+    @property
+    def lost(self) -> bool:
+        """True once the lease was lost while held (renewal refused, or impossible for
+        longer than the lease): leaving the block then raises LockNotOwned."""
+        return self._lost
 
     def _start(self) -> tuple[str, _Wait]:
-        if self._token is not None:
+        if self._owner is not None:
             raise SynchroError(
                 f"lock {self._name!r} is already held by this object (not re-entrant)"
             )
-        return _new_token(), _Wait(self._name, self._timeout)
+        self._lost = False
+        return _new_owner(), _Wait(f"lock {self._name!r}", self._timeout)
 
-    def _acquired(self, token: str) -> None:
-        self._token = token
-        _held[token] = _running_loop()
+    def _acquired(self, owner: str, fence: int) -> None:
+        self._owner, self._fence = owner, fence
+        self._lease_end = time.monotonic() + self._ttl
+        _held[owner] = _running_loop()
 
     def _forget(self) -> str:
-        token = self._token
-        if token is None:
+        owner = self._owner
+        if owner is None:
             raise LockNotOwned(f"lock {self._name!r} is not held by this object")
-        self._token = None
-        _held.pop(token, None)
-        return token
+        self._owner = None
+        _held.pop(owner, None)
+        return owner
+
+    def _lease(self, ttl: float | None) -> float:
+        return self._ttl if ttl is None else check_lease(ttl)
 
     def _not_owned(self) -> LockNotOwned:
         return LockNotOwned(
-            f"lock {self._name!r} was not released: its lease expired (ttl={self._ttl} s) "
-            "and it is no longer ours"
+            f"lock {self._name!r} is no longer ours: its lease ended (ttl={self._ttl} s) "
+            "and another holder may have taken it"
         )
 
+    def _renewed(self, ttl: float) -> None:
+        self._lease_end = time.monotonic() + ttl
+
+    def _renewal_failed(self, error: BaseException | None) -> bool:
+        """After a failed renewal: True once the lease is lost (refused, or not renewed in
+        time), else keep trying."""
+        if error is None or time.monotonic() >= self._lease_end:
+            self._lost = True
+        return self._lost
+
     def __repr__(self) -> str:
-        state = "held" if self._token else "free"
+        state = "lost" if self._lost else "held" if self._owner else "free"
         return f"<{type(self).__name__} {self._name!r} ttl={self._ttl} {state}>"
 
 
 class AsyncLock(_LockBase):
     """A shared lock for ``async with synchro.lock("name"):``."""
 
+    _renewer: asyncio.Task[None] | None = None
+
     async def acquire(self) -> None:
         """Wait until the lock is ours; LockTimeout once ``timeout`` seconds passed."""
-        token, wait = self._start()
+        owner, wait = self._start()
         interface = self._interface
         while True:
             try:
-                holder = await interface.acquire_lock(self._name, token, self._ttl)
+                holder, fence = await interface.acquire_lock(self._name, owner, self._ttl)
             except BaseException:
                 # Cancelled or failed after the request left: the lock may be ours.
                 with contextlib.suppress(Exception):
-                    await interface.release_lock(self._name, token)
+                    await interface.release_lock(self._name, owner)
                 raise
             if holder is None:
-                self._acquired(token)
+                self._acquired(owner, fence)
+                if self._auto_renew:
+                    self._renewer = asyncio.get_running_loop().create_task(self._renew())
                 return
             await asyncio.sleep(wait.next_delay())
 
+    async def extend(self, ttl: float | None = None) -> None:
+        """Make the lease end ``ttl`` seconds from now (None: the lock's own ttl); owner
+        only: LockNotOwned if it is not (any more) ours."""
+        lease = self._lease(ttl)
+        owner = self._owner
+        if owner is None or self._lost:
+            raise self._not_owned()
+        if not await self._interface.extend_lock(self._name, owner, lease):
+            self._lost = True
+            raise self._not_owned()
+        self._renewed(lease)
+
+    async def _renew(self) -> None:
+        """Every ttl/3: extend the lease; stop once it is lost."""
+        owner = self._owner
+        while owner is not None and owner == self._owner:
+            await asyncio.sleep(self._ttl / 3)
+            if owner != self._owner:
+                return
+            try:
+                if await self._interface.extend_lock(self._name, owner, self._ttl):
+                    self._renewed(self._ttl)
+                    continue
+                error: BaseException | None = None
+            except SynchroConnectionError as exc:
+                error = exc
+            if self._renewal_failed(error):
+                return
+
     async def release(self) -> None:
-        """Release the lock; LockNotOwned if its lease expired and it is not ours any more."""
-        token = self._forget()
-        if not await self._interface.release_lock(self._name, token):
+        """Release the lock; LockNotOwned if its lease was lost and it is not ours any more."""
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        lost = self._lost
+        owner = self._forget()
+        if not await self._interface.release_lock(self._name, owner) or lost:
             raise self._not_owned()
 
     async def __aenter__(self) -> AsyncLock:
@@ -166,18 +256,28 @@ class BlockingLock(_LockBase):
 
     Called on a thread that runs an event loop (a plain ``def`` Sanic handler), every
     attempt holds the whole worker; a wait on a lock held by a task or handler of that same
-    loop fails at once with LockTimeout, since its holder cannot run to release it.
+    loop fails at once with LockTimeout, since its holder cannot run to release it. With
+    ``auto_renew``, a thread of its own renews the lease.
     """
+
+    _renewer: threading.Thread | None = None
+    _stop: threading.Event | None = None
 
     def acquire(self) -> None:
         """Block until the lock is ours; LockTimeout once ``timeout`` seconds passed."""
-        token, wait = self._start()
+        owner, wait = self._start()
         run = self._interface.run_blocking
         loop = _running_loop()
         while True:
-            holder = run(self._interface.acquire_lock(self._name, token, self._ttl))
+            holder, fence = run(self._interface.acquire_lock(self._name, owner, self._ttl))
             if holder is None:
-                self._acquired(token)
+                self._acquired(owner, fence)
+                if self._auto_renew:
+                    self._stop = threading.Event()
+                    self._renewer = threading.Thread(
+                        target=self._renew, args=(owner, self._stop), daemon=True
+                    )
+                    self._renewer.start()
                 return
             if loop is not None and holder in _held and _held[holder] is loop:
                 raise LockTimeout(
@@ -186,10 +286,44 @@ class BlockingLock(_LockBase):
                 )
             time.sleep(wait.next_delay())
 
+    def extend(self, ttl: float | None = None) -> None:
+        """Make the lease end ``ttl`` seconds from now (None: the lock's own ttl); owner
+        only: LockNotOwned if it is not (any more) ours."""
+        lease = self._lease(ttl)
+        owner = self._owner
+        if owner is None or self._lost:
+            raise self._not_owned()
+        run = self._interface.run_blocking
+        if not run(self._interface.extend_lock(self._name, owner, lease)):
+            self._lost = True
+            raise self._not_owned()
+        self._renewed(lease)
+
+    def _renew(self, owner: str, stop: threading.Event) -> None:
+        run = self._interface.run_blocking
+        while not stop.wait(self._ttl / 3):
+            try:
+                if run(self._interface.extend_lock(self._name, owner, self._ttl)):
+                    self._renewed(self._ttl)
+                    continue
+                error: BaseException | None = None
+            except SynchroConnectionError as exc:
+                error = exc
+            if self._renewal_failed(error):
+                return
+
     def release(self) -> None:
-        """Release the lock; LockNotOwned if its lease expired and it is not ours any more."""
-        token = self._forget()
-        if not self._interface.run_blocking(self._interface.release_lock(self._name, token)):
+        """Release the lock; LockNotOwned if its lease was lost and it is not ours any more."""
+        stop, renewer = self._stop, self._renewer
+        self._stop = self._renewer = None
+        if stop is not None and renewer is not None:
+            stop.set()
+            renewer.join()
+        lost = self._lost
+        owner = self._forget()
+        if not self._interface.run_blocking(self._interface.release_lock(self._name, owner)):
+            raise self._not_owned()
+        if lost:
             raise self._not_owned()
 
     def __enter__(self) -> BlockingLock:
@@ -202,4 +336,111 @@ class BlockingLock(_LockBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.release()
+
+
+class _SemaphoreBase:
+    def __init__(
+        self,
+        interface: BaseSynchroInterface,
+        name: str,
+        limit: int,
+        *,
+        ttl: float = 30.0,
+        timeout: float | None = None,
+    ) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise SynchroTypeError(f"limit must be an int, got {type(limit).__name__}")
+        if limit < 1:
+            raise SynchroValueError(f"limit must be at least 1, got {limit}")
+        self._interface = interface
+        self._name = check_key(name, "semaphore name")
+        self._limit = limit
+        self._ttl = check_lease(ttl)
+        self._timeout = check_timeout(timeout)
+        self._owner: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def held(self) -> bool:
+        return self._owner is not None
+
+    def _start(self) -> tuple[str, _Wait]:
+        if self._owner is not None:
+            raise SynchroError(f"semaphore {self._name!r} is already held by this object")
+        return _new_owner(), _Wait(f"semaphore {self._name!r}", self._timeout)
+
+    def _forget(self) -> str:
+        owner = self._owner
+        if owner is None:
+            raise LockNotOwned(f"semaphore {self._name!r} is not held by this object")
+        self._owner = None
+        return owner
+
+    def _not_owned(self) -> LockNotOwned:
+        return LockNotOwned(
+            f"semaphore {self._name!r}: the lease ended (ttl={self._ttl} s) before release"
+        )
+
+    def __repr__(self) -> str:
+        state = "held" if self._owner else "free"
+        return f"<{type(self).__name__} {self._name!r} limit={self._limit} {state}>"
+
+
+class AsyncSemaphore(_SemaphoreBase):
+    """At most ``limit`` holders across all processes: ``async with synchro.semaphore(...)``."""
+
+    async def acquire(self) -> None:
+        owner, wait = self._start()
+        interface = self._interface
+        while True:
+            try:
+                taken = await interface.acquire_semaphore(self._name, owner, self._limit, self._ttl)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await interface.release_semaphore(self._name, owner)
+                raise
+            if taken:
+                self._owner = owner
+                return
+            await asyncio.sleep(wait.next_delay())
+
+    async def release(self) -> None:
+        owner = self._forget()
+        if not await self._interface.release_semaphore(self._name, owner):
+            raise self._not_owned()
+
+    async def __aenter__(self) -> AsyncSemaphore:
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.release()
+
+
+class BlockingSemaphore(_SemaphoreBase):
+    """At most ``limit`` holders across all processes: ``with synchro.sync.semaphore(...)``."""
+
+    def acquire(self) -> None:
+        owner, wait = self._start()
+        run = self._interface.run_blocking
+        while True:
+            if run(self._interface.acquire_semaphore(self._name, owner, self._limit, self._ttl)):
+                self._owner = owner
+                return
+            time.sleep(wait.next_delay())
+
+    def release(self) -> None:
+        owner = self._forget()
+        if not self._interface.run_blocking(self._interface.release_semaphore(self._name, owner)):
+            raise self._not_owned()
+
+    def __enter__(self) -> BlockingSemaphore:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
         self.release()

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from sanic_synchro_ctx.context import BlockingSynchroContext
-from sanic_synchro_ctx.locks import BlockingLock
+from sanic_synchro_ctx.locks import BlockingLock, BlockingSemaphore
 
 # Waiting acquires occupy a thread each; a small pool would starve the holder's release.
 _lock_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lock-view")
@@ -25,20 +25,25 @@ async def _in_thread(func: Callable[[], None]) -> None:
 
 
 class AsyncLockView:
-    """Lock waits run on a worker thread, as a threaded blocking caller would run them."""
+    """A blocking lock or semaphore with the async shape: its waits and round trips run on a
+    worker thread, as a threaded blocking caller would run them; properties read through."""
 
-    def __init__(self, lock: BlockingLock) -> None:
+    def __init__(self, lock: BlockingLock | BlockingSemaphore) -> None:
         self.lock = lock
 
-    @property
-    def held(self) -> bool:
-        return self.lock.held
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lock, name)
 
     async def acquire(self) -> None:
         await _in_thread(self.lock.acquire)
 
     async def release(self) -> None:
         await _in_thread(self.lock.release)
+
+    async def extend(self, ttl: float | None = None) -> None:
+        lock = self.lock
+        assert isinstance(lock, BlockingLock)
+        await _in_thread(lambda: lock.extend(ttl))
 
     async def __aenter__(self) -> AsyncLockView:
         await self.acquire()
@@ -63,6 +68,9 @@ class BlockingAsAsync:
 
     def lock(self, *args: Any, **kwargs: Any) -> AsyncLockView:
         return AsyncLockView(self.sync.lock(*args, **kwargs))
+
+    def semaphore(self, *args: Any, **kwargs: Any) -> AsyncLockView:
+        return AsyncLockView(self.sync.semaphore(*args, **kwargs))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -258,6 +258,26 @@ class SanicServer:
             await asyncio.gather(*(one() for _ in range(count)))
         return answered, failed
 
+    def responses(self, path: str, count: int, concurrency: int = 50) -> list[httpx.Response]:
+        """``count`` GETs of ``path``, at most ``concurrency`` in flight, whatever status."""
+
+        async def burst() -> list[httpx.Response]:
+            limits = httpx.Limits(
+                max_connections=concurrency, max_keepalive_connections=concurrency
+            )
+            gate = asyncio.Semaphore(concurrency)
+            async with httpx.AsyncClient(
+                base_url=self.base_url, limits=limits, timeout=60
+            ) as client:
+
+                async def one() -> httpx.Response:
+                    async with gate:
+                        return await client.get(path)
+
+                return list(await asyncio.gather(*(one() for _ in range(count))))
+
+        return asyncio.run(burst())
+
     def hammer_paths(self, paths: list[str], concurrency: int = 50) -> list[str]:
         return asyncio.run(self._hammer(paths, concurrency))
 

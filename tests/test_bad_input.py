@@ -137,6 +137,28 @@ CASES: list[tuple[str, Op, type[SynchroError]]] = [
     ("NaN lock timeout", lambda c: c.lock("l", timeout=math.nan), SynchroValueError),
     ("lock lease beyond float", lambda c: c.lock("l", ttl=HUGE_NUMBER), SynchroValueError),
     ("lock timeout beyond float", lambda c: c.lock("l", timeout=HUGE_NUMBER), SynchroValueError),
+    ("str auto_renew", lambda c: c.lock("l", auto_renew="yes"), SynchroTypeError),
+    ("negative extend", lambda c: c.lock("l").extend(-1), SynchroValueError),
+    ("empty name for locked", lambda c: c.locked(""), SynchroValueError),
+    # coordination
+    ("negative increment ttl", lambda c: c.increment("new", ttl=-1), SynchroValueError),
+    ("zero decrement ttl", lambda c: c.decrement("new", ttl=0), SynchroValueError),
+    ("str increment ttl", lambda c: c.increment("new", ttl="5"), SynchroTypeError),
+    ("NaN increment ttl", lambda c: c.increment("counter", ttl=math.nan), SynchroValueError),
+    ("zero rate limit", lambda c: c.rate_limit("a", limit=0, per=1), SynchroValueError),
+    ("negative rate limit", lambda c: c.rate_limit("a", limit=-5, per=1), SynchroValueError),
+    ("float rate limit", lambda c: c.rate_limit("a", limit=2.5, per=1), SynchroTypeError),
+    ("zero rate period", lambda c: c.rate_limit("a", limit=5, per=0), SynchroValueError),
+    ("negative rate period", lambda c: c.rate_limit("a", limit=5, per=-1), SynchroValueError),
+    ("NaN rate period", lambda c: c.rate_limit("a", limit=5, per=math.nan), SynchroValueError),
+    ("str rate period", lambda c: c.rate_limit("a", limit=5, per="1"), SynchroTypeError),
+    ("cost over the limit", lambda c: c.rate_limit("a", limit=5, per=1, cost=6), SynchroValueError),
+    ("zero cost", lambda c: c.rate_limit("a", limit=5, per=1, cost=0), SynchroValueError),
+    ("empty rate key", lambda c: c.rate_limit("", limit=5, per=1), SynchroValueError),
+    ("zero semaphore limit", lambda c: c.semaphore("s", 0), SynchroValueError),
+    ("str semaphore limit", lambda c: c.semaphore("s", "3"), SynchroTypeError),
+    ("empty semaphore name", lambda c: c.semaphore("", 3), SynchroValueError),
+    ("negative semaphore lease", lambda c: c.semaphore("s", 3, ttl=-1), SynchroValueError),
 ]
 
 
@@ -174,6 +196,11 @@ async def test_bad_input_raises_typed_error_and_changes_nothing(
         await attempt()
     assert type(raised.value) is expected
     assert await snapshot(ctx) == before
+    # no rate was counted, no lock or semaphore place taken
+    assert (await ctx.rate_limit("a", limit=1, per=60)).allowed
+    assert not await ctx.locked("l")
+    async with ctx.semaphore("s", 1, timeout=0):
+        pass
 
 
 def test_error_classes_are_also_the_builtin_kinds() -> None:

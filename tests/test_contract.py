@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -607,3 +608,210 @@ async def test_nested_explicit_prefixes_never_reach_into_each_other(
     await short.clear()
     assert await long_.get_many(["x", "kept"]) == {"x": "long", "kept": 1}
     await long_.clear()
+
+
+# -- coordination: counters with expiry ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("operation", ["increment", "decrement"])
+async def test_a_counter_created_with_ttl_gets_that_expiry(ctx: Any, operation: str) -> None:
+    value = await getattr(ctx, operation)("hits", 3, ttl=100)
+    assert value == (3 if operation == "increment" else -3)
+    assert ttl_within(ctx, await ctx.ttl("hits"), 100)
+
+
+@pytest.mark.parametrize("operation", ["increment", "decrement"])
+async def test_an_existing_counter_keeps_its_expiry(ctx: Any, operation: str) -> None:
+    await ctx.set("forever", 10)
+    await ctx.set("soon", 10, ttl=100)
+    await getattr(ctx, operation)("forever", ttl=5)
+    await getattr(ctx, operation)("soon", ttl=5)
+    assert await ctx.ttl("forever") is None
+    assert ttl_within(ctx, await ctx.ttl("soon"), 100)
+    assert await ctx.get_many(["forever", "soon"]) == (
+        {"forever": 11, "soon": 11} if operation == "increment" else {"forever": 9, "soon": 9}
+    )
+
+
+async def test_a_counter_with_ttl_starts_again_once_expired(ctx: Any) -> None:
+    lease = 0.2 + kind_of(ctx).ttl_resolution
+    assert await ctx.increment("window", ttl=0.2) == 1
+    assert await ctx.increment("window", ttl=0.2) == 2
+
+    async def gone() -> bool:
+        return await ctx.get("window") is None
+
+    assert await until(gone, timeout=lease + 2.0) >= 0
+    assert await ctx.increment("window", ttl=60) == 1
+    assert ttl_within(ctx, await ctx.ttl("window"), 60)
+
+
+# -- coordination: rate limits ------------------------------------------------------------------
+
+
+async def test_rate_limit_allows_limit_then_refuses(ctx: Any) -> None:
+    answers = [await ctx.rate_limit("client", limit=5, per=60) for _ in range(6)]
+    assert [a.allowed for a in answers] == [True] * 5 + [False]
+    assert [a.remaining for a in answers] == [4, 3, 2, 1, 0, 0]
+    assert [a.retry_after for a in answers[:5]] == [0.0] * 5
+    refused = answers[5]
+    assert 11.0 < refused.retry_after <= 12.0  # one slot of 60/5 s frees first
+    assert 59.0 < refused.reset_after <= 60.0
+    for earlier, later in itertools.pairwise(answers[:5]):
+        assert later.reset_after > earlier.reset_after
+
+
+async def test_rate_limit_counts_the_cost(ctx: Any) -> None:
+    first = await ctx.rate_limit("bulk", limit=10, per=60, cost=4)
+    second = await ctx.rate_limit("bulk", limit=10, per=60, cost=4)
+    refused = await ctx.rate_limit("bulk", limit=10, per=60, cost=4)
+    assert (first.allowed, first.remaining) == (True, 6)
+    assert (second.allowed, second.remaining) == (True, 2)
+    assert (refused.allowed, refused.remaining) == (False, 2)
+    assert 11.0 < refused.retry_after <= 12.0  # two more slots of 6 s are needed
+    last = await ctx.rate_limit("bulk", limit=10, per=60, cost=2)  # a refusal spent nothing
+    assert (last.allowed, last.remaining) == (True, 0)
+
+
+async def test_waiting_retry_after_admits_the_next_request(ctx: Any) -> None:
+    for _ in range(2):
+        assert (await ctx.rate_limit("fast", limit=2, per=0.6)).allowed
+    refused = await ctx.rate_limit("fast", limit=2, per=0.6)
+    assert not refused.allowed
+    assert 0.0 < refused.retry_after <= 0.3
+    await asyncio.sleep(refused.retry_after + 0.02)  # the wait the answer itself asks for
+    admitted = await ctx.rate_limit("fast", limit=2, per=0.6)
+    assert admitted.allowed
+    assert admitted.remaining == 0
+
+
+async def test_rate_limit_keys_are_separate_from_each_other_and_from_data(ctx: Any) -> None:
+    await ctx.set("client", "data")
+    assert (await ctx.rate_limit("client", limit=1, per=60)).allowed
+    assert not (await ctx.rate_limit("client", limit=1, per=60)).allowed
+    assert (await ctx.rate_limit("other", limit=1, per=60)).allowed
+    assert await ctx.get("client") == "data"
+    assert await ctx.ttl("client") is None
+    if lists_keys(ctx):
+        assert await ctx.keys() == ["client"]
+
+
+async def test_concurrent_rate_limits_admit_exactly_the_limit(ctx: Any) -> None:
+    answers = await asyncio.gather(*(ctx.rate_limit("crowd", limit=20, per=60) for _ in range(60)))
+    assert sum(a.allowed for a in answers) == 20
+    assert sorted(a.remaining for a in answers if a.allowed) == list(range(20))
+
+
+# -- coordination: locks ------------------------------------------------------------------------
+
+
+async def test_fencing_tokens_grow_with_every_acquisition(ctx: Any) -> None:
+    tokens = []
+    for _ in range(5):
+        async with ctx.lock("fenced", ttl=5) as lock:
+            tokens.append(lock.token)
+        assert lock.token == tokens[-1]  # kept after release, for the writes it fenced
+    assert all(type(token) is int for token in tokens)
+    assert tokens == sorted(set(tokens))
+    first = ctx.lock("fenced", ttl=0.2)
+    await first.acquire()
+    second = ctx.lock("fenced", ttl=5, timeout=5)
+    await second.acquire()  # takes over once the first lease lapsed
+    assert tokens[-1] < first.token < second.token
+    await second.release()
+
+
+async def test_locked_tells_whether_a_lock_is_held(ctx: Any) -> None:
+    assert await ctx.locked("job") is False
+    async with ctx.lock("job", ttl=5):
+        assert await ctx.locked("job") is True
+        assert await ctx.locked("other") is False
+    assert await ctx.locked("job") is False
+
+
+async def test_extend_keeps_the_lock_past_its_first_lease(ctx: Any) -> None:
+    resolution = kind_of(ctx).ttl_resolution
+    lock = ctx.lock("job", ttl=0.3)
+    await lock.acquire()
+    await lock.extend(30)
+    with pytest.raises(LockTimeout):  # the first lease would have ended during this wait
+        await ctx.lock("job", timeout=0.5 + resolution).acquire()
+    assert await ctx.locked("job")
+    await lock.extend()  # back to the lock's own ttl, from now
+    await lock.release()
+    assert not await ctx.locked("job")
+
+
+async def test_extend_is_for_the_owner_only(ctx: Any) -> None:
+    never_taken = ctx.lock("job", ttl=5)
+    with pytest.raises(LockNotOwned):
+        await never_taken.extend()
+    first = ctx.lock("job", ttl=0.2)
+    await first.acquire()
+    second = ctx.lock("job", ttl=5, timeout=5)
+    await second.acquire()  # the first lease lapsed: taken over
+    with pytest.raises(LockNotOwned):
+        await first.extend(10)
+    assert first.lost
+    with pytest.raises(LockNotOwned):
+        await first.release()
+    assert await ctx.locked("job")  # the new owner's lease is untouched
+    await second.release()
+
+
+async def test_auto_renew_holds_the_lock_past_its_ttl(ctx: Any) -> None:
+    ttl = 0.6
+    lock = ctx.lock("renewed", ttl=ttl, auto_renew=True)
+    await lock.acquire()
+    with pytest.raises(LockTimeout):  # contenders fail for three leases' worth of time
+        await ctx.lock("renewed", ttl=5, timeout=3 * ttl).acquire()
+    assert not lock.lost
+    await lock.release()
+    async with ctx.lock("renewed", ttl=5, timeout=0):
+        pass
+
+
+# -- coordination: semaphores -------------------------------------------------------------------
+
+
+async def test_semaphore_admits_at_most_limit_holders(ctx: Any) -> None:
+    first, second = ctx.semaphore("pool", 2, ttl=30), ctx.semaphore("pool", 2, ttl=30)
+    await first.acquire()
+    await second.acquire()
+    with pytest.raises(LockTimeout):
+        await ctx.semaphore("pool", 2, timeout=0.1).acquire()
+    await first.release()
+    async with ctx.semaphore("pool", 2, timeout=0) as third:
+        assert third.held
+    await second.release()
+
+
+async def test_a_semaphore_place_frees_when_its_lease_ends(ctx: Any) -> None:
+    crashed = ctx.semaphore("pool", 1, ttl=0.2)
+    await crashed.acquire()  # never released, as by a holder that died
+    async with ctx.semaphore("pool", 1, ttl=5, timeout=5):
+        with pytest.raises(LockNotOwned):
+            await crashed.release()
+
+
+async def test_semaphores_are_separate_from_locks_and_keys(ctx: Any) -> None:
+    await ctx.set("pool", 1)
+    async with ctx.lock("pool", ttl=5), ctx.semaphore("pool", 1, ttl=5, timeout=0):
+        assert await ctx.get("pool") == 1
+    with pytest.raises(LockNotOwned):
+        await ctx.semaphore("pool", 1).release()
+
+
+async def test_semaphore_limits_concurrent_tasks(ctx: Any) -> None:
+    inside = most = 0
+
+    async def worker() -> None:
+        nonlocal inside, most
+        async with ctx.semaphore("section", 3, ttl=10, timeout=20):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.02)
+            inside -= 1
+
+    await asyncio.gather(*(worker() for _ in range(9)))
+    assert most == 3

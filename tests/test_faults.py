@@ -25,12 +25,14 @@ from sanic import Sanic
 from sanic_synchro_ctx import (
     AIORedis,
     AsyncioRedis,
+    LockNotOwned,
     Memcache,
     Synchro,
     SynchroConnectionError,
     SyncManager,
 )
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
+from sanic_synchro_ctx.leader import Leadership
 
 from .backends import MemcachedServer, RedisServer, wait_stopped
 
@@ -264,3 +266,66 @@ async def _read_eventually(ctx: Any, key: str) -> Any:
         except SynchroConnectionError:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
+
+
+# -- leases lost while the backend was frozen ---------------------------------------------------
+
+
+async def test_a_renewed_lock_frozen_out_for_longer_than_its_lease_is_lost(
+    backend: Backend, app_name: str
+) -> None:
+    """auto_renew cannot renew while the backend is frozen: once the lease has run out the
+    lock reports it (``lost``), and leaving the block raises LockNotOwned."""
+    ctx = _attach(backend.make(), app_name)
+    lease = 1.5
+    lock = ctx.lock("job", ttl=lease, auto_renew=True)
+    await lock.acquire()
+    assert not lock.lost
+    with backend.frozen():
+        await _until(lambda: lock.lost, timeout=lease + 3 * TIMEOUT)
+    assert lock.lost
+    with pytest.raises(LockNotOwned):
+        await lock.release()  # what leaving an ``async with`` block does
+    async with ctx.lock("job", ttl=5, timeout=10):  # the lease ended: free for others
+        pass
+    await ctx.interface.aclose()
+
+
+async def test_a_leader_job_is_cancelled_before_its_lease_can_end(
+    backend: Backend, app_name: str
+) -> None:
+    """The backend frozen for longer than the lease: the job is cancelled before the
+    lease could have ended, and another contender leads once the backend is back."""
+    ctx = _attach(backend.make(), app_name)
+    lease = 2.0
+    events: list[tuple[str, int, float]] = []
+
+    def job_of(who: int) -> Callable[[], Any]:
+        async def job() -> None:
+            events.append(("start", who, time.monotonic()))
+            try:
+                await asyncio.Event().wait()
+            finally:
+                events.append(("end", who, time.monotonic()))
+
+        return job
+
+    first = Leadership(ctx.interface, "frozen", job_of(1), ttl=lease)
+    first_runs = asyncio.create_task(first.run())
+    await _until(lambda: first.leading)
+    second = Leadership(ctx.interface, "frozen", job_of(2), ttl=lease)
+    second_runs = asyncio.create_task(second.run())
+    with backend.frozen():
+        frozen_at = time.monotonic()
+        await _until(lambda: any(e[0] == "end" for e in events), timeout=lease + 2 * TIMEOUT)
+        cancelled_at = next(e[2] for e in events if e[0] == "end")
+        assert cancelled_at - frozen_at < lease  # the lease, renewed before, outlives it
+    await _until(lambda: any(e[:2] == ("start", 2) for e in events) or first.leading, 20)
+    for task in (first_runs, second_runs):
+        task.cancel()
+    await asyncio.gather(first_runs, second_runs, return_exceptions=True)
+    starts = [e for e in events if e[0] == "start"]
+    ends = [e for e in events if e[0] == "end"]
+    assert len(starts) == len(ends) == 2  # every run ended (the last with the tasks)
+    assert ends[0][2] <= starts[1][2]  # the runs never overlapped
+    await ctx.interface.aclose()

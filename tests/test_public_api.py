@@ -21,6 +21,7 @@ PUBLIC = {
     "LockNotOwned",
     "LockTimeout",
     "Memcache",
+    "RateLimit",
     "SanicSynchroCtx",
     "SyncManager",
     "Synchro",

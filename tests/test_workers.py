@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import os
+import signal
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from .registry import KINDS, WORKERS
@@ -183,3 +190,124 @@ def test_fork_start_method_with_a_network_client(
         assert values_of(bodies) == list(range(1, 601))
         assert set(server.counts_by_worker(2).values()) == {"600"}
         assert server.library_tracebacks() == []
+
+
+# -- coordination across real workers ----------------------------------------------------------
+
+LEADER_TTL = 2.0
+
+
+def runs_of(server: SanicServer) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = server.get("/runs").json()["runs"]
+    return runs
+
+
+@pytest.mark.parametrize("kind", WORKERS)
+def test_coordination_across_four_workers(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, app_name: str
+) -> None:
+    """Rate limits, semaphores, renewed locks, fencing tokens and a leader task, on every
+    interface, with four real workers."""
+    env = {**worker_env(kind, request, app_name), "SYNCHRO_LEADER": str(LEADER_TTL)}
+    with SanicServer.cli(tmp_path, "--workers", "4", env=env) as server:
+        server.wait_workers(4)
+
+        # A daily budget of 100 (nothing refills during the test): exactly 100 of 400 pass,
+        # each remaining count is handed out once.
+        answers = server.responses("/limited-day", 400, concurrency=50)
+        allowed = [a for a in answers if a.status_code == 200]
+        refused = [a for a in answers if a.status_code == 429]
+        assert (len(allowed), len(refused)) == (100, 300), {a.status_code for a in answers}
+        assert len({a.text for a in allowed}) > 1  # served by several workers
+        remaining = sorted(int(a.headers["RateLimit-Remaining"]) for a in allowed)
+        assert remaining == list(range(100))
+        assert {a.headers["RateLimit-Limit"] for a in answers} == {"100"}
+        assert all(int(a.headers["Retry-After"]) >= 860 for a in refused)  # 86400/100 s
+
+        # 100 per 10 s refills one request every 0.1 s: 100 pass, plus what refilled while
+        # the burst ran; a refused request's Retry-After, waited, admits the next one.
+        started = time.monotonic()
+        answers = server.responses("/limited", 400, concurrency=100)
+        elapsed = time.monotonic() - started
+        passed = sum(a.status_code == 200 for a in answers)
+        assert 100 <= passed <= 100 + math.ceil(elapsed / 0.1), (passed, elapsed)
+        refused = [a for a in answers if a.status_code == 429]
+        assert refused
+        assert {a.headers["Retry-After"] for a in refused} == {"1"}
+        time.sleep(int(refused[-1].headers["Retry-After"]))  # the wait the answer asks for
+        assert server.get("/limited").status_code == 200
+
+        # A handler's own HTTP error keeps the rate-limit headers.
+        teapot = httpx.get(server.base_url + "/raise-teapot", timeout=30)
+        assert teapot.status_code == 418
+        assert teapot.headers["RateLimit-Limit"] == "1000"
+
+        # A semaphore of 3, 60 requests from four workers: 3 inside at once, never 4.
+        server.hammer("/semaphore", 60, concurrency=30)
+        levels = server.get("/get/pool_level:3").json()["value"]
+        assert levels is not None
+        assert levels > 0
+        assert server.get("/get/pool_level:4").json()["value"] is None
+
+        # A lock renewed automatically, held for three times its ttl, stays exclusive.
+        with ThreadPoolExecutor(1) as pool:
+            hold = pool.submit(httpx.get, server.base_url + "/renewed-hold/3.0", timeout=30)
+            wait_for(
+                lambda: server.get("/get/renewed_holder").json()["value"] is not None,
+                what="the lock holder inside",
+            )
+            contended = []
+            while not hold.done():
+                contended.append(server.get("/renewed-contend").json())
+            held = hold.result().json()
+        assert held["lost"] is False
+        assert len(contended) > 10
+        assert {c["result"] for c in contended[:-1]} == {"busy"}, contended  # the last
+        # attempt may have come after the release
+        assert len({c["pid"] for c in contended}) > 1
+        after = server.get("/renewed-contend").json()
+        assert after["result"] == "taken"
+        assert after["holder_inside"] is None
+
+        # Fencing tokens strictly increase over 1,000 acquisitions from four workers.
+        bodies = server.hammer("/fenced", 1_000, concurrency=40)
+        ordered = sorted(tuple(map(int, body.split())) for body in bodies)
+        assert [order for order, _ in ordered] == list(range(1, 1_001))
+        tokens = [token for _, token in ordered]
+        assert all(a < b for a, b in itertools.pairwise(tokens))
+
+        # The leader task ran in one worker only, all along.
+        runs = runs_of(server)
+        assert len(runs) == 1, runs
+        assert server.library_tracebacks() == []
+        assert server.process is not None
+    assert server.process.returncode == 0, server.log()  # the leader task stopped cleanly
+
+
+@pytest.mark.parametrize("kind", WORKERS)
+def test_leader_task_moves_to_another_worker_when_its_worker_dies(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, app_name: str
+) -> None:
+    env = {**worker_env(kind, request, app_name), "SYNCHRO_LEADER": str(LEADER_TTL)}
+    with SanicServer.cli(tmp_path, "--workers", "4", env=env) as server:
+        server.wait_workers(4)
+        # The first run beats for two whole leases, and nobody else starts one meanwhile.
+        first = wait_for(
+            lambda: (r := runs_of(server)) and r[0]["last"] - r[0]["start"] >= 2 * LEADER_TTL and r,
+            what="the leader running for two leases",
+        )
+        assert len(first) == 1, first
+        leader = first[0]["pid"]
+        os.kill(leader, signal.SIGKILL)
+        killed_at = time.time()
+        runs = wait_for(
+            lambda: len(r := runs_of(server)) >= 2 and r[1] is not None and r,
+            what="another worker leading",
+        )
+        successor = runs[1]
+        assert successor["pid"] != leader
+        # within ttl + 1 s (memcached ends a lease up to two of its whole seconds late)
+        late = 2 * KINDS[kind].ttl_resolution
+        assert successor["start"] - killed_at <= LEADER_TTL + 1.0 + late, (successor, killed_at)
+        assert successor["start"] >= runs[0]["last"]  # never beside the dead leader's run
+        assert len(runs) == 2, runs

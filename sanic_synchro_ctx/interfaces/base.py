@@ -31,6 +31,7 @@ from ..checks import (
     check_ttl,
 )
 from ..errors import SynchroConnectionError, SynchroError, SynchroTypeError, SynchroValueError
+from ..ratelimit import RateLimit, check_rate
 from ..serializer import JSONSerializer, Serializer
 
 _log = logging.getLogger("sanic_synchro_ctx")
@@ -39,6 +40,8 @@ __all__ = [
     "DEFAULT_MAX_VALUE_SIZE",
     "DEFAULT_TIMEOUT",
     "LOCK_MARK",
+    "RATE_MARK",
+    "SEMAPHORE_MARK",
     "BaseSynchroInterface",
     "namespace_head",
 ]
@@ -47,6 +50,9 @@ __all__ = [
 DEFAULT_MAX_VALUE_SIZE = 1_048_576
 #: Seconds every network interface waits for an answer unless told otherwise.
 DEFAULT_TIMEOUT = 5.0
+#: Semaphores and rate limits have key spaces of their own, like locks.
+SEMAPHORE_MARK = "\x00semaphore\x00"
+RATE_MARK = "\x00rate\x00"
 #: Lock keys are ``LOCK_MARK + prefix + name``: never equal to a data key ``prefix + key``.
 LOCK_MARK = "\x00lock\x00"
 
@@ -175,6 +181,9 @@ class BaseSynchroInterface(ABC):
 
     def _lock_key(self, name: Any) -> str:
         return LOCK_MARK + self._namespace() + check_key(name, "lock name")
+
+    def _marked_key(self, mark: str, name: Any, what: str) -> str:
+        return mark + self._namespace() + check_key(name, what)
 
     # -- values -----------------------------------------------------------------------------
 
@@ -343,11 +352,12 @@ class BaseSynchroInterface(ABC):
             raise self.map_error(exc) from exc
         return self._loads(stored[0])
 
-    async def increment(self, key: str, by: int = 1) -> int:
+    async def increment(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
         full = self._key(key)
         step = by if type(by) is int and INT64_MIN <= by <= INT64_MAX else check_step(by)
+        seconds = None if ttl is None else check_lease(ttl)
         try:
-            return await self.raw_increment(full, step)
+            return await self.raw_increment(full, step, seconds)
         except (SynchroTypeError, SynchroValueError) as exc:
             raise _step_error(key, exc) from None
         except SynchroError:
@@ -355,17 +365,31 @@ class BaseSynchroInterface(ABC):
         except Exception as exc:
             raise self.map_error(exc) from exc
 
-    async def decrement(self, key: str, by: int = 1) -> int:
+    async def decrement(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
         full = self._key(key)
         step = check_step(-check_step(by))
+        seconds = check_ttl(ttl)
         try:
-            return await self.raw_increment(full, step)
+            return await self.raw_increment(full, step, seconds)
         except (SynchroTypeError, SynchroValueError) as exc:
             raise _step_error(key, exc) from None
         except SynchroError:
             raise
         except Exception as exc:
             raise self.map_error(exc) from exc
+
+    async def rate_limit(self, key: str, *, limit: int, per: float, cost: int = 1) -> RateLimit:
+        """One GCRA step for ``key``: ``limit`` requests per ``per`` seconds (bursts up to
+        ``limit``); a request of ``cost`` is counted only when allowed."""
+        full = self._marked_key(RATE_MARK, key, "key")
+        checked = check_rate(limit, per, cost)
+        try:
+            allowed, remaining, retry_after, reset_after = await self.raw_rate_limit(full, *checked)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+        return RateLimit(bool(allowed), int(remaining), float(retry_after), float(reset_after))
 
     async def replace(self, key: str, value: Any) -> Any:
         full = self._key(key)
@@ -444,22 +468,67 @@ class BaseSynchroInterface(ABC):
             raise self.map_error(exc) from exc
         return time.perf_counter() - started
 
-    async def acquire_lock(self, name: str, token: str, ttl: float) -> str | None:
-        """One attempt: take lock ``name`` for ``ttl`` s. None if taken, else the holder's token."""
+    async def acquire_lock(self, name: str, token: str, ttl: float) -> tuple[str | None, int]:
+        """One attempt to take lock ``name`` for ``ttl`` s: (None, fencing token) if taken,
+        else (the holder's token, 0)."""
         full = self._lock_key(name)
         lease = check_lease(ttl)
         try:
-            return await self.raw_lock_acquire(full, token, lease)
+            holder, fence = await self.raw_lock_acquire(full, token, lease)
         except SynchroError:
             raise
         except Exception as exc:
             raise self.map_error(exc) from exc
+        return holder, int(fence)
 
     async def release_lock(self, name: str, token: str) -> bool:
         """Release lock ``name`` if ``token`` holds it; False if it does not (any more)."""
         full = self._lock_key(name)
         try:
             return await self.raw_lock_release(full, token)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    async def extend_lock(self, name: str, token: str, ttl: float) -> bool:
+        """Make ``token``'s lease of lock ``name`` end ``ttl`` s from now; False if the lock
+        is not (any more) its own."""
+        full = self._lock_key(name)
+        lease = check_lease(ttl)
+        try:
+            return await self.raw_lock_extend(full, token, lease)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    async def locked(self, name: str) -> bool:
+        """Whether lock ``name`` is held (a live lease)."""
+        full = self._lock_key(name)
+        try:
+            return await self.raw_locked(full)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    async def acquire_semaphore(self, name: str, token: str, limit: int, ttl: float) -> bool:
+        """One attempt to hold one of ``limit`` places of semaphore ``name`` for ``ttl`` s."""
+        full = self._marked_key(SEMAPHORE_MARK, name, "semaphore name")
+        lease = check_lease(ttl)
+        try:
+            return await self.raw_semaphore_acquire(full, token, limit, lease)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    async def release_semaphore(self, name: str, token: str) -> bool:
+        """Leave semaphore ``name``; False if ``token`` held no live place (lease ended)."""
+        full = self._marked_key(SEMAPHORE_MARK, name, "semaphore name")
+        try:
+            return await self.raw_semaphore_release(full, token)
         except SynchroError:
             raise
         except Exception as exc:
@@ -503,11 +572,12 @@ class BaseSynchroInterface(ABC):
         """Delete ``keys``; how many of them existed (each counted once)."""
 
     @abstractmethod
-    def raw_increment(self, key: str, by: int) -> Awaitable[int]:
-        """Add ``by`` to the integer stored (missing counts as 0, and keeps no expiry; an
-        existing key keeps its expiry); the new value. SynchroTypeError if the value is not
-        an integer, SynchroValueError if the result leaves the signed 64-bit range: the
-        value is then left as it was, visibly to nobody."""
+    def raw_increment(self, key: str, by: int, ttl: float | None) -> Awaitable[int]:
+        """Add ``by`` to the integer stored; the new value. A missing key counts as 0 and
+        is created with ``ttl`` (None: no expiry) in the same step; an existing key keeps
+        its expiry. SynchroTypeError if the value is not an integer, SynchroValueError if
+        the result leaves the signed 64-bit range: the value is then left as it was,
+        visibly to nobody."""
 
     @abstractmethod
     def raw_replace(self, key: str, value: bytes) -> Awaitable[bytes | None]:
@@ -538,10 +608,42 @@ class BaseSynchroInterface(ABC):
         """Delete every data key starting with ``prefix``, nothing else (locks stay)."""
 
     @abstractmethod
-    def raw_lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
+    def raw_lock_acquire(
+        self, key: str, token: str, ttl: float
+    ) -> Awaitable[tuple[str | None, int]]:
         """Take lock ``key`` for ``token`` for ``ttl`` seconds if it is free or its lease
-        ended; None on success, else the holder's token."""
+        ended: (None, fencing token) on success, else (the holder's token, 0). The fencing
+        token is an int that grows with every acquisition of the key, in every process."""
 
     @abstractmethod
     def raw_lock_release(self, key: str, token: str) -> Awaitable[bool]:
         """Release lock ``key`` if ``token`` holds a live lease; whether it did."""
+
+    @abstractmethod
+    def raw_lock_extend(self, key: str, token: str, ttl: float) -> Awaitable[bool]:
+        """Make ``token``'s live lease of ``key`` end ``ttl`` s from now; False if it holds
+        none (never took it, or its lease ended)."""
+
+    @abstractmethod
+    def raw_locked(self, key: str) -> Awaitable[bool]:
+        """Whether lock ``key`` has a live lease."""
+
+    @abstractmethod
+    def raw_semaphore_acquire(
+        self, key: str, token: str, limit: int, ttl: float
+    ) -> Awaitable[bool]:
+        """Give ``token`` one of ``limit`` places of semaphore ``key`` for ``ttl`` seconds
+        (renewed if it holds one already; places whose lease ended are free); whether it
+        got one."""
+
+    @abstractmethod
+    def raw_semaphore_release(self, key: str, token: str) -> Awaitable[bool]:
+        """Free ``token``'s place; whether it held a live one."""
+
+    @abstractmethod
+    def raw_rate_limit(
+        self, key: str, limit: int, per: float, cost: int
+    ) -> Awaitable[tuple[bool, int, float, float]]:
+        """One GCRA step (:func:`sanic_synchro_ctx.ratelimit.gcra`) on the timestamp stored
+        under ``key``, on one clock shared by every caller: (allowed, remaining,
+        retry_after, reset_after)."""

@@ -29,6 +29,7 @@ the transaction aborted: nothing half-written.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -41,6 +42,7 @@ from typing import Any, TypeVar
 
 from ..checks import INT64_MAX, INT64_MIN
 from ..errors import SynchroError, SynchroTypeError, SynchroValueError, missing_client
+from ..ratelimit import gcra
 from ..serializer import Serializer
 from .base import DEFAULT_MAX_VALUE_SIZE, LOCK_MARK, BaseSynchroInterface
 
@@ -57,6 +59,8 @@ _RECORD = struct.Struct("<Bd")  # kind, deadline
 _PLAIN, _WITH_KEY = 0, 1
 _LOCK = struct.Struct("<d")  # a lock: deadline, then the token
 _LOCK_MARK = LOCK_MARK.encode("ascii")
+#: Each lock's fencing counter: the lock's key with this mark instead of LOCK_MARK.
+_FENCE_MARK = "\x00fence\x00"
 #: Expired records are removed lazily: every this many writes, up to PURGE_BATCH records
 #: are looked at (from where the last look stopped) and the expired ones deleted.
 PURGE_EVERY = 256
@@ -363,17 +367,16 @@ class LMDB(BaseSynchroInterface):
                     txn.delete(stored)
         return _done(deleted)
 
-    def raw_increment(self, key: str, by: int) -> Awaitable[int]:
+    def raw_increment(self, key: str, by: int, ttl: float | None) -> Awaitable[int]:
         stored, original = _encode_key(key)
         with self._write() as txn:
             record = txn.get(stored)
-            current, deadline = 0, 0.0
+            current = 0
+            deadline = 0.0 if ttl is None else time.time() + ttl  # for a key it creates
             if record is not None:
-                deadline, value, _ = _parse(record)
-                if deadline == 0.0 or deadline > time.time():
-                    current = _integer(value)
-                else:
-                    deadline = 0.0  # an expired key counts as missing: no expiry
+                kept, value, _ = _parse(record)
+                if kept == 0.0 or kept > time.time():  # an expired key counts as missing
+                    current, deadline = _integer(value), kept
             result = current + by
             if not INT64_MIN <= result <= INT64_MAX:
                 raise SynchroValueError("the result leaves the signed 64-bit range")
@@ -481,17 +484,23 @@ class LMDB(BaseSynchroInterface):
                 txn.delete(stored)
         return _done(None)
 
-    def raw_lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
+    def raw_lock_acquire(
+        self, key: str, token: str, ttl: float
+    ) -> Awaitable[tuple[str | None, int]]:
         stored, _ = _encode_key(key)
+        fence_key = _encode_key(_FENCE_MARK + key[len(LOCK_MARK) :])[0]
         now = time.time()
         with self._write() as txn:
             held = txn.get(stored)
             if held is not None:
                 (deadline,) = _LOCK.unpack_from(held)
                 if deadline > now:
-                    return _done(held[_LOCK.size :].decode("utf-8", "surrogatepass"))
+                    return _done((held[_LOCK.size :].decode("utf-8", "surrogatepass"), 0))
             txn.put(stored, _LOCK.pack(now + ttl) + token.encode("utf-8", "surrogatepass"))
-        return _done(None)
+            counter = txn.get(fence_key)
+            fence = (0 if counter is None else int(_parse(counter)[1])) + 1
+            txn.put(fence_key, _record(str(fence).encode("ascii"), 0.0, None))
+        return _done((None, fence))
 
     def raw_lock_release(self, key: str, token: str) -> Awaitable[bool]:
         stored, _ = _encode_key(key)
@@ -505,6 +514,77 @@ class LMDB(BaseSynchroInterface):
                 return _done(False)
             txn.delete(stored)
         return _done(True)
+
+    def raw_lock_extend(self, key: str, token: str, ttl: float) -> Awaitable[bool]:
+        stored, _ = _encode_key(key)
+        owner = token.encode("utf-8", "surrogatepass")
+        now = time.time()
+        with self._write() as txn:
+            held = txn.get(stored)
+            if held is None or _LOCK.unpack_from(held)[0] <= now or held[_LOCK.size :] != owner:
+                return _done(False)
+            txn.put(stored, _LOCK.pack(now + ttl) + owner)
+        return _done(True)
+
+    def raw_locked(self, key: str) -> Awaitable[bool]:
+        stored, _ = _encode_key(key)
+        with self._read() as txn:
+            held = txn.get(stored)
+        return _done(held is not None and _LOCK.unpack_from(held)[0] > time.time())
+
+    def _holders(self, txn: Any, stored: bytes, now: float) -> dict[str, float]:
+        record = txn.get(stored)
+        if record is None:
+            return {}
+        deadline, value, _ = _parse(record)
+        if not _alive(deadline, now):
+            return {}
+        holders: dict[str, float] = json.loads(value)
+        return {holder: end for holder, end in holders.items() if end > now}
+
+    def raw_semaphore_acquire(
+        self, key: str, token: str, limit: int, ttl: float
+    ) -> Awaitable[bool]:
+        stored, original = _encode_key(key)
+        now = time.time()
+        with self._write() as txn:
+            holders = self._holders(txn, stored, now)
+            if token not in holders and len(holders) >= limit:
+                return _done(False)
+            holders[token] = now + ttl
+            value = json.dumps(holders).encode("ascii")
+            txn.put(stored, _record(value, max(holders.values()), original))
+        return _done(True)
+
+    def raw_semaphore_release(self, key: str, token: str) -> Awaitable[bool]:
+        stored, original = _encode_key(key)
+        now = time.time()
+        with self._write() as txn:
+            holders = self._holders(txn, stored, now)
+            held = holders.pop(token, None) is not None
+            if holders:
+                value = json.dumps(holders).encode("ascii")
+                txn.put(stored, _record(value, max(holders.values()), original))
+            elif txn.get(stored) is not None:
+                txn.delete(stored)
+        return _done(held)
+
+    def raw_rate_limit(
+        self, key: str, limit: int, per: float, cost: int
+    ) -> Awaitable[tuple[bool, int, float, float]]:
+        stored, original = _encode_key(key)
+        now = time.time()  # Unix time: every process on one machine shares it
+        with self._write() as txn:
+            record = txn.get(stored)
+            tat = None
+            if record is not None:
+                deadline, value, _ = _parse(record)
+                if _alive(deadline, now):
+                    tat = float(value)
+            new_tat, answer = gcra(tat, now, limit, per, cost)
+            if new_tat is not None:
+                txn.put(stored, _record(repr(new_tat).encode("ascii"), new_tat, original))
+        return _done((answer.allowed, answer.remaining, answer.retry_after, answer.reset_after))
 
     def __repr__(self) -> str:
         return f"LMDB({self._path or 'not started'})"

@@ -59,8 +59,8 @@ class StoreBackedInterface(BaseSynchroInterface):
     def raw_delete(self, keys: list[str]) -> Awaitable[int]:
         return self._call("delete", keys)
 
-    def raw_increment(self, key: str, by: int) -> Awaitable[int]:
-        return self._call("increment", key, by)
+    def raw_increment(self, key: str, by: int, ttl: float | None) -> Awaitable[int]:
+        return self._call("increment", key, by, ttl)
 
     def raw_replace(self, key: str, value: bytes) -> Awaitable[bytes | None]:
         return self._call("replace", key, value)
@@ -82,8 +82,29 @@ class StoreBackedInterface(BaseSynchroInterface):
     def raw_clear(self, prefix: str) -> Awaitable[None]:
         return self._call("clear", prefix)
 
-    def raw_lock_acquire(self, key: str, token: str, ttl: float) -> Awaitable[str | None]:
+    def raw_lock_acquire(
+        self, key: str, token: str, ttl: float
+    ) -> Awaitable[tuple[str | None, int]]:
         return self._call("lock_acquire", key, token, ttl)
 
     def raw_lock_release(self, key: str, token: str) -> Awaitable[bool]:
         return self._call("lock_release", key, token)
+
+    def raw_lock_extend(self, key: str, token: str, ttl: float) -> Awaitable[bool]:
+        return self._call("lock_extend", key, token, ttl)
+
+    def raw_locked(self, key: str) -> Awaitable[bool]:
+        return self._call("locked", key)
+
+    def raw_semaphore_acquire(
+        self, key: str, token: str, limit: int, ttl: float
+    ) -> Awaitable[bool]:
+        return self._call("semaphore_acquire", key, token, limit, ttl)
+
+    def raw_semaphore_release(self, key: str, token: str) -> Awaitable[bool]:
+        return self._call("semaphore_release", key, token)
+
+    def raw_rate_limit(
+        self, key: str, limit: int, per: float, cost: int
+    ) -> Awaitable[tuple[bool, int, float, float]]:
+        return self._call("rate_limit", key, limit, per, cost)

@@ -9,17 +9,28 @@ Environment knobs:
     SYNCHRO_PREFIX      an explicit key prefix (tests sharing one Redis keep apart)
     SYNCHRO_FACTORY=1   call init_app inside before_server_start (factory style)
     SYNCHRO_FORK=1      Sanic.start_method = "fork"
+    SYNCHRO_LEADER=<s>  run the leader task "recorder" with this ttl (seconds)
     HOST, PORT, WORKERS when run as a script (app.run)
 """
 
 import asyncio
 import os
+import time
 from urllib.parse import urlsplit
 
 from sanic import Request, Sanic
+from sanic.exceptions import SanicException
 from sanic.response import json, text
 
-from sanic_synchro_ctx import LMDB, AIORedis, AsyncioRedis, InMemory, Memcache, Synchro
+from sanic_synchro_ctx import (
+    LMDB,
+    AIORedis,
+    AsyncioRedis,
+    InMemory,
+    LockTimeout,
+    Memcache,
+    Synchro,
+)
 from sanic_synchro_ctx.context import BlockingSynchroContext, SynchroContext
 
 if os.environ.get("SYNCHRO_FORK") == "1":
@@ -63,7 +74,7 @@ else:
         # Registered before Synchro(app): Synchro's own listener must still run first.
         await app.ctx.synchro.increment("early_starts")
 
-    Synchro(app, interface=make_interface(), defaults=DEFAULTS)
+    synchro = Synchro(app, interface=make_interface(), defaults=DEFAULTS)
 
 
 RESETS = {"seen": 0}  # per worker: how often it found the shared store replaced
@@ -262,6 +273,92 @@ async def delete(request: Request, key: str):
 async def clear(request: Request):
     await request.ctx.synchro.clear()
     return text(str(os.getpid()))
+
+
+# -- coordination ------------------------------------------------------------------------------
+
+
+@app.get("/limited")
+@synchro.limit((100, 10), key=lambda request: "shared-budget")
+async def limited(request: Request):
+    return text(str(os.getpid()))
+
+
+@app.get("/limited-day")
+@synchro.limit("100/day", key=lambda request: "daily-budget")
+def limited_day(request: Request):
+    return text(str(os.getpid()))
+
+
+@app.get("/semaphore")
+async def semaphore(request: Request):
+    ctx = request.ctx.synchro
+    async with ctx.semaphore("pool", 3, ttl=30, timeout=60):
+        inside = await ctx.increment("pool_inside")
+        await ctx.increment(f"pool_level:{inside}")  # how often this many were inside
+        await asyncio.sleep(0.05)
+        await ctx.decrement("pool_inside")
+    return text(str(os.getpid()))
+
+
+@app.get("/renewed-hold/<seconds:float>")
+async def renewed_hold(request: Request, seconds: float):
+    """Hold lock "renewed" (ttl 1 s, auto_renew) for ``seconds``."""
+    ctx = request.ctx.synchro
+    async with ctx.lock("renewed", ttl=1.0, auto_renew=True, timeout=30) as lock:
+        await ctx.set("renewed_holder", os.getpid())
+        await asyncio.sleep(seconds)
+        await ctx.delete("renewed_holder")
+        lost = lock.lost
+    return json({"pid": os.getpid(), "lost": lost})
+
+
+@app.get("/renewed-contend")
+def renewed_contend(request: Request):
+    """One attempt at lock "renewed": "busy", or "taken" (and whether a holder was inside)."""
+    ctx = request.ctx.synchro
+    try:
+        with ctx.lock("renewed", ttl=1.0, timeout=0):
+            inside = ctx.get("renewed_holder")
+    except LockTimeout:
+        return json({"result": "busy", "pid": os.getpid()})
+    return json({"result": "taken", "holder_inside": inside, "pid": os.getpid()})
+
+
+@app.get("/fenced")
+async def fenced(request: Request):
+    ctx = request.ctx.synchro
+    async with ctx.lock("fenced", ttl=10, timeout=60) as lock:
+        order = await ctx.increment("fenced_order")
+    return text(f"{order} {lock.token}")
+
+
+if os.environ.get("SYNCHRO_LEADER"):
+
+    @synchro.leader_task("recorder", ttl=float(os.environ["SYNCHRO_LEADER"]))
+    async def recorder(app: Sanic) -> None:
+        """Record this run (pid, start, last beat) under run:<n>; beat until cancelled."""
+        ctx = app.ctx.synchro
+        run = await ctx.increment("runs")
+        record = {"pid": os.getpid(), "start": time.time(), "last": time.time()}
+        while True:
+            record["last"] = time.time()
+            await ctx.set(f"run:{run}", record)
+            await asyncio.sleep(0.05)
+
+
+@app.get("/runs")
+async def runs(request: Request):
+    ctx = request.ctx.synchro
+    count = await ctx.get("runs", 0)
+    found = await ctx.get_many([f"run:{n}" for n in range(1, count + 1)])
+    return json({"runs": [found.get(f"run:{n}") for n in range(1, count + 1)]})
+
+
+@app.get("/raise-teapot")
+@synchro.limit("1000/second", key=lambda request: "teapot")
+async def raise_teapot(request: Request):
+    raise SanicException("short and stout", status_code=418, quiet=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -27,8 +29,9 @@ from ...errors import (
     SynchroValueError,
     missing_client,
 )
+from ...ratelimit import gcra
 from ...serializer import Serializer
-from ..base import DEFAULT_TIMEOUT
+from ..base import DEFAULT_TIMEOUT, LOCK_MARK, RATE_MARK, SEMAPHORE_MARK
 from ..network import NetworkInterface, bounded
 from . import counters, expiry
 from .client import Item, from_item, safe_client_class, storage, to_item, unpack
@@ -41,6 +44,9 @@ T = TypeVar("T")
 
 #: memcached's default item limit is 1 MiB including key and header: stay below it.
 MEMCACHE_MAX_VALUE_SIZE = 1_000_000
+
+#: Most gets/cas rounds an operation on a semaphore or a rate limit takes under contention.
+SWAP_ATTEMPTS = 64
 
 #: What a gets/cas step decides: the item to store (None: leave it), its deadline flags,
 #: and the operation's result.
@@ -269,14 +275,17 @@ class Memcache(NetworkInterface[_Session]):
         )
         return sum(self._expect(r, b"DELETED", b"NOT_FOUND") == b"DELETED" for r in replies)
 
-    async def raw_increment(self, key: str, by: int) -> int:
+    async def raw_increment(self, key: str, by: int, ttl: float | None) -> int:
         """``incr`` for counters of ours (one exchange), gets/cas for everything else (see
-        :mod:`.counters`): an overflow can never be applied by memcached, seen by anyone."""
+        :mod:`.counters`): an overflow can never be applied by memcached, seen by anyone.
+        A missing key is created (``add``) with ``ttl``; an existing one keeps its expiry."""
         if not -counters.STEP < by < counters.STEP:
-            return await self._cas_increment(key, by)
+            return await self._cas_increment(key, by, ttl)
         session = self._sessions.current() or await self.session()
         step = by % counters.WRAP  # a negative step is a modular increment
-        fresh = Item(counters.encode(by), counters.COUNTER)
+        deadline = expiry.deadline(ttl)
+        fresh = Item(counters.encode(by), counters.COUNTER | deadline)
+        exptime = expiry.exptime(deadline)
         name = self._data_key(key)
         while True:
             (reply,) = await self._write(session, functools.partial(_incr, name, step))
@@ -296,21 +305,22 @@ class Memcache(NetworkInterface[_Session]):
                 raise SynchroTypeError("the stored value was not written by this interface")
             if reply == b"NOT_FOUND":
                 (reply,) = await self._write(
-                    session, lambda g: [storage(b"add", name(g), fresh, 0)]
+                    session, lambda g: [storage(b"add", name(g), fresh, exptime)]
                 )
                 if self._expect(reply, b"STORED", b"NOT_STORED") == b"STORED":
                     return by
                 continue  # another client created it first: increment that one
             # CLIENT_ERROR: not a number to memcached (a marked value): exact arithmetic
-            return await self._cas_increment(key, by)
+            return await self._cas_increment(key, by, ttl)
 
-    async def _cas_increment(self, key: str, by: int) -> int:
+    async def _cas_increment(self, key: str, by: int, ttl: float | None = None) -> int:
         """An exact increment by gets/cas; ``by=0`` moves a counter past NATIVE out of
         ``incr``'s reach. Refuses a non-integer or an overflow before writing anything."""
 
         def choose(item: tuple[bytes, int] | None) -> Choice:
             if item is None:
-                return counters.stored_form(str(by).encode("ascii"), 0), 0, by
+                deadline = expiry.deadline(ttl)
+                return counters.stored_form(str(by).encode("ascii"), deadline), deadline, by
             value = counters.value_of(item)
             if not counters.INTEGER.fullmatch(value):
                 raise SynchroTypeError("the stored value is not an integer")
@@ -370,19 +380,34 @@ class Memcache(NetworkInterface[_Session]):
         session = self._sessions.current() or await self.session()
         await self._generation().renew(session.client)
 
-    async def raw_lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
+    async def raw_lock_acquire(self, key: str, token: str, ttl: float) -> tuple[str | None, int]:
         session = self._sessions.current() or await self.session()
         client = session.client
-        name = self._generation().keys.lock_name(key)
+        keys = self._generation().keys
+        name = keys.lock_name(key)
         owner = counters.MARK + token.encode("utf-8", "surrogatepass")
         while True:
             if await self._rt(client.add(name, owner, expiry.lease(ttl))):
-                return None
+                return None, await self._fence(client, keys.marked_name("fence", key, LOCK_MARK))
             holder = await self._rt(client.get(name))
             if holder is not None:
                 data = holder.data if isinstance(holder, Item) else holder
-                return str(data[1:].decode("utf-8", "surrogatepass"))
+                return str(data[1:].decode("utf-8", "surrogatepass")), 0
             # released between the add and the get: try again
+
+    async def _fence(self, client: Any, name: bytes) -> int:
+        """The next fencing token of a lock: ``incr`` of its counter, which starts at the
+        current Unix time in ms, so that tokens keep growing should it ever be evicted."""
+        refused = self._module.exceptions.ClientException
+        for _ in range(SWAP_ATTEMPTS):
+            try:
+                return int(await self._rt(client.incr(name)))
+            except refused:  # aiomcache raises for NOT_FOUND (and for a non-number)
+                pass
+            start = int(time.time() * 1000)
+            if await self._rt(client.add(name, str(start).encode("ascii"))):
+                return start
+        raise SynchroError(f"memcached: the fencing counter {name!r} is not a number")
 
     async def raw_lock_release(self, key: str, token: str) -> bool:
         session = self._sessions.current() or await self.session()
@@ -393,6 +418,90 @@ class Memcache(NetworkInterface[_Session]):
             return False
         # A conditional delete: replace our own lease (cas) by an item already expired.
         return bool(await self._rt(client.cas(name, b"", cas, expiry.PAST)))
+
+    async def raw_lock_extend(self, key: str, token: str, ttl: float) -> bool:
+        session = self._sessions.current() or await self.session()
+        client = session.client
+        name = self._generation().keys.lock_name(key)
+        owner = counters.MARK + token.encode("utf-8", "surrogatepass")
+        raw, cas = await self._rt(client.gets(name))
+        if raw != owner:
+            return False
+        return bool(await self._rt(client.cas(name, owner, cas, expiry.lease(ttl))))
+
+    async def raw_locked(self, key: str) -> bool:
+        session = self._sessions.current() or await self.session()
+        name = self._generation().keys.lock_name(key)
+        return await self._rt(session.client.get(name)) is not None
+
+    async def _swap_marked(self, name: bytes, choose: Callable[[bytes | None], Choice]) -> Any:
+        """A gets/cas loop on a key outside the generations (bounded: SWAP_ATTEMPTS).
+        ``choose(value)`` answers (bytes to store or None, deadline flags, result)."""
+        client = (self._sessions.current() or await self.session()).client
+        for _ in range(SWAP_ATTEMPTS):
+            raw, cas = await self._rt(client.gets(name))
+            value = None if raw is None else (raw.data if isinstance(raw, Item) else raw)
+            new, deadline, result = choose(value)
+            if new is None:
+                return result
+            exptime = expiry.exptime(deadline)
+            if raw is None:
+                stored = await self._rt(client.add(name, new, exptime))
+            else:
+                stored = await self._rt(client.cas(name, new, cas, exptime))
+            if stored:
+                return result
+        raise SynchroError(f"memcached: {name!r} kept changing under {SWAP_ATTEMPTS} attempts")
+
+    async def raw_semaphore_acquire(self, key: str, token: str, limit: int, ttl: float) -> bool:
+        name = self._generation().keys.marked_name("semaphore", key, SEMAPHORE_MARK)
+
+        def choose(value: bytes | None) -> Choice:
+            now = time.time()
+            holders = {} if value is None else json.loads(value)
+            holders = {holder: end for holder, end in holders.items() if end > now}
+            if token not in holders and len(holders) >= limit:
+                return None, 0, False
+            holders[token] = now + ttl
+            deadline = expiry.deadline(max(holders.values()) - now)
+            return json.dumps(holders).encode("ascii"), deadline, True
+
+        acquired: bool = await self._swap_marked(name, choose)
+        return acquired
+
+    async def raw_semaphore_release(self, key: str, token: str) -> bool:
+        name = self._generation().keys.marked_name("semaphore", key, SEMAPHORE_MARK)
+
+        def choose(value: bytes | None) -> Choice:
+            holders = {} if value is None else json.loads(value)
+            if token not in holders:
+                return None, 0, False
+            now = time.time()
+            live = holders.pop(token) > now
+            rest = [end for end in holders.values() if end > now]
+            deadline = expiry.deadline(max(rest) - now) if rest else expiry.deadline(0.001)
+            return json.dumps(holders).encode("ascii"), deadline, live
+
+        released: bool = await self._swap_marked(name, choose)
+        return released
+
+    async def raw_rate_limit(
+        self, key: str, limit: int, per: float, cost: int
+    ) -> tuple[bool, int, float, float]:
+        """GCRA by gets/cas on the TAT (Unix time: every client's clock should be in sync,
+        as memcached gives none)."""
+        name = self._generation().keys.marked_name("rate", key, RATE_MARK)
+
+        def choose(value: bytes | None) -> Choice:
+            now = time.time()
+            new_tat, answer = gcra(None if value is None else float(value), now, limit, per, cost)
+            result = (answer.allowed, answer.remaining, answer.retry_after, answer.reset_after)
+            if new_tat is None:
+                return None, 0, result
+            return repr(new_tat).encode("ascii"), expiry.deadline(new_tat - now), result
+
+        answer: tuple[bool, int, float, float] = await self._swap_marked(name, choose)
+        return answer
 
     def __repr__(self) -> str:
         return f"Memcache({self._host}:{self._port})"

@@ -63,3 +63,8 @@ class KeyMap:
     def lock_name(self, full: str) -> bytes:
         """The memcached key of lock key ``full`` (locks outlive generations)."""
         return self._encode(self.tag + "!lock:", full[self._lock_cut :])
+
+    def marked_name(self, kind: str, full: str, mark: str) -> bytes:
+        """The memcached key of ``full``, a key of ``mark``'s own key space (semaphores,
+        rate limits, fencing counters: they outlive generations, as locks do)."""
+        return self._encode(self.tag + "!" + kind + ":", full[len(mark) + self._cut :])

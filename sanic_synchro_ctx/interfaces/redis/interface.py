@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...batching import Batcher
+from ..base import LOCK_MARK
 from ..network import NetworkInterface
 from .scripts import (
     decode_key,
@@ -30,6 +31,8 @@ __all__ = ["IncrementRefused", "RedisInterface", "RedisSession"]
 
 #: Keys deleted per DEL by clear().
 _CHUNK = 500
+#: Each lock's fencing counter: the lock's key with this mark instead of LOCK_MARK.
+FENCE_MARK = "\x00fence\x00"
 
 
 class IncrementRefused(Exception):
@@ -114,11 +117,16 @@ class RedisInterface(NetworkInterface[RedisSession]):
         session = self._sessions.current() or await self.session()
         return await session.delete(list({encode_key(key): None for key in keys}))
 
-    async def raw_increment(self, key: str, by: int) -> int:
+    async def raw_increment(self, key: str, by: int, ttl: float | None) -> int:
         session = self._sessions.current() or await self.session()
         raw = encode_key(key)
         try:
-            return await session.incrby(raw, by)
+            if ttl is None:
+                return await session.incrby(raw, by)
+            value = await session.script("increment_ttl", [raw], [by, milliseconds(ttl)])
+            if value is None:
+                raise IncrementRefused
+            return int(value)
         except IncrementRefused:
             # INCRBY refused and left the value as it was; tell the caller why.
             raise increment_error(await session.get(raw)) from None
@@ -156,10 +164,41 @@ class RedisInterface(NetworkInterface[RedisSession]):
         for start in range(0, len(found), _CHUNK):
             await session.delete(found[start : start + _CHUNK])
 
-    async def raw_lock_acquire(self, key: str, token: str, ttl: float) -> str | None:
+    async def raw_lock_acquire(self, key: str, token: str, ttl: float) -> tuple[str | None, int]:
         session = self._sessions.current() or await self.session()
-        holder = await session.script("lock_acquire", [encode_key(key)], [token, milliseconds(ttl)])
-        return None if holder is None else decode_key(holder)
+        keys = [encode_key(key), encode_key(FENCE_MARK + key[len(LOCK_MARK) :])]
+        answer = decode_key(await session.script("lock_acquire", keys, [token, milliseconds(ttl)]))
+        if answer[:1] == "+":
+            return None, int(answer[1:])
+        return answer[1:], 0
+
+    async def raw_lock_extend(self, key: str, token: str, ttl: float) -> bool:
+        session = self._sessions.current() or await self.session()
+        extended = await session.script(
+            "lock_extend", [encode_key(key)], [token, milliseconds(ttl)]
+        )
+        return bool(extended)
+
+    async def raw_locked(self, key: str) -> bool:
+        session = self._sessions.current() or await self.session()
+        return await session.pttl(encode_key(key)) > 0
+
+    async def raw_semaphore_acquire(self, key: str, token: str, limit: int, ttl: float) -> bool:
+        session = self._sessions.current() or await self.session()
+        args = [token, limit, milliseconds(ttl)]
+        return bool(await session.script("semaphore_acquire", [encode_key(key)], args))
+
+    async def raw_semaphore_release(self, key: str, token: str) -> bool:
+        session = self._sessions.current() or await self.session()
+        return bool(await session.script("semaphore_release", [encode_key(key)], [token]))
+
+    async def raw_rate_limit(
+        self, key: str, limit: int, per: float, cost: int
+    ) -> tuple[bool, int, float, float]:
+        session = self._sessions.current() or await self.session()
+        args = [limit, repr(per), cost]
+        answer = decode_key(await session.script("rate_limit", [encode_key(key)], args)).split()
+        return answer[0] == "1", int(answer[1]), float(answer[2]), float(answer[3])
 
     async def raw_lock_release(self, key: str, token: str) -> bool:
         session = self._sessions.current() or await self.session()

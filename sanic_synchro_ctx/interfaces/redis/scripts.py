@@ -132,13 +132,103 @@ redis.call('PERSIST', KEYS[1])
 return 1
 """
 
-# Answers false (nil) when the lock was taken, else the holder's token.
-LOCK_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+# The server's clock, in milliseconds and in seconds (scripts replicate their effects).
+_NOW = """
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+"""
+
+# A missing key counts as 0 and gets the TTL (ARGV[2], ms) in the same step. Answers the
+# new value, or false when INCRBY refused (the caller asks GET why): never an error.
+INCREMENT_TTL = """
+local existed = redis.call('EXISTS', KEYS[1])
+local ok, value = pcall(redis.call, 'INCRBY', KEYS[1], ARGV[1])
+if not ok then
   return false
 end
-return redis.call('GET', KEYS[1])
+if existed == 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return value
 """
+
+# Answers "+<fencing token>" when the lock was taken, else "-<holder's token>". The fencing
+# counter (KEYS[2]) starts at the server's clock in ms, so that tokens keep growing even
+# if the counter is ever lost (evicted): it restarts above every token already given.
+LOCK_ACQUIRE = (
+    _NOW
+    + """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SET', KEYS[2], now_ms, 'NX')
+  return '+' .. redis.call('INCR', KEYS[2])
+end
+return '-' .. (redis.call('GET', KEYS[1]) or '')
+"""
+)
+
+LOCK_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# A sorted set of holders, scored by the end of their lease (ms); the set itself expires
+# with the last lease.
+SEMAPHORE_ACQUIRE = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[3]), ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last[2]) - now_ms))
+return 1
+"""
+)
+
+SEMAPHORE_RELEASE = (
+    _NOW
+    + """
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if tonumber(deadline) > now_ms then
+  return 1
+end
+return 0
+"""
+)
+
+# GCRA on the server's clock, as sanic_synchro_ctx.ratelimit.gcra (1e-3: its SLACK): answers
+# "<allowed> <remaining> <retry_after> <reset_after>".
+RATE_LIMIT = (
+    _NOW
+    + """
+local limit, per, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local interval = per / limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local base = math.max(tat, now)
+local ahead = base - now + interval * cost
+if ahead > per + interval * 1e-3 then
+  local free = math.floor((per - (base - now)) / interval + 1e-3)
+  free = math.max(0, math.min(free, limit))
+  return string.format('0 %d %.6f %.6f', free, ahead - per, base - now)
+end
+local new_tat = base + interval * cost
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat),
+           'PX', math.max(1, math.ceil(ahead * 1000)))
+local remaining = math.floor((per - ahead) / interval + 1e-3)
+remaining = math.max(0, math.min(remaining, limit))
+return string.format('1 %d 0 %.6f', remaining, ahead)
+"""
+)
 
 LOCK_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -155,4 +245,9 @@ SCRIPTS = {
     "persist": PERSIST,
     "lock_acquire": LOCK_ACQUIRE,
     "lock_release": LOCK_RELEASE,
+    "lock_extend": LOCK_EXTEND,
+    "increment_ttl": INCREMENT_TTL,
+    "semaphore_acquire": SEMAPHORE_ACQUIRE,
+    "semaphore_release": SEMAPHORE_RELEASE,
+    "rate_limit": RATE_LIMIT,
 }

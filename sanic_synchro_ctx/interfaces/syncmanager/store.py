@@ -18,6 +18,7 @@ from typing import Any
 
 from ...checks import INT64_MAX, INT64_MIN
 from ...errors import SynchroTypeError, SynchroValueError
+from ...ratelimit import gcra
 
 __all__ = ["Store"]
 
@@ -46,6 +47,11 @@ class Store:
         "clear",
         "lock_acquire",
         "lock_release",
+        "lock_extend",
+        "locked",
+        "semaphore_acquire",
+        "semaphore_release",
+        "rate_limit",
         "batch",
     )
 
@@ -54,6 +60,8 @@ class Store:
         self._expiry: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self._locks: dict[str, tuple[str, float]] = {}
+        self._fences: dict[str, int] = {}  # per lock name: the last fencing token given
+        self._semaphores: dict[str, dict[str, float]] = {}  # name -> {holder: deadline}
         self._mutex = threading.Lock()
 
     # -- expiry bookkeeping (caller holds the mutex) ---------------------------------------
@@ -135,11 +143,13 @@ class Store:
                 self._purge(_now())
             return sum(self._drop(key) for key in set(keys))
 
-    def increment(self, key: str, by: int) -> int:
-        """Add ``by`` to an integer value (missing counts as 0); keeps the key's expiry."""
+    def increment(self, key: str, by: int, ttl: float | None = None) -> int:
+        """Add ``by`` to an integer value (missing counts as 0, and gets ``ttl``); an
+        existing key keeps its expiry."""
         with self._mutex:
+            now = _now()
             if self._heap:
-                self._purge(_now())
+                self._purge(now)
             current = self._data.get(key)
             if current is None:
                 result = by
@@ -150,6 +160,8 @@ class Store:
             if not INT64_MIN <= result <= INT64_MAX:
                 raise SynchroValueError("the result leaves the signed 64-bit range")
             self._data[key] = str(result).encode("ascii")
+            if current is None and (ttl is not None or self._expiry):
+                self._set_expiry(key, ttl, now)
             return result
 
     def replace(self, key: str, value: bytes) -> bytes | None:
@@ -201,15 +213,18 @@ class Store:
             for key in [key for key in self._data if key.startswith(prefix)]:
                 self._drop(key)
 
-    def lock_acquire(self, name: str, token: str, ttl: float) -> str | None:
-        """Take the lock for ``ttl`` seconds; return None on success, else the holder's token."""
+    def lock_acquire(self, name: str, token: str, ttl: float) -> tuple[str | None, int]:
+        """Take the lock for ``ttl`` seconds if it is free or its lease ended: (None, the
+        fencing token) on success, else (the holder's token, 0)."""
         with self._mutex:
             now = _now()
             held = self._locks.get(name)
             if held is not None and held[1] > now and held[0] != token:
-                return held[0]
+                return held[0], 0
+            fence = self._fences.get(name, 0) + 1
+            self._fences[name] = fence
             self._locks[name] = (token, now + ttl)
-            return None
+            return None, fence
 
     def lock_release(self, name: str, token: str) -> bool:
         """Release the lock if ``token`` holds a live lease; False otherwise (not the owner)."""
@@ -219,6 +234,57 @@ class Store:
                 return False
             del self._locks[name]
             return True
+
+    def lock_extend(self, name: str, token: str, ttl: float) -> bool:
+        """Make ``token``'s live lease end ``ttl`` seconds from now; False if not its own."""
+        with self._mutex:
+            now = _now()
+            held = self._locks.get(name)
+            if held is None or held[0] != token or held[1] <= now:
+                return False
+            self._locks[name] = (token, now + ttl)
+            return True
+
+    def locked(self, name: str) -> bool:
+        with self._mutex:
+            held = self._locks.get(name)
+            return held is not None and held[1] > _now()
+
+    def semaphore_acquire(self, name: str, token: str, limit: int, ttl: float) -> bool:
+        """Hold one of the ``limit`` places of semaphore ``name`` for ``ttl`` seconds (a
+        holder whose lease ended has left)."""
+        with self._mutex:
+            now = _now()
+            holders = self._semaphores.setdefault(name, {})
+            for gone in [holder for holder, deadline in holders.items() if deadline <= now]:
+                del holders[gone]
+            if token not in holders and len(holders) >= limit:
+                return False
+            holders[token] = now + ttl
+            return True
+
+    def semaphore_release(self, name: str, token: str) -> bool:
+        with self._mutex:
+            holders = self._semaphores.get(name, {})
+            deadline = holders.pop(token, None)
+            if not holders:
+                self._semaphores.pop(name, None)
+            return deadline is not None and deadline > _now()
+
+    def rate_limit(
+        self, key: str, limit: int, per: float, cost: int
+    ) -> tuple[bool, int, float, float]:
+        """One GCRA step on the TAT stored under ``key`` (see :mod:`...ratelimit`)."""
+        with self._mutex:
+            now = _now()
+            if self._heap:
+                self._purge(now)
+            stored = self._data.get(key)
+            new_tat, answer = gcra(None if stored is None else float(stored), now, limit, per, cost)
+            if new_tat is not None:
+                self._data[key] = repr(new_tat).encode("ascii")
+                self._set_expiry(key, new_tat - now, now)
+            return answer.allowed, answer.remaining, answer.retry_after, answer.reset_after
 
     def batch(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
         """Run several operations in order; each gets its own result or its own exception."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from .backends import MemcachedServer, RedisServer
-from .servers import REPO, SanicServer, free_port, values_of
+from .servers import REPO, SanicServer, free_port, values_of, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -174,22 +175,39 @@ def test_memcache_flags_example(tmp_path: Path, memcached_server: MemcachedServe
 
 
 def test_rate_limit_example(tmp_path: Path) -> None:
-    with example(tmp_path, "rate_limit", {}, "/reset") as server:
-        statuses = [
-            httpx.get(server.base_url + "/", headers={"x-client": "ada"}).status_code
-            for _ in range(8)
-        ]
-        assert statuses == [200] * 5 + [429] * 3  # shared by both workers
+    with example(tmp_path, "rate_limit", {}, "/quota") as server:
+        answers = [httpx.get(server.base_url + "/", headers={"x-client": "ada"}) for _ in range(8)]
+        assert [a.status_code for a in answers] == [200] * 5 + [429] * 3  # both workers
+        assert [a.headers["RateLimit-Remaining"] for a in answers[:5]] == ["4", "3", "2", "1", "0"]
+        assert 1 <= int(answers[5].headers["Retry-After"]) <= 12  # one request per 12 s
         assert httpx.get(server.base_url + "/", headers={"x-client": "bob"}).status_code == 200
+        exports = [
+            httpx.get(server.base_url + "/export", headers={"x-client": "ada"}).status_code
+            for _ in range(3)
+        ]
+        assert exports == [200, 200, 429]
+
+
+def test_leader_task_example(tmp_path: Path) -> None:
+    with example(tmp_path, "leader_task", {}, "/sweeps") as server:
+        first = wait_for(lambda: (s := server.get("/sweeps").json())["sweeps"] >= 2 and s)
+        assert first["leading"] is True
+        pids = {server.get_fresh("/sweeps") for _ in range(10)}
+        assert len({json.loads(p)["leader"] for p in pids}) == 1  # every worker names one
 
 
 def test_locks_example(tmp_path: Path) -> None:
-    with example(tmp_path, "locks", {}, "/nightly") as server:
+    with example(tmp_path, "locks", {}, "/downloads") as server:
         first = httpx.post(server.base_url + "/nightly").json()
         second = httpx.post(server.base_url + "/nightly-sync").json()
         assert first["ran"]
         assert second["ran"]
         assert second["runs"] == first["runs"] + 1
+        reports = [httpx.post(server.base_url + "/report", timeout=30).json() for _ in range(3)]
+        assert [r["written"] for r in reports] == [True] * 3
+        tokens = [r["token"] for r in reports]
+        assert tokens == sorted(set(tokens))
+        assert server.hammer("/downloads", 12, concurrency=6) == ['{"done":true}'] * 12
 
 
 def test_standalone_manager_example(tmp_path: Path) -> None:

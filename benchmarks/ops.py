@@ -20,16 +20,43 @@ import asyncio_redis
 import redis.asyncio as redis_asyncio
 from sanic import Sanic
 
-from sanic_synchro_ctx import AIORedis, AsyncioRedis, InMemory, Memcache, Synchro, SyncManager
+from sanic_synchro_ctx import (
+    LMDB,
+    AIORedis,
+    AsyncioRedis,
+    InMemory,
+    Memcache,
+    Synchro,
+    SyncManager,
+)
+from sanic_synchro_ctx.interfaces.base import RATE_MARK
 from sanic_synchro_ctx.interfaces.redis.scripts import COMPARE_AND_SET, LOCK_RELEASE
 from sanic_synchro_ctx.interfaces.syncmanager.client import BlockingClient
 from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 
-from .timing import Ratio, awaiting, interleaved_latency
+from .timing import Ratio, awaiting, blockwise_latency, interleaved_latency
 
 Op = Callable[[], Awaitable[object]]
 DOC = {"user": "ada", "roles": ["admin", "dev"], "visits": 12}
 DOC_BYTES = b'{"roles":["admin","dev"],"user":"ada","visits":12}'
+#: A budget no run of the benchmark exhausts: every call is allowed (and writes).
+RATE = {"limit": 10**9, "per": 1.0}
+
+#: GCRA as a user would write it by hand for redis.asyncio (the server's clock, one key).
+HAND_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit, per = tonumber(ARGV[1]), tonumber(ARGV[2])
+local interval = per / limit
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local ahead = tat - now + interval
+if ahead > per then
+  return {0, math.ceil((ahead - per) * 1000)}
+end
+redis.call('SET', KEYS[1], string.format('%.6f', tat + interval), 'PX',
+           math.max(1, math.ceil(ahead * 1000)))
+return {1, 0}
+"""
 
 
 class WireStore:
@@ -67,6 +94,7 @@ async def store_pairs(ctx: Any, store: Any) -> dict[str, tuple[Op, Op]]:
     async def wrap(value: object) -> object:
         return value
 
+    rate_key = RATE_MARK + p + "r"
     return {
         "get": (lambda: ctx.get("v"), lambda: wrap(store.get(p + "v"))),
         "set": (lambda: ctx.set("w", DOC), lambda: wrap(store.set(p + "w", DOC_BYTES, None))),
@@ -80,7 +108,43 @@ async def store_pairs(ctx: Any, store: Any) -> dict[str, tuple[Op, Op]]:
             lambda: wrap(store.compare_and_set(p + "v", DOC_BYTES, DOC_BYTES, None)),
         ),
         "lock acquire+release": (ours_lock, raw_lock),
+        "rate_limit": (
+            lambda: ctx.rate_limit("r", **RATE),
+            lambda: wrap(store.rate_limit(rate_key, RATE["limit"], RATE["per"], 1)),
+        ),
     }
+
+
+async def rate_limit_vs_increment(ctx: Any, *, count: int) -> Ratio:
+    """SyncManager: a rate-limit step is one round trip, like an increment."""
+    mine, theirs = await interleaved_latency(
+        lambda: ctx.rate_limit("rr", **RATE), lambda: ctx.increment("ri"), count=count
+    )
+    return Ratio("SyncManager rate_limit / increment", "one round trip each", mine, theirs,
+                 "µs/op", "<= 1.10x")  # fmt: skip
+
+
+async def lmdb_rows(lmdb: Any, synced: Any, *, count: int) -> list[Ratio]:
+    """LMDB at shared-memory speed: µs budgets, and against SyncManager (the embedded
+    default it competes with for one machine)."""
+    for ctx in (lmdb, synced):
+        await ctx.set("small", 12)
+    results = []
+    pairs = {
+        "get": (lambda: lmdb.get("small"), lambda: synced.get("small")),
+        "increment": (lambda: lmdb.increment("n"), lambda: synced.increment("n")),
+    }
+    for name, (ours, theirs) in pairs.items():
+        mine, base, ratios = await blockwise_latency(ours, theirs, count=count)
+        results.append(Ratio("LMDB / SyncManager per operation (runs of calls)", name, mine,
+                             base, "µs/op", "<= 0.10x", extra="target: >= 10x faster",
+                             pairs=ratios))  # fmt: skip
+    budgets = {"get": (lambda: lmdb.get("small"), 3.0), "increment": (lambda: lmdb.increment("n"), 5.0)}  # fmt: skip  # noqa: E501
+    for name, (call, budget) in budgets.items():
+        mine, _ = await interleaved_latency(call, call, count=count * 5)
+        results.append(Ratio("LMDB against its budget", name, mine, budget, "µs/op",
+                             "<= 1.00x", extra=f"target: <= {budget:g} µs"))  # fmt: skip
+    return results
 
 
 async def aioredis_pairs(ctx: Any, client: Any) -> dict[str, tuple[Op, Op]]:
@@ -88,7 +152,9 @@ async def aioredis_pairs(ctx: Any, client: Any) -> dict[str, tuple[Op, Op]]:
     await ctx.set("v", DOC)
     cas = client.register_script(COMPARE_AND_SET)
     release = client.register_script(LOCK_RELEASE)
+    gcra = client.register_script(HAND_GCRA)
     lock_key = b"\x00lock\x00" + p + b"L"
+    rate_key = b"hand-gcra:" + p
 
     async def raw_lock() -> None:
         await client.set(lock_key, "token", nx=True, px=30_000)
@@ -111,6 +177,10 @@ async def aioredis_pairs(ctx: Any, client: Any) -> dict[str, tuple[Op, Op]]:
             lambda: cas(keys=[p + b"v"], args=[DOC_BYTES, DOC_BYTES, ""]),
         ),
         "lock acquire+release": (ours_lock, raw_lock),
+        "rate_limit (vs a hand-written GCRA script)": (
+            lambda: ctx.rate_limit("r", **RATE),
+            lambda: gcra(keys=[rate_key], args=[RATE["limit"], RATE["per"]]),
+        ),
     }
 
 
@@ -276,6 +346,11 @@ async def run(
             target=None,
         )
         results.append(await four_round_trip_increment(calls, synced))
+        results.append(await rate_limit_vs_increment(synced, count=calls))
+        lmdb = context(f"{tag}_lmdb", LMDB())
+        lmdb.interface.start()
+        results += await lmdb_rows(lmdb, synced, count=calls)
+        lmdb.interface.stop()
         results.append(await blocking_vs_async("SyncManager", synced, count=calls))
         unbatched = SyncManager(process.address, process.authkey, batching=False)
         results += await lone_operations(

@@ -211,4 +211,4 @@ class DictInterface(BaseSynchroInterface):
             new_tat, answer = gcra(tat, now, limit, per, cost)
             if new_tat is not None:  # kept only while it matters
                 self._data[key] = (repr(new_tat).encode(), new_tat)
-            return done((answer.allowed, answer.remaining, answer.retry_after, answer.reset_after))
+            return done(answer)  # a RateLimit is the tuple asked for

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import SynchroTypeError, SynchroValueError
 
@@ -27,9 +26,9 @@ _UNITS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*")
 
 
-@dataclass(frozen=True)
-class RateLimit:
-    """The answer of ``rate_limit()``."""
+class RateLimit(NamedTuple):
+    """The answer of ``rate_limit()`` (a named tuple: cheap to make, and what a primitive
+    may answer as it is)."""
 
     #: Whether this request is within the limit (and was counted).
     allowed: bool

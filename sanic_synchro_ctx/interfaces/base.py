@@ -23,6 +23,7 @@ from ..bridge import run_inline
 from ..checks import (
     INT64_MAX,
     INT64_MIN,
+    MAX_TTL,
     check_key,
     check_keys,
     check_lease,
@@ -382,13 +383,23 @@ class BaseSynchroInterface(ABC):
         """One GCRA step for ``key``: ``limit`` requests per ``per`` seconds (bursts up to
         ``limit``); a request of ``cost`` is counted only when allowed."""
         full = self._marked_key(RATE_MARK, key, "key")
-        checked = check_rate(limit, per, cost)
+        if not (
+            type(limit) is int
+            and type(cost) is int
+            and 0 < cost <= limit
+            and type(per) is float
+            and 0.0 < per < MAX_TTL
+        ):
+            limit, per, cost = check_rate(limit, per, cost)
         try:
-            allowed, remaining, retry_after, reset_after = await self.raw_rate_limit(full, *checked)
+            answer = await self.raw_rate_limit(full, limit, per, cost)
         except SynchroError:
             raise
         except Exception as exc:
             raise self.map_error(exc) from exc
+        if type(answer) is RateLimit:
+            return answer
+        allowed, remaining, retry_after, reset_after = answer
         return RateLimit(bool(allowed), int(remaining), float(retry_after), float(reset_after))
 
     async def replace(self, key: str, value: Any) -> Any:

@@ -584,7 +584,7 @@ class LMDB(BaseSynchroInterface):
             new_tat, answer = gcra(tat, now, limit, per, cost)
             if new_tat is not None:
                 txn.put(stored, _record(repr(new_tat).encode("ascii"), new_tat, original))
-        return _done((answer.allowed, answer.remaining, answer.retry_after, answer.reset_after))
+        return _done(answer)
 
     def __repr__(self) -> str:
         return f"LMDB({self._path or 'not started'})"

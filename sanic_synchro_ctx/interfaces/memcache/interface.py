@@ -495,10 +495,9 @@ class Memcache(NetworkInterface[_Session]):
         def choose(value: bytes | None) -> Choice:
             now = time.time()
             new_tat, answer = gcra(None if value is None else float(value), now, limit, per, cost)
-            result = (answer.allowed, answer.remaining, answer.retry_after, answer.reset_after)
             if new_tat is None:
-                return None, 0, result
-            return repr(new_tat).encode("ascii"), expiry.deadline(new_tat - now), result
+                return None, 0, answer
+            return repr(new_tat).encode("ascii"), expiry.deadline(new_tat - now), answer
 
         answer: tuple[bool, int, float, float] = await self._swap_marked(name, choose)
         return answer

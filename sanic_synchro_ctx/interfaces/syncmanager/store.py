@@ -62,6 +62,10 @@ class Store:
         self._locks: dict[str, tuple[str, float]] = {}
         self._fences: dict[str, int] = {}  # per lock name: the last fencing token given
         self._semaphores: dict[str, dict[str, float]] = {}  # name -> {holder: deadline}
+        # Rate limits: each key's TAT, and a heap holding one (deadline, key) per key (not
+        # one per call): a popped key whose TAT moved on goes back with its new TAT.
+        self._rates: dict[str, float] = {}
+        self._rate_heap: list[tuple[float, str]] = []
         self._mutex = threading.Lock()
 
     # -- expiry bookkeeping (caller holds the mutex) ---------------------------------------
@@ -274,16 +278,24 @@ class Store:
     def rate_limit(
         self, key: str, limit: int, per: float, cost: int
     ) -> tuple[bool, int, float, float]:
-        """One GCRA step on the TAT stored under ``key`` (see :mod:`...ratelimit`)."""
+        """One GCRA step on the TAT of ``key`` (see :mod:`...ratelimit`)."""
         with self._mutex:
             now = _now()
-            if self._heap:
-                self._purge(now)
-            stored = self._data.get(key)
-            new_tat, answer = gcra(None if stored is None else float(stored), now, limit, per, cost)
+            rates, heap = self._rates, self._rate_heap
+            while heap and heap[0][0] <= now:
+                _, gone = heapq.heappop(heap)
+                later = rates[gone]
+                if later <= now:
+                    del rates[gone]
+                else:
+                    heapq.heappush(heap, (later, gone))
+            tat = rates.get(key)
+            new_tat, answer = gcra(tat, now, limit, per, cost)
             if new_tat is not None:
-                self._data[key] = repr(new_tat).encode("ascii")
-                self._set_expiry(key, new_tat - now, now)
+                if tat is None:
+                    heapq.heappush(heap, (new_tat, key))
+                rates[key] = new_tat
+            # a plain tuple: the wire carries it without naming a class
             return answer.allowed, answer.remaining, answer.retry_after, answer.reset_after
 
     def batch(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import os
 import random
 import secrets
@@ -257,11 +259,8 @@ class BlockingLock(_LockBase):
     Called on a thread that runs an event loop (a plain ``def`` Sanic handler), every
     attempt holds the whole worker; a wait on a lock held by a task or handler of that same
     loop fails at once with LockTimeout, since its holder cannot run to release it. With
-    ``auto_renew``, a thread of its own renews the lease.
+    ``auto_renew``, the process's renewal thread (:class:`_Renewals`) renews the lease.
     """
-
-    _renewer: threading.Thread | None = None
-    _stop: threading.Event | None = None
 
     def acquire(self) -> None:
         """Block until the lock is ours; LockTimeout once ``timeout`` seconds passed."""
@@ -273,11 +272,7 @@ class BlockingLock(_LockBase):
             if holder is None:
                 self._acquired(owner, fence)
                 if self._auto_renew:
-                    self._stop = threading.Event()
-                    self._renewer = threading.Thread(
-                        target=self._renew, args=(owner, self._stop), daemon=True
-                    )
-                    self._renewer.start()
+                    _renewals().add(self, owner)
                 return
             if loop is not None and holder in _held and _held[holder] is loop:
                 raise LockTimeout(
@@ -299,26 +294,25 @@ class BlockingLock(_LockBase):
             raise self._not_owned()
         self._renewed(lease)
 
-    def _renew(self, owner: str, stop: threading.Event) -> None:
-        run = self._interface.run_blocking
-        while not stop.wait(self._ttl / 3):
-            try:
-                if run(self._interface.extend_lock(self._name, owner, self._ttl)):
-                    self._renewed(self._ttl)
-                    continue
-                error: BaseException | None = None
-            except SynchroConnectionError as exc:
-                error = exc
-            if self._renewal_failed(error):
-                return
+    def _renew_once(self, owner: str) -> bool:
+        """One renewal (on the renewal thread); whether to keep renewing."""
+        if owner != self._owner:
+            return False
+        try:
+            if self._interface.run_blocking(
+                self._interface.extend_lock(self._name, owner, self._ttl)
+            ):
+                self._renewed(self._ttl)
+                return True
+            error: BaseException | None = None
+        except SynchroConnectionError as exc:
+            error = exc
+        return not self._renewal_failed(error)
 
     def release(self) -> None:
         """Release the lock; LockNotOwned if its lease was lost and it is not ours any more."""
-        stop, renewer = self._stop, self._renewer
-        self._stop = self._renewer = None
-        if stop is not None and renewer is not None:
-            stop.set()
-            renewer.join()
+        if self._auto_renew:
+            _renewals().forget(self)
         lost = self._lost
         owner = self._forget()
         if not self._interface.run_blocking(self._interface.release_lock(self._name, owner)):
@@ -337,6 +331,74 @@ class BlockingLock(_LockBase):
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+class _Renewals:
+    """The thread that renews the leases of a process's blocking ``auto_renew`` locks.
+
+    One thread for all of them, living as long as the process: its blocking calls reuse
+    one bridge loop and its clients (a thread per lock would open a client per lock, and
+    opening a Redis Cluster client takes longer than a short lease). Renewals run one at a
+    time, each bounded by the interface's timeout.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._due: list[tuple[float, int, BlockingLock, str]] = []
+        self._order = itertools.count()
+        self._renewing: BlockingLock | None = None
+        self._thread: threading.Thread | None = None
+
+    def add(self, lock: BlockingLock, owner: str) -> None:
+        with self._changed:
+            due = time.monotonic() + lock._ttl / 3
+            heapq.heappush(self._due, (due, next(self._order), lock, owner))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="synchro-lease-renewals", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def forget(self, lock: BlockingLock) -> None:
+        """Stop renewing ``lock`` (its entries are skipped); wait out a renewal under way."""
+        with self._changed:
+            self._due = [entry for entry in self._due if entry[2] is not lock]
+            heapq.heapify(self._due)
+            while self._renewing is lock:
+                self._changed.wait()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    wait = self._due[0][0] - time.monotonic() if self._due else None
+                    self._changed.wait(wait)
+                _, _, lock, owner = heapq.heappop(self._due)
+                self._renewing = lock
+            try:
+                keep = lock._renew_once(owner)
+            except Exception as exc:  # never ends the thread: retried until the lease ends
+                keep = not lock._renewal_failed(exc)
+            with self._changed:
+                self._renewing = None
+                self._changed.notify_all()
+                if keep and lock._owner == owner:
+                    due = time.monotonic() + lock._ttl / 3
+                    heapq.heappush(self._due, (due, next(self._order), lock, owner))
+
+
+_renewals_of: list[_Renewals] = []
+
+
+def _renewals() -> _Renewals:
+    """This process's renewal thread (a forked child starts its own)."""
+    if not _renewals_of:
+        _renewals_of.append(_Renewals())
+    return _renewals_of[0]
+
+
+os.register_at_fork(after_in_child=_renewals_of.clear)
 
 
 class _SemaphoreBase:

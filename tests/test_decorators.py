@@ -356,3 +356,19 @@ async def test_a_job_that_returned_keeps_the_lead(attached: BaseSynchroInterface
     for task in (first_task, second_task):
         task.cancel()
     await asyncio.gather(first_task, second_task, return_exceptions=True)
+
+
+def test_a_decorator_of_a_synchro_never_installed_says_what_is_missing(
+    app: Any, client_of: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    synchro = Synchro()  # init_app(app) forgotten
+
+    @app.get("/limited")
+    @synchro.limit("5/minute")
+    async def limited(request: Request) -> Any:
+        return text("ran")
+
+    answer = client_of(app).get("/limited")[1]
+    assert answer.status == 500
+    assert "is not installed on app" in caplog.text
+    assert "call init_app(app) first" in caplog.text

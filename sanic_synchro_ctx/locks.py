@@ -348,6 +348,9 @@ class _Renewals:
         self._order = itertools.count()
         self._renewing: BlockingLock | None = None
         self._thread: threading.Thread | None = None
+        #: Interfaces whose last renewed lock was released: this thread closes what its
+        #: calls opened for them (a client the releasing code cannot reach).
+        self._idle: list[BaseSynchroInterface] = []
 
     def add(self, lock: BlockingLock, owner: str) -> None:
         with self._changed:
@@ -367,15 +370,29 @@ class _Renewals:
             heapq.heapify(self._due)
             while self._renewing is lock:
                 self._changed.wait()
+            interface = lock._interface
+            if all(entry[2]._interface is not interface for entry in self._due):
+                self._idle.append(interface)
+                self._changed.notify()
 
     def _run(self) -> None:
         while True:
             with self._changed:
-                while not self._due or self._due[0][0] > time.monotonic():
+                while not self._idle and (not self._due or self._due[0][0] > time.monotonic()):
                     wait = self._due[0][0] - time.monotonic() if self._due else None
                     self._changed.wait(wait)
-                _, _, lock, owner = heapq.heappop(self._due)
-                self._renewing = lock
+                busy = {id(entry[2]._interface) for entry in self._due}
+                idle = [one for one in self._idle if id(one) not in busy]
+                self._idle = []
+                lock = owner = None
+                if not idle:
+                    _, _, lock, owner = heapq.heappop(self._due)
+                    self._renewing = lock
+            for interface in idle:  # outside the condition: closing may take a round trip
+                with contextlib.suppress(Exception):
+                    interface.close_thread()
+            if lock is None or owner is None:
+                continue
             try:
                 keep = lock._renew_once(owner)
             except Exception as exc:  # never ends the thread: retried until the lease ends

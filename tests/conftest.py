@@ -125,18 +125,20 @@ def ctx(
 
 
 @pytest.fixture(params=SHARED)
-def shared_pair(
+async def shared_pair(
     request: pytest.FixtureRequest,
     app_name: str,
     make_interface: Callable[..., BaseSynchroInterface],
-) -> tuple[Any, Any]:
+) -> AsyncIterator[tuple[Any, Any]]:
     """Two namespaces (two apps) on one backend server, to show they never mix."""
     contexts = []
     for suffix in ("a", "b"):
         app = Sanic(f"{app_name}_{suffix}")
         Synchro(app, interface=make_interface(request.param))
         contexts.append(app.ctx.synchro)
-    return contexts[0], contexts[1]
+    yield contexts[0], contexts[1]
+    for context in contexts:
+        await context.interface.aclose()
 
 
 @pytest.fixture(params=SHARED)

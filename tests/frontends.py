@@ -20,8 +20,17 @@ from sanic_synchro_ctx.locks import BlockingLock, BlockingSemaphore
 _lock_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lock-view")
 
 
-async def _in_thread(func: Callable[[], None]) -> None:
-    await asyncio.get_running_loop().run_in_executor(_lock_threads, func)
+async def _in_thread(func: Callable[[], None], interface: Any) -> None:
+    """``func()`` on a pool thread; that thread's client is closed afterwards (pool threads
+    outlive the test's interface: each would keep a client of every test open)."""
+
+    def call() -> None:
+        try:
+            func()
+        finally:
+            interface.close_thread()
+
+    await asyncio.get_running_loop().run_in_executor(_lock_threads, call)
 
 
 class AsyncLockView:
@@ -35,15 +44,15 @@ class AsyncLockView:
         return getattr(self.lock, name)
 
     async def acquire(self) -> None:
-        await _in_thread(self.lock.acquire)
+        await _in_thread(self.lock.acquire, self.lock._interface)
 
     async def release(self) -> None:
-        await _in_thread(self.lock.release)
+        await _in_thread(self.lock.release, self.lock._interface)
 
     async def extend(self, ttl: float | None = None) -> None:
         lock = self.lock
         assert isinstance(lock, BlockingLock)
-        await _in_thread(lambda: lock.extend(ttl))
+        await _in_thread(lambda: lock.extend(ttl), lock._interface)
 
     async def __aenter__(self) -> AsyncLockView:
         await self.acquire()

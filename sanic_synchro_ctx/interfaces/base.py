@@ -255,6 +255,10 @@ class BaseSynchroInterface(ABC):
     def close(self) -> None:  # noqa: B027 - nothing to release unless a subclass holds some
         """Release this process's connections (the next operation opens them again)."""
 
+    def close_thread(self) -> None:  # noqa: B027 - nothing to release unless a subclass holds some
+        """Release what this thread's blocking calls opened (a thread that is done with the
+        interface while others go on using it)."""
+
     async def aclose(self) -> None:
         """Like :meth:`close`, from async code (network interfaces close their clients)."""
         self.close()

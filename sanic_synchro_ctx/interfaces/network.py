@@ -93,6 +93,10 @@ class NetworkInterface(BaseSynchroInterface, Generic[S]):
         await self._sessions.close_current()
         self._close_private()
 
+    def close_thread(self) -> None:
+        """Close the session of this thread's bridge loop (other loops keep theirs)."""
+        self._close_private()
+
     def close(self) -> None:
         """Close the session of this thread's bridge loop; drop the sessions of other loops."""
         self._close_private()

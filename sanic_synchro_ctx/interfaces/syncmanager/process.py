@@ -14,7 +14,7 @@ import fcntl
 import logging
 import os
 import secrets
-import select
+import selectors
 import shutil
 import signal
 import subprocess
@@ -176,7 +176,9 @@ def _read_line(process: subprocess.Popen[bytes], timeout: float) -> str:
     """The child's first stdout line; the pipe is closed afterwards (the child writes no more)."""
     assert process.stdout is not None
     try:
-        ready, _, _ = select.select([process.stdout], [], [], timeout)
+        with selectors.DefaultSelector() as selector:  # select() fails past fd 1023
+            selector.register(process.stdout, selectors.EVENT_READ)
+            ready = selector.select(timeout)
         if not ready:
             raise SynchroConnectionError(f"manager process not ready after {timeout} s")
         line = process.stdout.readline().decode("utf-8", "replace").strip()

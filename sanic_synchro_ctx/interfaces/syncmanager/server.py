@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import selectors
 import signal
 import socket
 import stat
@@ -249,7 +250,9 @@ def _wait_for_exit(pid: int) -> None:
         fd = -1
     if fd >= 0:
         try:
-            select.select([fd], [], [])
+            with selectors.DefaultSelector() as selector:  # select() fails past fd 1023
+                selector.register(fd, selectors.EVENT_READ)
+                selector.select()
         finally:
             os.close(fd)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -804,13 +805,20 @@ async def test_semaphores_are_separate_from_locks_and_keys(ctx: Any) -> None:
 
 async def test_semaphore_limits_concurrent_tasks(ctx: Any) -> None:
     inside = most = 0
+    full = asyncio.Event()
 
     async def worker() -> None:
         nonlocal inside, most
         async with ctx.semaphore("section", 3, ttl=10, timeout=20):
             inside += 1
             most = max(most, inside)
-            await asyncio.sleep(0.02)
+            if inside == 3:
+                full.set()
+            # the first holders stay until three are inside (bounded: a semaphore admitting
+            # fewer fails the test below instead of hanging it)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(full.wait(), 5)
+            await asyncio.sleep(0.01)
             inside -= 1
 
     await asyncio.gather(*(worker() for _ in range(9)))

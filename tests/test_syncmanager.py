@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import signal
@@ -20,6 +21,7 @@ from sanic_synchro_ctx import (
     SynchroValueError,
     SyncManager,
 )
+from sanic_synchro_ctx.interfaces.syncmanager.client import AsyncClient
 from sanic_synchro_ctx.interfaces.syncmanager.process import AUTHKEY_ENV, READY, ManagerProcess
 
 from .backends import wait_stopped
@@ -118,6 +120,67 @@ def test_manager_killed_then_restarted(app_name: str, tmp_path: Any) -> None:
         assert ctx.get("n") == 1
     finally:
         second.stop()
+
+
+def test_a_connection_the_manager_closed_is_replaced_before_sending(
+    app_name: str, tmp_path: Any
+) -> None:
+    """A new manager already answers at the address: the first call of each front end finds
+    its connection closed by the old one while writing (nothing of it reached a manager),
+    so it goes out once on a new connection instead of failing."""
+    socket_path = str(tmp_path / "m.sock")
+    authkey = b"replace-key"
+    first = ManagerProcess.start(watch_pid=os.getpid(), socket_path=socket_path, authkey=authkey)
+    app = Sanic(app_name)
+    Synchro(app, interface=SyncManager(socket_path, authkey))
+    blocking, asynchronous = app.ctx.synchro.sync, app.ctx.synchro
+
+    async def increments() -> list[int]:  # 20 at once: most of them go out in batches
+        return sorted(await asyncio.gather(*(asynchronous.increment("n") for _ in range(20))))
+
+    runner = asyncio.Runner()
+    try:
+        assert blocking.increment("n") == 1
+        assert runner.run(increments()) == list(range(2, 22))
+        first.process.kill()
+        first.process.wait()
+        second = ManagerProcess.start(
+            watch_pid=os.getpid(), socket_path=socket_path, authkey=authkey
+        )
+        try:
+            assert blocking.increment("n") == 1  # the new manager's store starts empty
+            assert runner.run(increments()) == list(range(2, 22))  # each applied once
+            assert blocking.get("n") == 21
+        finally:
+            second.stop()
+    finally:
+        runner.close()
+
+
+def test_an_async_connection_the_manager_closed_is_replaced_before_sending(
+    tmp_path: Any,
+) -> None:
+    """The same on an event loop's connection whose loop has not yet read the EOF."""
+    socket_path = str(tmp_path / "m.sock")
+    authkey = b"replace-key"
+    first = ManagerProcess.start(watch_pid=os.getpid(), socket_path=socket_path, authkey=authkey)
+    runner = asyncio.Runner()
+    client = AsyncClient(runner.get_loop(), socket_path, authkey, timeout=5)
+    try:
+        assert runner.run(client.call("increment", "n", 1)) == 1
+        first.process.kill()
+        first.process.wait()
+        second = ManagerProcess.start(
+            watch_pid=os.getpid(), socket_path=socket_path, authkey=authkey
+        )
+        try:
+            assert runner.run(client.call("increment", "n", 1)) == 1
+            assert runner.run(client.call("increment", "n", 1)) == 2
+        finally:
+            second.stop()
+    finally:
+        client.close()
+        runner.close()
 
 
 def test_without_a_main_process_the_store_lives_in_this_process(app: Any) -> None:

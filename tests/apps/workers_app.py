@@ -120,6 +120,17 @@ async def main_ready(request: Request):
     return text(str(servers))
 
 
+@app.get("/terminate")
+async def terminate(request: Request):
+    """Stop the whole server the way Sanic's inspector does: a message its main loop reads.
+    A SIGINT runs Sanic's handler inside whatever the main thread was doing; when that is a
+    call on the worker-state dict proxy, the handler's own proxy calls read the earlier
+    call's reply (TypeError in WorkerProcess.set_state, exit code 1). Tests that assert a
+    clean exit code stop through here; the others stop with SIGINT, as a user would."""
+    request.app.m.terminate()
+    return text("terminating")
+
+
 @app.get("/restart-workers")
 async def restart_workers(request: Request):
     request.app.m.restart(all_workers=True)

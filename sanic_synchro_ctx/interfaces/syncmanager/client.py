@@ -2,8 +2,10 @@
 
 Both bound every wait by ``timeout``: connecting and the handshake, and each answer. A
 connection that fails, times out or is interrupted mid-call is closed and never reused, so
-a later call can never read a stale answer, and a request is never sent again (an
-operation whose answer did not come may have run: its effect is unknown).
+a later call can never read a stale answer, and a request that may have run is never sent
+again (an operation whose answer did not come: its effect is unknown). The one request sent
+twice is one the manager cannot have run: a write refused because the manager had closed
+the connection (it died, and a new one may already answer) goes out once more on a new one.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def _set_socket_timeouts(sock: socket.socket, seconds: float) -> None:
     value = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
+#: A write failing with these means the peer closed the connection: a request not wholly
+#: written never ran (the manager runs only whole requests).
+_PEER_GONE = (BrokenPipeError, ConnectionResetError)
 
 
 class _Local(threading.local):
@@ -96,8 +103,20 @@ class BlockingClient:
         sock, buffer = local.sock, local.buffer
         assert sock is not None
         assert buffer is not None
+        data = frame((method, args))
         try:
-            sock.sendall(frame((method, args)))
+            try:
+                sock.sendall(data)
+            except _PEER_GONE:
+                # The manager closed this idle connection (it died; a new one may have
+                # taken its place) before the whole request was written, so it never ran:
+                # it goes out once more, on a new connection. Past this point a failure
+                # leaves its effect unknown and nothing is sent again.
+                self.adopt(*self.open())
+                sock, buffer = local.sock, local.buffer
+                assert sock is not None
+                assert buffer is not None
+                sock.sendall(data)
             message = read_message(sock, buffer)
         except BlockingIOError:
             self.close()  # the socket timeout expired mid-call
@@ -321,7 +340,13 @@ class AsyncClient:
         connection = self._connection
         if connection is None or not connection.open:
             connection = await self._connect()
-        return result_of(await connection.request((method, args)))
+        try:
+            answer = connection.request((method, args))
+        except _PEER_GONE:
+            # Closed by the manager before the loop read its EOF; nothing of this request
+            # was written (see BlockingClient.call): once more, on a new connection.
+            answer = (await self._connect()).request((method, args))
+        return result_of(await answer)
 
     def close(self) -> None:
         """Close the connection, from any thread (a later call connects again)."""

@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 from asyncio import current_task
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
 from .errors import SynchroValueError
@@ -48,6 +49,8 @@ GATHER_PASSES = 8
 DIRECT_PER_PASS = 16
 
 Op = TypeVar("Op")
+#: Which operation of a held run (:meth:`Batcher.run_held`) the running task works for.
+_owner: ContextVar[object] = ContextVar("synchro_batch_owner", default=None)
 #: What a batched round trip gives each operation: (True, result) or (False, exception).
 Outcome = tuple[bool, Any]
 
@@ -86,6 +89,9 @@ class Batcher(Generic[Op]):
         "_calm",
         "_direct_calls",
         "_drainer",
+        "_held",
+        "_held_owners",
+        "_holding",
         "_last_task",
         "_loop",
         "_lull",
@@ -93,6 +99,7 @@ class Batcher(Generic[Op]):
         "_pass_directs",
         "_pass_marked",
         "_queue",
+        "_release",
         "_send_many",
         "_send_one",
         "_sizes",
@@ -120,6 +127,11 @@ class Batcher(Generic[Op]):
         self._alone_in_flight = 0
         self._sizes: Counter[int] = Counter()
         self._direct_calls = 0  # an int: a Counter update costs more than the check itself
+        # held (a pipeline gathering its operations): nothing leaves until released
+        self._held = 0
+        self._held_owners: set[object] = set()
+        self._holding: asyncio.Event | None = None  # set when a held operation is queued
+        self._release: asyncio.Future[None] | None = None
 
     @property
     def sizes(self) -> Counter[int]:
@@ -141,7 +153,7 @@ class Batcher(Generic[Op]):
         caller may wrap it in a task or a timeout that starts it later): a second task
         issuing an operation in the same pass of the loop makes the loop loaded.
         """
-        if self._busy or not self._calm or not self._first_of_pass():
+        if self._busy or not self._calm or self._held or not self._first_of_pass():
             return self._enqueue(op)
         return self._alone(op)
 
@@ -153,7 +165,7 @@ class Batcher(Generic[Op]):
         the loop loaded when a second task of the pass asks: :meth:`submit` then queues.
         Kept to a few attribute reads: it runs before every operation of a calm loop.
         """
-        if self._busy or not self._calm or not self._first_of_pass():
+        if self._busy or not self._calm or self._held or not self._first_of_pass():
             return False
         if self._pass_directs >= DIRECT_PER_PASS:
             return False  # the operation goes out as a round trip of the loop: it yields
@@ -177,7 +189,11 @@ class Batcher(Generic[Op]):
 
     def _enqueue(self, op: Op) -> asyncio.Future[Any]:
         """Queue ``op`` for the next round trip (sent at the end of this pass if idle)."""
-        if self._calm:  # operations overlap: batch them from now on
+        if self._held:
+            self._held_owners.add(_owner.get())
+            if self._holding is not None:
+                self._holding.set()
+        elif self._calm:  # operations overlap: batch them from now on
             self._calm = False
             self._lull = 0
         future = self._loop.create_future()
@@ -236,6 +252,10 @@ class Batcher(Generic[Op]):
         try:
             while True:
                 await self._gather()
+                while self._held:
+                    if self._release is None:
+                        self._release = self._loop.create_future()
+                    await self._release
                 batch = self._take()
                 if not batch:
                     return
@@ -271,6 +291,59 @@ class Batcher(Generic[Op]):
             self._busy = bool(self._alone_in_flight)
             while self._queue:  # only if the drain itself was cancelled (loop shutting down)
                 self._queue.popleft()[1].cancel()
+
+    async def run_held(self, coros: list[Coroutine[Any, Any, Any]]) -> list[Outcome]:
+        """Run ``coros`` (operations of this batcher's interface) so that their round trips
+        leave together: each runs until it (or a task it started) queued an operation, or
+        until it ended, and only then does the queue go out, in the order the operations
+        were queued, up to ``max_batch`` per round trip. Later steps of an operation (a
+        second command) go out as usual. Returns one :data:`Outcome` per coroutine.
+        Cancelled, it cancels them all."""
+        loop = self._loop
+        self._held += 1
+        if self._holding is None:
+            self._holding = asyncio.Event()
+        holding = self._holding
+        owners = [object() for _ in coros]
+        tasks = []
+        for coro, owner in zip(coros, owners, strict=True):
+            mark = _owner.set(owner)  # the task, and any task it starts, copy it
+            try:
+                tasks.append(loop.create_task(coro))
+            finally:
+                _owner.reset(mark)
+            tasks[-1].add_done_callback(lambda _: holding.set())
+        held = self._held_owners
+        try:
+            while any(not t.done() and o not in held for t, o in zip(tasks, owners, strict=True)):
+                holding.clear()
+                await holding.wait()  # an operation queued, or one ended
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        finally:
+            self._unhold()
+        outcomes: list[Outcome] = []
+        for task in tasks:
+            try:
+                outcomes.append((True, await task))
+            except Exception as exc:
+                outcomes.append((False, exc))
+        return outcomes
+
+    def _unhold(self) -> None:
+        self._held -= 1
+        if self._held:
+            return
+        self._held_owners.clear()
+        self._holding = None
+        release, self._release = self._release, None
+        if release is not None and not release.done():
+            release.set_result(None)
+        elif self._queue and not self._busy:
+            self._busy = True
+            self._drainer = self._loop.create_task(self._drain())
 
     async def _outcome_of_one(self, op: Op) -> Outcome:
         try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import SynchroTypeError
 from .locks import AsyncLock, AsyncSemaphore, BlockingLock, BlockingSemaphore
+from .pipeline import BlockingPipeline, Pipeline
 
 if TYPE_CHECKING:
     from .interfaces.base import BaseSynchroInterface
@@ -214,6 +215,16 @@ class SynchroContext:
         _await_refused()
         return AsyncSemaphore(self._interface, name, limit, ttl=ttl, timeout=timeout)
 
+    def pipeline(self) -> Pipeline:
+        """Queue operations, send them together: ``async with synchro.pipeline() as p:``.
+
+        Each operation called on ``p`` returns a handle; after the block, ``await handle``
+        gives its result or raises its own error. The queue goes out in order, in one round
+        trip where the backend allows; each operation is atomic on its own, the pipeline
+        is not a transaction. An exception inside the block sends nothing."""
+        _await_refused()
+        return Pipeline(self._interface)
+
     def __getattr__(self, name: str) -> Awaitable[Any]:
         if name.startswith("_") or name in INTROSPECTED:
             raise AttributeError(name)
@@ -349,6 +360,15 @@ class BlockingSynchroContext:
     ) -> BlockingSemaphore:
         """At most ``limit`` holders across all processes: ``with synchro.sync.semaphore(...)``."""
         return BlockingSemaphore(self._interface, name, limit, ttl=ttl, timeout=timeout)
+
+    def pipeline(self) -> BlockingPipeline:
+        """Queue operations, send them together: ``with synchro.sync.pipeline() as p:``.
+
+        Each operation called on ``p`` returns a handle; after the block,
+        ``handle.result()`` gives its result or raises its own error. The queue goes out in
+        order, in one round trip where the backend allows; each operation is atomic on its
+        own, the pipeline is not a transaction. An exception inside the block sends nothing."""
+        return BlockingPipeline(self._interface)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name in INTROSPECTED:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sanic_synchro_ctx.context import BlockingSynchroContext
 from sanic_synchro_ctx.locks import BlockingLock, BlockingSemaphore
+from sanic_synchro_ctx.pipeline import BlockingPipeline
 
 # Waiting acquires occupy a thread each; a small pool would starve the holder's release.
 _lock_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lock-view")
@@ -67,6 +68,25 @@ class AsyncLockView:
         await self.release()
 
 
+class BlockingPipelineView:
+    """A blocking pipeline used with ``async with`` (its block ends with a blocking call,
+    right there); its handles are awaitable as they are."""
+
+    def __init__(self, pipeline: BlockingPipeline) -> None:
+        self.pipeline = pipeline
+
+    async def __aenter__(self) -> BlockingPipeline:
+        return self.pipeline.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.pipeline.__exit__(exc_type, exc, tb)
+
+
 class BlockingAsAsync:
     def __init__(self, blocking: BlockingSynchroContext) -> None:
         self.sync = blocking
@@ -80,6 +100,9 @@ class BlockingAsAsync:
 
     def semaphore(self, *args: Any, **kwargs: Any) -> AsyncLockView:
         return AsyncLockView(self.sync.semaphore(*args, **kwargs))
+
+    def pipeline(self) -> BlockingPipelineView:
+        return BlockingPipelineView(self.sync.pipeline())
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
+from ..batching import Batcher, Outcome
 from ..bridge import run_inline
 from ..checks import (
     INT64_MAX,
@@ -32,6 +33,7 @@ from ..checks import (
     check_ttl,
 )
 from ..errors import SynchroConnectionError, SynchroError, SynchroTypeError, SynchroValueError
+from ..pipeline import Call, check_calls, in_pipeline, waves
 from ..ratelimit import RateLimit, check_rate
 from ..serializer import JSONSerializer, Serializer
 
@@ -70,6 +72,12 @@ T = TypeVar("T")
 I = TypeVar("I", bound="BaseSynchroInterface")  # noqa: E741
 
 
+async def _pipelined(operation: Coroutine[Any, Any, T]) -> T:
+    """Run ``operation`` (in a task of its own) marked as part of a pipeline."""
+    in_pipeline.set(True)  # in this task's own context only
+    return await operation
+
+
 def _step_error(key: str, exc: SynchroTypeError | SynchroValueError) -> SynchroError:
     """The error of a refused increment, naming the key."""
     if isinstance(exc, SynchroTypeError):
@@ -105,6 +113,10 @@ class BaseSynchroInterface(ABC):
     #: False where every process holds its own copy (InMemory): the extension then warns
     #: when the app runs several workers.
     shares_between_processes: ClassVar[bool] = True
+    #: Whether the backend runs the operations of one round trip in the order they were
+    #: sent. Where it does not (memcached; a Redis Cluster, whose nodes answer apart), a
+    #: pipeline sends operations on one key in separate round trips, in order.
+    ordered_batches: bool = True
     #: Client exceptions meaning "the backend is unreachable": mapped to SynchroConnectionError.
     #: Interfaces importing their client lazily set it per instance.
     connection_errors: tuple[type[BaseException], ...] = ()
@@ -469,6 +481,38 @@ class BaseSynchroInterface(ABC):
             raise
         except Exception as exc:
             raise self.map_error(exc) from exc
+
+    # -- pipelines -------------------------------------------------------------------------
+
+    async def pipeline_batcher(self) -> Batcher[Any] | None:
+        """The running loop's batcher, through which a pipeline's operations leave together;
+        None where operations never leave the process (a pipeline then runs them one after
+        the other) or batching is off."""
+        return None
+
+    async def run_pipeline(self, calls: Sequence[Call]) -> list[Outcome]:
+        """Run a pipeline's operations (``(name, args, kwargs)`` of the operations above),
+        in order, in as few round trips as the backend allows; one :data:`Outcome` each.
+        Each is atomic on its own and fails on its own; nothing is a transaction."""
+        check_calls(calls)
+        batcher = await self.pipeline_batcher()
+        if batcher is None:
+            outcomes: list[Outcome] = []
+            for name, args, kwargs in calls:
+                try:
+                    outcomes.append((True, await getattr(self, name)(*args, **kwargs)))
+                except Exception as exc:
+                    outcomes.append((False, exc))
+            return outcomes
+        ordered: list[Outcome | None] = [None] * len(calls)
+        groups = [list(range(len(calls)))] if self.ordered_batches else waves(calls)
+        for group in groups:
+            coros = [
+                _pipelined(getattr(self, calls[i][0])(*calls[i][1], **calls[i][2])) for i in group
+            ]
+            for index, outcome in zip(group, await batcher.run_held(coros), strict=True):
+                ordered[index] = outcome
+        return [outcome for outcome in ordered if outcome is not None]
 
     async def ping(self) -> float:
         """Seconds one read of the backend took (SynchroConnectionError if it is

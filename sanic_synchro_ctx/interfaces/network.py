@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Awaitable, Coroutine
 from typing import Any, Generic, TypeVar
 
+from ..batching import Batcher
 from ..bridge import bridge
 from ..sessions import LoopSessions
 from .base import BaseSynchroInterface
@@ -71,6 +72,10 @@ class NetworkInterface(BaseSynchroInterface, Generic[S]):
         if session is None:
             session = await self._sessions.open(self.open_session)
         return session
+
+    async def pipeline_batcher(self) -> Batcher[Any] | None:
+        batcher: Batcher[Any] | None = getattr(await self.session(), "batcher", None)
+        return batcher
 
     async def _close_current(self) -> None:
         await self._sessions.close_current()

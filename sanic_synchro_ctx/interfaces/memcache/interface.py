@@ -77,6 +77,7 @@ class Memcache(NetworkInterface[_Session]):
 
     ttl_resolution = 1.0
     lists_keys = False
+    ordered_batches = False  # an exchange's get-and-swap steps interleave with the others'
 
     def __init__(
         self,

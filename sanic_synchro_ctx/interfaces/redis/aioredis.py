@@ -98,6 +98,7 @@ class _Session(RedisSession):
         busy = getattr(redis.exceptions, "MaxConnectionsError", None)
         self._busy: tuple[type[Exception], ...] = (busy,) if busy is not None else ()
         self.scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+        self._loaded = False  # every script loaded at once (before a pipeline)
         self.batcher: Batcher[_Command] | None = None
         if max_batch is not None:
             self.batcher = Batcher(
@@ -195,6 +196,15 @@ class _Session(RedisSession):
             # NOSCRIPT: it never ran; this loads the script, then runs it
             return await self._send_one(lambda c: script(keys=keys, args=args, client=c))
 
+    async def prepare(self) -> None:
+        if self.cluster or self._loaded:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for source in SCRIPTS.values():
+            pipe.script_load(source)
+        await pipe.execute()
+        self._loaded = True
+
     async def close(self) -> None:
         await self.client.aclose()
 
@@ -221,6 +231,7 @@ class AIORedis(RedisInterface):
             )
         self._redis = redis
         self._cluster = isinstance(client, redis.asyncio.RedisCluster)
+        self.ordered_batches = not self._cluster
         self._template = client
         needed = ("startup_nodes", "connection_kwargs") if self._cluster else ("connection_pool",)
         if not all(hasattr(client, name) for name in needed):

@@ -256,6 +256,12 @@ class _Session(RedisSession):
                     raise
         raise AssertionError("unreachable")
 
+    async def prepare(self) -> None:
+        for name, source in SCRIPTS.items():
+            if name not in self.scripts:
+                pool = self.pool if self.pool.connections_connected else await self._renewed()
+                self.scripts[name] = await _bounded(pool.register_script(source), self.timeout)
+
     async def close(self) -> None:
         self.pool.close()
         # Each connection's reader task ends once its transport reports the loss, a pass or

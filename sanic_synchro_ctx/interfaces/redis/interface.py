@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...batching import Batcher
+from ...pipeline import in_pipeline
 from ..base import LOCK_MARK
 from ..network import NetworkInterface
 from .scripts import (
@@ -78,6 +79,10 @@ class RedisSession(ABC):
         """Run script ``name`` of :data:`.scripts.SCRIPTS` (loaded as needed; sent again
         only when Redis did not have it, NOSCRIPT, so it never runs twice)."""
 
+    async def prepare(self) -> None:  # noqa: B027 - a session may need nothing
+        """Before a pipeline: load what an operation would otherwise fetch first (scripts),
+        so that each operation's command is issued at once, in the pipeline's order."""
+
     @abstractmethod
     async def close(self) -> None: ...
 
@@ -87,6 +92,12 @@ class RedisInterface(NetworkInterface[RedisSession]):
 
     async def close_session(self, session: RedisSession) -> None:
         await session.close()
+
+    async def pipeline_batcher(self) -> Batcher[Any] | None:
+        session = self._sessions.current() or await self.session()
+        if session.batcher is not None:
+            await session.prepare()
+        return session.batcher
 
     async def raw_get(self, key: str) -> bytes | None:
         session = self._sessions.current() or await self.session()
@@ -120,16 +131,19 @@ class RedisInterface(NetworkInterface[RedisSession]):
     async def raw_increment(self, key: str, by: int, ttl: float | None) -> int:
         session = self._sessions.current() or await self.session()
         raw = encode_key(key)
-        try:
-            if ttl is None:
+        if ttl is None and not (self.ordered_batches and in_pipeline.get()):
+            try:
                 return await session.incrby(raw, by)
-            value = await session.script("increment_ttl", [raw], [by, milliseconds(ttl)])
-            if value is None:
-                raise IncrementRefused
-            return int(value)
-        except IncrementRefused:
-            # INCRBY refused and left the value as it was; tell the caller why.
-            raise increment_error(await session.get(raw)) from None
+            except IncrementRefused:
+                # INCRBY refused and left the value as it was; tell the caller why. (In a
+                # pipeline sent as one round trip this read would come after operations
+                # queued behind, which may change the value: there the script says why.)
+                raise increment_error(await session.get(raw)) from None
+        px = "" if ttl is None else milliseconds(ttl)
+        value = await session.script("increment_ttl", [raw], [by, px])
+        if isinstance(value, bytes | str):  # refused: "!" and the value it found
+            raise increment_error(value[1:])
+        return int(value)
 
     async def raw_replace(self, key: str, value: bytes) -> bytes | None:
         session = self._sessions.current() or await self.session()

@@ -141,13 +141,15 @@ local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 
 # A missing key counts as 0 and gets the TTL (ARGV[2], ms) in the same step. Answers the
 # new value, or false when INCRBY refused (the caller asks GET why): never an error.
+# ARGV[2] is the TTL in ms for a key it creates, or "" for none. Refused, it answers "!"
+# and the value it found (a string, never an integer): why it refused, read in one step.
 INCREMENT_TTL = """
 local existed = redis.call('EXISTS', KEYS[1])
 local ok, value = pcall(redis.call, 'INCRBY', KEYS[1], ARGV[1])
 if not ok then
-  return false
+  return '!' .. (redis.call('GET', KEYS[1]) or '')
 end
-if existed == 0 then
+if existed == 0 and ARGV[2] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return value

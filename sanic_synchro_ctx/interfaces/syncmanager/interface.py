@@ -32,13 +32,14 @@ import os
 import threading
 from asyncio import events
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...bridge import run_inline
 from ...checks import check_timeout
 from ...errors import SynchroError, SynchroValueError
+from ...pipeline import Call, check_calls
 from ...serializer import Serializer
 from ...sessions import LoopSessions
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, BaseSynchroInterface
@@ -70,9 +71,30 @@ async def _close_link(link: _LoopLink) -> None:
 
 
 class _Blocking(threading.local):
-    """Per thread: True while the blocking front end runs an operation in this thread."""
+    """Per thread: True while the blocking front end runs an operation in this thread;
+    ``capturing`` while a blocking pipeline collects its operations' Store calls."""
 
     active = False  # a class default: reading it never raises (a miss costs an exception)
+    capturing = False
+
+
+class _Captured:
+    """A Store call a blocking pipeline collected: awaiting it hands it to the pipeline's
+    driver (:meth:`SyncManager._run_captured`), which sends it with the others and resumes
+    the operation with its outcome."""
+
+    __slots__ = ("call", "outcome")
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+        self.outcome: Outcome = (False, SynchroError("the pipeline did not send this call"))
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        yield self
+        ok, value = self.outcome
+        if not ok:
+            raise value
+        return value
 
 
 async def _run(method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -125,6 +147,7 @@ class SyncManager(StoreBackedInterface):
         # per event loop: its async connection and batcher
         self._sessions: LoopSessions[_LoopLink] = LoopSessions(_close_link)
         self._connecting: set[asyncio.AbstractEventLoop] = set()
+        self._pipeline_sizes: Counter[int] = Counter()
         if address is None and (authkey is not None or authkey_file is not None):
             raise SynchroValueError("authkey= and authkey_file= are only meaningful with address=")
         self._external = address is not None
@@ -180,6 +203,8 @@ class SyncManager(StoreBackedInterface):
         client = self._client
         batcher = self._batcher()
         if client is None or batcher is None:  # blocking front end, or no batching
+            if self._blocking.capturing:
+                return _Captured((method, args))
             return _run(self._backend_call(method), args)
         if client.connected():
             if batcher.direct():
@@ -263,8 +288,67 @@ class SyncManager(StoreBackedInterface):
 
     @property
     def batch_sizes(self) -> Counter[int]:
-        """Round trips of the async front end in this process, by operations carried."""
-        return self._sessions.batch_sizes
+        """Round trips of the async front end and of blocking pipelines in this process,
+        by operations carried."""
+        return self._sessions.batch_sizes + self._pipeline_sizes
+
+    # -- pipelines --------------------------------------------------------------------------
+
+    async def pipeline_batcher(self) -> Batcher[Any] | None:
+        if self._store is not None or self._client is None:
+            return None  # this process's own Store: nothing leaves the process
+        return self._batcher()
+
+    async def run_pipeline(self, calls: Sequence[Call]) -> list[Outcome]:
+        client = self._client
+        if self._store is None and client is not None and self._blocking.active:
+            check_calls(calls)
+            return self._run_captured(client, calls)
+        return await super().run_pipeline(calls)
+
+    def _run_captured(self, client: BlockingClient, calls: Sequence[Call]) -> list[Outcome]:
+        """The blocking front end's pipeline: each operation runs until it awaits its Store
+        call, which is collected instead of sent; the collected calls go out as ONE batch
+        call, and each operation resumes with its own outcome (an operation needing a
+        second call gets it in the next round)."""
+        blocking = self._blocking
+        coros = [getattr(self, name)(*args, **kwargs) for name, args, kwargs in calls]
+        outcomes: list[Outcome] = [(False, SynchroError("not run"))] * len(coros)
+        waiting: list[tuple[int, _Captured]] = []
+
+        def advance(index: int) -> None:
+            blocking.capturing = True
+            try:
+                captured = coros[index].send(None)
+            except StopIteration as stop:
+                outcomes[index] = (True, stop.value)
+                return
+            except Exception as exc:
+                outcomes[index] = (False, exc)
+                return
+            finally:
+                blocking.capturing = False
+            if not isinstance(captured, _Captured):
+                raise AssertionError(f"a pipeline's operation awaited {captured!r}")
+            waiting.append((index, captured))
+
+        try:
+            for index in range(len(coros)):
+                advance(index)
+            while waiting:
+                round_trip, waiting = waiting, []
+                try:
+                    answers = client.call("batch", [captured.call for _, captured in round_trip])
+                except Exception as exc:  # lost as a whole: each operation's effect unknown
+                    answers = [(False, exc)] * len(round_trip)
+                self._pipeline_sizes[len(round_trip)] += 1
+                for (index, captured), answer in zip(round_trip, answers, strict=True):
+                    captured.outcome = answer
+                    advance(index)
+        finally:
+            for coro in coros:
+                coro.close()
+        return outcomes
 
     # -- life cycle -------------------------------------------------------------------------
 

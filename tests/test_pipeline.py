@@ -1,0 +1,172 @@
+"""Pipelines on every interface x front end: the same results as separate calls, in order,
+in one round trip where the backend allows; each operation fails alone."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from sanic_synchro_ctx import SynchroError, SynchroTypeError, SynchroValueError
+
+from .registry import KINDS
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def mixed_operations(seed: int, count: int) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    """``count`` operations on five keys, mixing every kind (some of them fail)."""
+    rng = random.Random(seed)
+    keys = [f"k{i}" for i in range(5)]
+    made: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+    for _ in range(count):
+        key, other = rng.choice(keys), rng.choice(keys)
+        choice = rng.randrange(13)
+        if choice == 0:
+            made.append(("set", (key, rng.choice([1, "text", [1, 2], {"a": 1}, None])), {}))
+        elif choice == 1:
+            made.append(("get", (key, "missing"), {}))
+        elif choice == 2:
+            made.append(("increment", (key, rng.randint(-5, 5)), {}))
+        elif choice == 3:
+            made.append(("decrement", (key,), {}))
+        elif choice == 4:
+            made.append(("replace", (key, rng.randint(0, 3)), {}))
+        elif choice == 5:
+            made.append(("compare_and_set", (key, rng.randint(0, 3), rng.randint(0, 3)), {}))
+        elif choice == 6:
+            made.append(("setdefault", (key, rng.randint(0, 3)), {}))
+        elif choice == 7:
+            made.append(("set_default", ({key: 7, other: 8},), {}))
+        elif choice == 8:
+            made.append(("get_many", ([key, other, "absent"],), {}))
+        elif choice == 9:
+            made.append(("update", ({key: rng.randint(0, 9), other: "u"},), {}))
+        elif choice == 10:
+            made.append(("delete", (key, other), {}))
+        elif choice == 11:
+            made.append(("expire", (key, 300), {}))
+        else:
+            made.append(("locked", (key,), {}))
+    return made
+
+
+def outcome_of(run: Any) -> tuple[str, Any]:
+    try:
+        return ("ok", run())
+    except SynchroError as exc:
+        return ("error", type(exc).__name__)
+
+
+async def separately(ctx: Any, operations: list[Any]) -> list[tuple[str, Any]]:
+    results = []
+    for name, args, kwargs in operations:
+        try:
+            results.append(("ok", await getattr(ctx, name)(*args, **kwargs)))
+        except SynchroError as exc:
+            results.append(("error", type(exc).__name__))
+    return results
+
+
+async def pipelined(ctx: Any, operations: list[Any]) -> list[tuple[str, Any]]:
+    async with ctx.pipeline() as pipe:
+        handles = [getattr(pipe, name)(*args, **kwargs) for name, args, kwargs in operations]
+    results = []
+    for handle in handles:
+        try:
+            results.append(("ok", await handle))
+        except SynchroError as exc:
+            results.append(("error", type(exc).__name__))
+    return results
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_a_pipeline_gives_what_separate_calls_give(ctx: Any, seed: int) -> None:
+    operations = mixed_operations(seed, 100)
+    expected = await separately(ctx, operations)
+    await ctx.clear()
+    assert await pipelined(ctx, operations) == expected
+    assert {outcome for outcome, _ in expected} == {"ok", "error"}  # both kinds were tried
+
+
+async def test_operations_on_one_key_run_in_the_order_queued(ctx: Any) -> None:
+    async with ctx.pipeline() as pipe:
+        first = pipe.set("n", 5)
+        added = pipe.increment("n", 2)
+        old = pipe.replace("n", 1)
+        again = pipe.increment("n")
+        read = pipe.get("n")
+    assert [await first, await added, await old, await again, await read] == [None, 7, 7, 2, 2]
+
+
+async def test_one_failing_operation_fails_alone(ctx: Any) -> None:
+    await ctx.set("text", "abc")
+    async with ctx.pipeline() as pipe:
+        before = pipe.increment("a")
+        refused = pipe.increment("text")
+        invalid = pipe.set("", 1)
+        after = pipe.increment("a")
+    assert await before == 1
+    with pytest.raises(SynchroTypeError):
+        await refused
+    with pytest.raises(SynchroValueError):
+        await invalid
+    assert await after == 2
+    assert await ctx.get("text") == "abc"
+
+
+async def test_a_result_read_inside_the_block_raises(ctx: Any) -> None:
+    async with ctx.pipeline() as pipe:
+        handle = pipe.increment("n")
+        with pytest.raises(SynchroError, match="has not run yet"):
+            await handle
+    assert await handle == 1
+
+
+async def test_an_exception_inside_the_block_sends_nothing(ctx: Any) -> None:
+    queued = []
+
+    async def abandoned() -> None:
+        async with ctx.pipeline() as pipe:
+            queued.append(pipe)
+            queued.append(pipe.increment("n"))
+            pipe.set("other", 1)
+            raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        await abandoned()
+    pipe, handle = queued
+    assert await ctx.get("n") is None
+    assert await ctx.get("other") is None
+    with pytest.raises(SynchroError, match="never ran"):
+        await handle
+    with pytest.raises(SynchroError, match="already ran"):
+        pipe.increment("n")
+
+
+async def test_an_empty_pipeline_sends_nothing(ctx: Any) -> None:
+    async with ctx.pipeline() as pipe:
+        pass
+    assert len(pipe) == 0
+
+
+def round_trips(interface: Any) -> Counter[int]:
+    sizes: Counter[int] = interface.batch_sizes
+    return sizes
+
+
+async def test_ten_increments_go_out_in_one_round_trip(ctx: Any) -> None:
+    kind = KINDS[ctx.interface.test_kind]
+    if not (kind.network and hasattr(ctx.interface, "batch_sizes")):
+        pytest.skip("operations never leave the process: no round trips to count")
+    await ctx.set("warm", 1)  # the session is open
+    before = round_trips(ctx.interface)
+    async with ctx.pipeline() as pipe:
+        handles = [pipe.increment(f"n{i}") for i in range(10)]
+    assert [await handle for handle in handles] == [1] * 10
+    new = round_trips(ctx.interface) - before
+    assert new[10] == 1, new  # all ten in one round trip
+    if ctx.interface.ordered_batches and kind.name != "memcache":
+        assert sum(new.values()) == 1, new

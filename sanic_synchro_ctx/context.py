@@ -9,11 +9,21 @@ Both call the very same interface operations; only the way they are run differs.
 from __future__ import annotations
 
 from asyncio import current_task
-from collections.abc import Awaitable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import SynchroTypeError
+from .errors import SynchroTypeError, SynchroValueError
+from .globs import compile_glob
 from .locks import AsyncLock, AsyncSemaphore, BlockingLock, BlockingSemaphore
 from .pipeline import BlockingPipeline, Pipeline
 
@@ -78,6 +88,41 @@ class _AttributeRead:
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._read().__await__()
+
+
+def _scan_options(match: str | None, count: int) -> Callable[[str], bool] | None:
+    """Check scan()'s arguments (before anything is read); the key filter, if any."""
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise SynchroTypeError(f"count must be an int, not {type(count).__name__}")
+    if count < 1:
+        raise SynchroValueError(f"count must be at least 1, not {count}")
+    return None if match is None else compile_glob(match)
+
+
+async def _scan(
+    interface: BaseSynchroInterface, matches: Callable[[str], bool] | None, count: int
+) -> AsyncIterator[str]:
+    cursor = None
+    while True:
+        cursor, keys = await interface.scan_page(cursor, count)
+        for key in keys:
+            if matches is None or matches(key):
+                yield key
+        if cursor is None:
+            return
+
+
+def _scan_blocking(
+    interface: BaseSynchroInterface, matches: Callable[[str], bool] | None, count: int
+) -> Iterator[str]:
+    cursor = None
+    while True:
+        cursor, keys = interface.run_blocking(interface.scan_page(cursor, count))
+        for key in keys:
+            if matches is None or matches(key):
+                yield key
+        if cursor is None:
+            return
 
 
 class SynchroContext:
@@ -190,6 +235,14 @@ class SynchroContext:
         """Delete every key of this namespace (never anything else on a shared server)."""
         _await_refused()
         return self._interface.clear()
+
+    def scan(self, match: str | None = None, *, count: int = 500) -> AsyncIterator[str]:
+        """``async for key in synchro.scan("user:*")``: this namespace's keys, about
+        ``count`` per round trip, never all at once. ``match``: a glob on the key. A key
+        present for the whole scan comes exactly once; one added or deleted meanwhile
+        may or may not."""
+        _await_refused()
+        return _scan(self._interface, _scan_options(match, count), count)
 
     def lock(
         self,
@@ -339,6 +392,13 @@ class BlockingSynchroContext:
     def clear(self) -> None:
         """Delete every key of this namespace (never anything else on a shared server)."""
         self._run(self._interface.clear())
+
+    def scan(self, match: str | None = None, *, count: int = 500) -> Iterator[str]:
+        """``for key in synchro.sync.scan("user:*")``: this namespace's keys, about
+        ``count`` per round trip, never all at once. ``match``: a glob on the key. A key
+        present for the whole scan comes exactly once; one added or deleted meanwhile
+        may or may not."""
+        return _scan_blocking(self._interface, _scan_options(match, count), count)
 
     def lock(
         self,

@@ -8,7 +8,7 @@ thread, as in a plain ``def`` Sanic handler).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
@@ -100,6 +100,15 @@ class BlockingAsAsync:
 
     def semaphore(self, *args: Any, **kwargs: Any) -> AsyncLockView:
         return AsyncLockView(self.sync.semaphore(*args, **kwargs))
+
+    def scan(self, *args: Any, **kwargs: Any) -> AsyncIterator[str]:
+        keys = self.sync.scan(*args, **kwargs)  # arguments checked now, as the async one does
+
+        async def each() -> AsyncIterator[str]:
+            for key in keys:
+                yield key
+
+        return each()
 
     def pipeline(self) -> BlockingPipelineView:
         return BlockingPipelineView(self.sync.pipeline())

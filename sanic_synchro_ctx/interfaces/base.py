@@ -473,6 +473,19 @@ class BaseSynchroInterface(ABC):
         # a key equal to the head itself (written by some other client) is no key of ours
         return [key[cut:] for key in found if len(key) > cut]
 
+    async def scan_page(self, cursor: Any, count: int) -> tuple[Any, list[str]]:
+        """One page of this namespace's keys: (the next page's cursor, or None at the end;
+        the keys). ``cursor`` None starts a scan. The front ends' ``scan()`` iterate it."""
+        prefix = self._namespace()
+        cut = len(prefix)
+        try:
+            following, found = await self.raw_scan(prefix, cursor, count)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+        return following, [key[cut:] for key in found if len(key) > cut]
+
     async def clear(self) -> None:
         prefix = self._namespace()
         try:
@@ -661,6 +674,21 @@ class BaseSynchroInterface(ABC):
     def raw_keys(self, prefix: str) -> Awaitable[list[str]]:
         """Every full key starting with ``prefix`` (SynchroUnsupported if the backend
         cannot list keys: then declare ``lists_keys = False``)."""
+
+    def raw_scan(self, prefix: str, cursor: Any, count: int) -> Awaitable[tuple[Any, list[str]]]:
+        """One page of about ``count`` full keys starting with ``prefix``: (the next
+        cursor, None once done; the keys). ``cursor`` is None on the first call, then what
+        the previous page returned. A key present for the whole scan comes exactly once; a
+        key added or deleted meanwhile may or may not. The default pages through one
+        :meth:`raw_keys` snapshot held by the cursor: override it to page on the backend."""
+        return self._scan_snapshot(prefix, cursor, count)
+
+    async def _scan_snapshot(
+        self, prefix: str, cursor: tuple[list[str], int] | None, count: int
+    ) -> tuple[Any, list[str]]:
+        keys, position = (await self.raw_keys(prefix), 0) if cursor is None else cursor
+        end = position + count
+        return ((keys, end) if end < len(keys) else None), keys[position:end]
 
     @abstractmethod
     def raw_clear(self, prefix: str) -> Awaitable[None]:

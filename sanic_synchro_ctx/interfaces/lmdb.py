@@ -429,21 +429,25 @@ class LMDB(BaseSynchroInterface):
                 return _done(None)
             return _done(deadline - now)
 
-    def _scan(self, txn: Any, prefix: str) -> Iterator[tuple[bytes, bytes]]:
+    def _scan(
+        self, txn: Any, prefix: str, after: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         """(stored key, record) of every record whose key starts with ``prefix`` (hashed
-        keys of the namespace included: they start with its head too)."""
+        keys of the namespace included: they start with its head too), in key order; past
+        stored key ``after`` if given."""
         head = prefix.encode("utf-8", "surrogatepass")
         if len(head) > _KEEP:
             raise SynchroValueError(
                 f"the namespace's prefix is {len(head)} bytes; LMDB takes at most {_KEEP}"
             )
         cursor = txn.cursor()
-        if not cursor.set_range(head):
+        if not cursor.set_range(head if after is None else after):
             return
         for stored, record in cursor:
             if not stored.startswith(head):
                 return
-            yield stored, record
+            if stored != after:
+                yield stored, record
 
     def _purge_some(self, txn: Any) -> None:
         """Delete the expired records among the next PURGE_BATCH (locks' leases are records
@@ -477,6 +481,23 @@ class LMDB(BaseSynchroInterface):
                 if _alive(deadline, now):
                     found.append((original or stored).decode("utf-8", "surrogatepass"))
         return _done(found)
+
+    def raw_scan(self, prefix: str, cursor: Any, count: int) -> Awaitable[tuple[Any, list[str]]]:
+        """A page in key order; the cursor is the last stored key handed out (keys are
+        sorted in the file, so a key present throughout comes once, wherever others
+        are added or deleted)."""
+        now = time.time()
+        found: list[str] = []
+        last: bytes | None = None
+        with self._read() as txn:
+            for stored, record in self._scan(txn, prefix, cursor):
+                deadline, _, original = _parse(record)
+                if _alive(deadline, now):
+                    found.append((original or stored).decode("utf-8", "surrogatepass"))
+                    if len(found) >= count:
+                        last = stored
+                        break
+        return _done((last, found))
 
     def raw_clear(self, prefix: str) -> Awaitable[None]:
         with self._write() as txn:

@@ -79,6 +79,9 @@ class StoreBackedInterface(BaseSynchroInterface):
     def raw_keys(self, prefix: str) -> Awaitable[list[str]]:
         return self._call("keys", prefix)
 
+    def raw_scan(self, prefix: str, cursor: Any, count: int) -> Awaitable[tuple[Any, list[str]]]:
+        return self._call("scan", prefix, cursor, count)
+
     def raw_clear(self, prefix: str) -> Awaitable[None]:
         return self._call("clear", prefix)
 

@@ -377,6 +377,11 @@ class Memcache(NetworkInterface[_Session]):
             "memcached cannot list its keys, so Memcache.keys() is not available"
         )
 
+    async def raw_scan(self, prefix: str, cursor: Any, count: int) -> tuple[Any, list[str]]:
+        raise SynchroUnsupported(
+            "memcached cannot list its keys, so Memcache.scan() is not available"
+        )
+
     async def raw_clear(self, prefix: str) -> None:
         session = self._sessions.current() or await self.session()
         await self._generation().renew(session.client)

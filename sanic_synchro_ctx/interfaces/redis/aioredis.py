@@ -185,6 +185,22 @@ class _Session(RedisSession):
         found: list[bytes] = await self._send_one(collect)
         return found
 
+    async def scan_page(
+        self, head: bytes, match: bytes, cursor: Any, count: int
+    ) -> tuple[Any, list[bytes]]:
+        client = self.client
+        if self.cluster:  # a namespace lives in one slot: its node holds all of it
+            node = client.get_node_from_key(head)
+            positions, found = await self._send_one(
+                lambda c: c.scan(cursor=cursor or 0, match=match, count=count, target_nodes=node)
+            )
+            position = positions[node.name]
+        else:
+            position, found = await self._send_one(
+                lambda c: c.scan(cursor=cursor or 0, match=match, count=count)
+            )
+        return (None if position == 0 else position), list(found)
+
     async def script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
         script = self.scripts[name]
         if self.cluster:  # redis-py refuses EVALSHA in a cluster pipeline: not batched

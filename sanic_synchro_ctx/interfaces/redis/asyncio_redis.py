@@ -237,6 +237,28 @@ class _Session(RedisSession):
         found: list[bytes] = await _bounded(_whole(fetch()), self.timeout)
         return found
 
+    async def scan_page(
+        self, head: bytes, match: bytes, cursor: Any, count: int
+    ) -> tuple[Any, list[bytes]]:
+        # asyncio_redis's own Cursor keeps Redis's cursor and what it read ahead
+        if cursor is None:
+            pool = self.pool if self.pool.connections_connected else await self._renewed()
+            cursor = await _bounded(pool.scan(match=match), self.timeout)
+            cursor.count = count
+        scan = cursor
+
+        async def page() -> list[bytes]:
+            found: list[bytes] = []
+            while len(found) < count:
+                raw = await scan.fetchone()
+                if raw is None:
+                    break
+                found.append(raw)
+            return found
+
+        found: list[bytes] = await _bounded(_whole(page()), self.timeout)
+        return (cursor if len(found) == count else None), found
+
     async def script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
         encoded = [_arg(arg) for arg in args]
         for attempt in (1, 2):

@@ -75,6 +75,13 @@ class RedisSession(ABC):
         """Every key matching ``match`` (SCAN, on every node of a cluster)."""
 
     @abstractmethod
+    async def scan_page(
+        self, head: bytes, match: bytes, cursor: Any, count: int
+    ) -> tuple[Any, list[bytes]]:
+        """One SCAN step over the keys matching ``match`` (all in the slot of ``head`` on a
+        cluster): (the next cursor, None once done; the keys). ``cursor`` None starts."""
+
+    @abstractmethod
     async def script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
         """Run script ``name`` of :data:`.scripts.SCRIPTS` (loaded as needed; sent again
         only when Redis did not have it, NOSCRIPT, so it never runs twice)."""
@@ -171,6 +178,18 @@ class RedisInterface(NetworkInterface[RedisSession]):
     async def raw_keys(self, prefix: str) -> list[str]:
         session = self._sessions.current() or await self.session()
         return [decode_key(raw) for raw in await session.scan(match_pattern(prefix))]
+
+    async def raw_scan(self, prefix: str, cursor: Any, count: int) -> tuple[Any, list[str]]:
+        """SCAN: the cursor holds Redis's cursor and the keys handed out so far (SCAN may
+        return a key twice while Redis resizes its table: a repeat is dropped here)."""
+        session = self._sessions.current() or await self.session()
+        position, seen = (None, set()) if cursor is None else cursor
+        position, found = await session.scan_page(
+            encode_key(prefix), match_pattern(prefix), position, count
+        )
+        fresh = [raw for raw in dict.fromkeys(found) if raw not in seen]
+        seen.update(fresh)
+        return (None if position is None else (position, seen)), [decode_key(r) for r in fresh]
 
     async def raw_clear(self, prefix: str) -> None:
         session = self._sessions.current() or await self.session()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...checks import INT64_MAX, INT64_MIN
-from ...errors import SynchroTypeError, SynchroValueError
+from ...errors import SynchroError, SynchroTypeError, SynchroValueError
 from ...ratelimit import gcra
 
 __all__ = ["Store"]
@@ -25,6 +25,10 @@ __all__ = ["Store"]
 # The exact form every serializer writes integers in (and Redis INCRBY accepts).
 _INTEGER = re.compile(rb"-?(?:0|[1-9][0-9]*)")
 _now = time.monotonic
+
+
+#: Scans a Store keeps going at once (the oldest is forgotten past this).
+MAX_SCANS = 256
 
 
 class Store:
@@ -44,6 +48,7 @@ class Store:
         "expire",
         "ttl",
         "keys",
+        "scan",
         "clear",
         "lock_acquire",
         "lock_release",
@@ -66,6 +71,9 @@ class Store:
         # one per call): a popped key whose TAT moved on goes back with its new TAT.
         self._rates: dict[str, float] = {}
         self._rate_heap: list[tuple[float, str]] = []
+        # scans under way: cursor -> (the keys the scan started with, how far it got)
+        self._scans: dict[int, tuple[list[str], int]] = {}
+        self._scan_ids = 0
         self._mutex = threading.Lock()
 
     # -- expiry bookkeeping (caller holds the mutex) ---------------------------------------
@@ -211,6 +219,39 @@ class Store:
             if self._heap:
                 self._purge(_now())
             return [key for key in self._data if key.startswith(prefix)]
+
+    def scan(self, prefix: str, cursor: int | None, count: int) -> tuple[int | None, list[str]]:
+        """A page of the keys starting with ``prefix``: from a snapshot taken when the scan
+        starts (kept here, not in the caller), each key handed out only if it still
+        exists. The most recent :data:`MAX_SCANS` scans are kept."""
+        with self._mutex:
+            if self._heap:
+                self._purge(_now())
+            data = self._data
+            if cursor is None:
+                keys, position = [key for key in data if key.startswith(prefix)], 0
+            else:
+                scan = self._scans.pop(cursor, None)
+                if scan is None:
+                    raise SynchroError(
+                        "this scan is no longer known to the store (only the most recent "
+                        f"{MAX_SCANS} are kept, and a restarted manager knows none): start "
+                        "it again"
+                    )
+                keys, position = scan
+            page: list[str] = []
+            while position < len(keys) and len(page) < count:
+                key = keys[position]
+                position += 1
+                if key in data:
+                    page.append(key)
+            if position >= len(keys):
+                return None, page
+            self._scan_ids += 1
+            self._scans[self._scan_ids] = (keys, position)
+            while len(self._scans) > MAX_SCANS:
+                del self._scans[next(iter(self._scans))]
+            return self._scan_ids, page
 
     def clear(self, prefix: str) -> None:
         with self._mutex:

@@ -210,6 +210,16 @@ def test_locks_example(tmp_path: Path) -> None:
         assert server.hammer("/downloads", 12, concurrency=6) == ['{"done":true}'] * 12
 
 
+def test_pipelines_example(tmp_path: Path) -> None:
+    with example(tmp_path, "pipelines", {}, "/report") as server:
+        first = httpx.post(server.base_url + "/visit/home").json()
+        assert first == {"page": 1, "total": 1, "first": "home"}
+        for page in ["docs", "home", "docs", "docs"]:
+            httpx.post(server.base_url + f"/visit/{page}").raise_for_status()
+        report = json.loads(server.get_fresh("/report"))
+        assert report == {"views:docs": 3, "views:home": 2, "views:total": 5}
+
+
 def test_standalone_manager_example(tmp_path: Path) -> None:
     socket_path, key_path = str(tmp_path / "m.sock"), str(tmp_path / "m.key")
     command = [sys.executable, "-m", "sanic_synchro_ctx", "serve", "--socket", socket_path]

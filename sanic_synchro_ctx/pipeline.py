@@ -40,7 +40,8 @@ T = TypeVar("T")
 #: One queued operation: the interface's method name, its positional and keyword arguments.
 Call = tuple[str, tuple[Any, ...], dict[str, Any]]
 
-_QUEUED, _DONE, _NOT_RUN = 0, 1, 2
+_QUEUED, _DONE, _NOT_RUN, _INTERRUPTED = 0, 1, 2, 3
+_STATE_NAMES = {_QUEUED: "queued", _DONE: "done", _NOT_RUN: "not run", _INTERRUPTED: "interrupted"}
 
 #: True while an operation runs as part of a pipeline (an interface may then issue it
 #: differently: in one step where it would otherwise read something afterwards).
@@ -94,8 +95,13 @@ class Handle(Generic[T]):
             )
         if self._state == _NOT_RUN:
             raise SynchroError(
-                f"the pipeline's {self._name}() never ran: the block ended with an exception "
-                "(or the pipeline was cancelled), and nothing was sent"
+                f"the pipeline's {self._name}() never ran: the block ended with an exception, "
+                "and nothing was sent"
+            )
+        if self._state == _INTERRUPTED:
+            raise SynchroError(
+                f"the pipeline was interrupted (cancelled) while it ran: the effect of its "
+                f"{self._name}() is unknown (it may have been applied; it was not sent again)"
             )
         if not self._ok:
             raise self._value
@@ -107,7 +113,12 @@ class Handle(Generic[T]):
         return self.result()
 
     def __repr__(self) -> str:
-        state = {_QUEUED: "queued", _DONE: "done", _NOT_RUN: "not run"}[self._state]
+        state = {
+            _QUEUED: "queued",
+            _DONE: "done",
+            _NOT_RUN: "not run",
+            _INTERRUPTED: "interrupted",
+        }[self._state]
         return f"<Handle {self._name}() {state}>"
 
 
@@ -141,11 +152,13 @@ class _Queue:
         for handle, outcome in zip(self._handles, outcomes, strict=True):
             handle._settle(outcome)
 
-    def _abandon(self) -> None:
+    def _abandon(self, state: int = _NOT_RUN) -> None:
+        """Mark the handles left without a result: never sent (the block raised), or
+        interrupted while the pipeline ran."""
         self._open = False
         for handle in self._handles:
             if handle._state == _QUEUED:
-                handle._state = _NOT_RUN
+                handle._state = state
 
     # -- the operations (see the front ends for what each one does) -----------------------
 
@@ -225,7 +238,7 @@ class Pipeline(_Queue):
         try:
             self._settle(await self._interface.run_pipeline(self._take()))
         finally:
-            self._abandon()  # only those a cancellation left without a result
+            self._abandon(_INTERRUPTED)  # only those an interruption left without a result
 
 
 class BlockingPipeline(_Queue):
@@ -249,7 +262,7 @@ class BlockingPipeline(_Queue):
         try:
             self._settle(interface.run_blocking(interface.run_pipeline(self._take())))
         finally:
-            self._abandon()
+            self._abandon(_INTERRUPTED)
 
 
 #: What a namespace-wide operation touches (every key).

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sanic import Sanic
 
-from sanic_synchro_ctx import Synchro, SynchroTypeError, SynchroValueError
+from sanic_synchro_ctx import Synchro, SynchroError, SynchroTypeError, SynchroValueError
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 
 from .registry import INTERFACES, NETWORK
@@ -107,3 +107,44 @@ async def test_cancelled_overflowing_increments_leave_the_counter_as_it_was(
         assert await asyncio.wait_for(interface.get("n"), 20) == 2**63 - 6
     finally:
         await interface.aclose()
+
+
+@pytest.mark.parametrize("kind", NETWORK)
+async def test_cancelled_pipelines_apply_each_operation_at_most_once(
+    kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
+) -> None:
+    """Pipelines of 20 increments cancelled at random points: an interrupted handle says its
+    effect is unknown, the counter holds between what was answered and what was queued
+    (nothing sent twice), and the interface answers correctly afterwards."""
+    app = Sanic(app_name)
+    Synchro(app, interface=make_interface(kind))
+    ctx = app.ctx.synchro
+    try:
+        answered = queued = 0
+        errors: list[str] = []
+        for round_ in range(30):
+            handles: list[Any] = []
+
+            async def run(handles: list[Any] = handles) -> None:
+                async with ctx.pipeline() as pipe:
+                    handles.extend(pipe.increment("n") for _ in range(20))
+
+            task = asyncio.create_task(run())
+            for _ in range(round_ % 6):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            queued += len(handles)
+            for handle in handles:
+                try:
+                    await handle
+                    answered += 1
+                except SynchroError as exc:
+                    errors.append(str(exc))
+        assert all("effect of its increment() is unknown" in error for error in errors), errors[:1]
+        final = await ctx.get("n", 0)
+        assert answered <= final <= queued
+        assert await ctx.increment("n") == final + 1  # the interface still answers
+    finally:
+        await ctx.interface.aclose()

@@ -189,6 +189,41 @@ def test_a_stalled_backend_never_applies_a_blocking_increment_twice(
     ctx.interface.close()
 
 
+@pytest.mark.parametrize("front_end", ["async", "blocking"])
+async def test_a_pipeline_on_a_frozen_backend_is_never_sent_twice(
+    backend: Backend, app_name: str, front_end: str
+) -> None:
+    """A pipeline of increments sent to a frozen backend: within the timeout each handle
+    says its effect is unknown; when the backend resumes, each ran at most once."""
+    ctx = _attach(backend.make(), app_name)
+    await ctx.set("n", 0)
+
+    def pipelined() -> list[Any]:
+        with ctx.sync.pipeline() as pipe:
+            return [pipe.increment("n") for _ in range(20)]
+
+    with backend.frozen():
+        started = time.monotonic()
+        if front_end == "async":
+            async with ctx.pipeline() as pipe:
+                handles = [pipe.increment("n") for _ in range(20)]
+        else:
+            handles = await asyncio.to_thread(pipelined)
+        assert time.monotonic() - started < TIMEOUT * 3
+    with pytest.raises(SynchroConnectionError, match="unknown"):
+        handles[0].result()  # the others: effect unknown too, or (in a later round trip
+    for handle in handles:  # of a backend without ordered round trips) not sent
+        with pytest.raises(SynchroConnectionError):
+            handle.result()
+    final = await _read_eventually(ctx, "n")
+    assert 0 <= final <= 20
+    async with ctx.pipeline() as pipe:  # answers again, each increment once
+        after = [pipe.increment("n") for _ in range(5)]
+    assert [await handle for handle in after] == list(range(final + 1, final + 6))
+    ctx.interface.close()
+    await ctx.interface.aclose()
+
+
 async def test_a_frozen_backend_fails_every_async_call_within_its_timeout(
     backend: Backend, app_name: str
 ) -> None:

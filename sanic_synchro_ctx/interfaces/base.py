@@ -508,7 +508,11 @@ class BaseSynchroInterface(ABC):
         in order, in as few round trips as the backend allows; one :data:`Outcome` each.
         Each is atomic on its own and fails on its own; nothing is a transaction."""
         check_calls(calls)
-        batcher = await self.pipeline_batcher()
+        try:
+            batcher = await self.pipeline_batcher()
+        except Exception as exc:  # preparing failed (a script load): nothing was sent
+            error = exc if isinstance(exc, SynchroError) else self.map_error(exc)
+            return [(False, error)] * len(calls)
         if batcher is None:
             outcomes: list[Outcome] = []
             for name, args, kwargs in calls:
@@ -519,12 +523,22 @@ class BaseSynchroInterface(ABC):
             return outcomes
         ordered: list[Outcome | None] = [None] * len(calls)
         groups = [list(range(len(calls)))] if self.ordered_batches else waves(calls)
+        lost: SynchroConnectionError | None = None
         for group in groups:
+            if lost is not None:  # the backend is gone: the rest is not sent (no waits)
+                for index in group:
+                    ordered[index] = (False, lost)
+                continue
             coros = [
                 _pipelined(getattr(self, calls[i][0])(*calls[i][1], **calls[i][2])) for i in group
             ]
             for index, outcome in zip(group, await batcher.run_held(coros), strict=True):
                 ordered[index] = outcome
+                if lost is None and isinstance(outcome[1], SynchroConnectionError):
+                    lost = SynchroConnectionError(
+                        f"{type(self).__name__}: not sent: an earlier round trip of the "
+                        f"pipeline lost the backend ({outcome[1]})"
+                    )
         return [outcome for outcome in ordered if outcome is not None]
 
     async def ping(self) -> float:

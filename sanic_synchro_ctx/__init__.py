@@ -7,6 +7,7 @@ See the README and the documentation for interfaces, operations and run modes.
 """
 
 from .compat import SanicSynchroCtx
+from .config import interface_from_url
 from .errors import (
     LockNotOwned,
     LockTimeout,
@@ -48,4 +49,5 @@ __all__ = [
     "SynchroUnsupported",
     "SynchroValueError",
     "__version__",
+    "interface_from_url",
 ]

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .checks import check_key, check_lease, check_mapping
+from .config import DEFAULT_URL, interface_from_url
 from .context import BlockingSynchroContext, SynchroContext, blocking_handler
 from .errors import SynchroConnectionError, SynchroTypeError, SynchroValueError
 from .interfaces.base import BaseSynchroInterface
-from .interfaces.syncmanager import SyncManager
 from .leader import Leadership
 from .ratelimit import RateLimit, check_rate, parse_rate
 
@@ -194,7 +194,8 @@ class _Binding:
 class Synchro:
     """Shared, atomic key-value context for every worker of a Sanic app.
 
-    ``interface`` defaults to :class:`SyncManager()` (one per app). ``name`` is the
+    ``interface`` defaults to the one ``app.config.SYNCHRO_URL`` names (the environment's
+    ``SANIC_SYNCHRO_URL``), else :class:`SyncManager()` (one per app). ``name`` is the
     attribute used on ``app.ctx`` and ``request.ctx`` (default ``"synchro"``) and part of
     the default key prefix, so several Synchro objects on one app keep separate namespaces.
     ``defaults`` are set (each only if missing) once, before any worker serves.
@@ -222,6 +223,22 @@ class Synchro:
         self._app_front = "async"
         if app is not None:
             self.init_app(app, interface=interface)
+
+    def _configured_interface(self, app: Sanic[Any, Any]) -> BaseSynchroInterface:
+        """The interface ``app.config`` names: ``SYNCHRO_URL`` (Sanic reads it from the
+        ``SANIC_SYNCHRO_URL`` environment variable; default ``manager://``), and
+        ``SYNCHRO_PREFIX`` as the namespace (``<prefix>/<name>`` for a Synchro not named
+        ``synchro``). Each process builds its own; nothing connects before it starts."""
+        config = app.config
+        url = config.get("SYNCHRO_URL") or DEFAULT_URL
+        prefix = config.get("SYNCHRO_PREFIX")
+        if prefix is None:
+            return interface_from_url(url)
+        if not isinstance(prefix, str) or not prefix:
+            raise SynchroValueError("app.config.SYNCHRO_PREFIX must be a non-empty str")
+        if self.name != "synchro":
+            prefix = f"{prefix}/{self.name}"
+        return interface_from_url(url, prefix=prefix)
 
     @property
     def slot(self) -> str:
@@ -251,7 +268,7 @@ class Synchro:
             elif self.interface is not None:
                 interface = self.interface
             else:
-                interface = SyncManager()
+                interface = self._configured_interface(app)
         interface.bind(default_prefix(app.name, self.name))
         first = binding is None
         if binding is None or binding.interface is not interface:

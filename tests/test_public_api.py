@@ -32,6 +32,7 @@ PUBLIC = {
     "SynchroUnsupported",
     "SynchroValueError",
     "__version__",
+    "interface_from_url",
 }
 
 

@@ -1,0 +1,258 @@
+"""Interfaces from URLs: one string per backend, for configuration and the environment.
+
+:func:`interface_from_url` builds the interface a URL names; nothing connects until the
+interface starts (as with an interface built in code). ``Synchro(app)`` without
+``interface=`` builds its interface from ``app.config.SYNCHRO_URL``, which Sanic fills from
+the ``SANIC_SYNCHRO_URL`` environment variable (default ``manager://``, the embedded
+manager). Query parameters are interface options (``?timeout=2&prefix=shop``); keyword
+options given to the function win over them. A URL's password never appears in an error
+message or a repr.
+
+=====================================  ==================================================
+URL                                    interface
+=====================================  ==================================================
+``manager://``                         ``SyncManager()``: the embedded manager (default)
+``manager:///run/app/synchro.sock``    ``SyncManager(address=...)``: a running manager;
+                                       the authkey from ``?authkey_file=`` or the
+                                       environment
+``memory://``                          ``InMemory()``
+``redis://[:password@]host:port/db``   ``AIORedis.from_url(...)`` (``rediss://``: TLS)
+``redis+cluster://host:port``          ``AIORedis.from_url(..., cluster=True)``
+``asyncio-redis://[:pw@]host:port/db`` ``AsyncioRedis(...)``
+``memcached://host:port``              ``Memcache(host, port)``
+``lmdb:///path/to/dir``                ``LMDB(path)`` (``lmdb://``: a private file that
+                                       lives as long as the app)
+=====================================  ==================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
+
+from .errors import SynchroValueError
+from .interfaces.base import BaseSynchroInterface
+
+__all__ = ["DEFAULT_URL", "SCHEMES", "interface_from_url", "mask_password"]
+
+#: What ``Synchro(app)`` uses when ``app.config`` names no URL.
+DEFAULT_URL = "manager://"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use true or false)")
+
+
+def _seconds(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+#: Options every interface takes, and how a query string value becomes one.
+_COMMON: dict[str, Callable[[str], Any]] = {"prefix": str, "max_value_size": int}
+_BATCHING: dict[str, Callable[[str], Any]] = {"batching": _boolean, "max_batch": int}
+#: redis-py connection options a ``redis://`` URL may carry (passed to redis-py).
+_REDIS_PY: dict[str, Callable[[str], Any]] = {
+    "socket_timeout": float,
+    "socket_connect_timeout": float,
+    "max_connections": int,
+    "health_check_interval": int,
+    "client_name": str,
+    "ssl_cert_reqs": str,
+    "ssl_ca_certs": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_check_hostname": _boolean,
+}
+
+#: Every scheme, and the options it takes (``serializer`` is accepted as a keyword
+#: everywhere: it cannot be written in a URL).
+SCHEMES: dict[str, dict[str, Callable[[str], Any]]] = {
+    "manager": {**_COMMON, **_BATCHING, "timeout": _seconds, "authkey_file": str},
+    "memory": {**_COMMON},
+    "redis": {**_COMMON, **_BATCHING, **_REDIS_PY, "timeout": _seconds},
+    "rediss": {**_COMMON, **_BATCHING, **_REDIS_PY, "timeout": _seconds},
+    "redis+cluster": {**_COMMON, **_BATCHING, **_REDIS_PY, "timeout": _seconds},
+    "rediss+cluster": {**_COMMON, **_BATCHING, **_REDIS_PY, "timeout": _seconds},
+    "asyncio-redis": {
+        **_COMMON,
+        **_BATCHING,
+        "timeout": _seconds,
+        "connect_timeout": float,
+        "poolsize": int,
+    },
+    "memcached": {**_COMMON, **_BATCHING, "timeout": _seconds, "pool_size": int},
+    "lmdb": {**_COMMON, "map_size": int, "durable": _boolean},
+}
+#: Schemes of features this version does not have: why, for the error.
+_NOT_YET = {
+    "redis+sentinel": "Redis Sentinel (AIORedis.from_sentinel) is not in this version",
+}
+
+_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+
+
+def mask_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+def interface_from_url(url: str, **options: Any) -> BaseSynchroInterface:
+    """The interface ``url`` names (see the module's table), with ``options``."""
+    if not isinstance(url, str) or not url.strip():
+        raise SynchroValueError("a synchro URL must be a non-empty str, such as 'manager://'")
+    shown = mask_password(url)
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:
+        raise SynchroValueError(f"cannot read synchro URL {shown!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme in _NOT_YET:
+        raise SynchroValueError(f"{shown!r}: {_NOT_YET[scheme]}")
+    if scheme not in SCHEMES:
+        raise SynchroValueError(
+            f"unknown synchro URL scheme {parts.scheme!r} in {shown!r}; valid schemes: "
+            + ", ".join(f"{name}://" for name in SCHEMES)
+        )
+    if scheme == "memcached" and "," in parts.netloc:
+        raise SynchroValueError(
+            f"{shown!r}: several memcached servers in one URL are not in this version"
+        )
+    try:
+        port = parts.port  # a port that is not a number, or out of range, raises here
+    except ValueError as exc:
+        raise SynchroValueError(f"cannot read synchro URL {shown!r}: {exc}") from None
+    allowed = SCHEMES[scheme]
+    given = _query_options(parts, allowed, shown)
+    for name in options:
+        if name not in allowed and name != "serializer":
+            raise _unknown(name, scheme, allowed, shown)
+    given.update(options)
+    return _BUILDERS[scheme](parts, port, given, shown)
+
+
+def _unknown(name: str, scheme: str, allowed: Mapping[str, Any], shown: str) -> SynchroValueError:
+    return SynchroValueError(
+        f"unknown option {name!r} for {scheme}:// in {shown!r}; valid options: "
+        + ", ".join(sorted([*allowed, "serializer"]))
+    )
+
+
+def _query_options(
+    parts: SplitResult, allowed: Mapping[str, Callable[[str], Any]], shown: str
+) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, text in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        convert = allowed.get(name)
+        if convert is None:
+            raise _unknown(name, parts.scheme.lower(), allowed, shown)
+        try:
+            found[name] = convert(text)
+        except ValueError as exc:
+            raise SynchroValueError(f"option {name!r} of {shown!r}: {exc}") from None
+    return found
+
+
+def _no_host(parts: SplitResult, shown: str) -> None:
+    if parts.netloc:
+        raise SynchroValueError(
+            f"{shown!r}: {parts.scheme}:// takes no host (write {parts.scheme}:///path for a path)"
+        )
+
+
+def _manager(
+    parts: SplitResult, port: int | None, options: dict[str, Any], shown: str
+) -> BaseSynchroInterface:
+    from .interfaces.syncmanager import SyncManager
+
+    _no_host(parts, shown)
+    path = unquote(parts.path)
+    if not path or path == "/":
+        if "authkey_file" in options:
+            raise SynchroValueError(
+                f"{shown!r}: authkey_file is for a running manager (manager:///path.sock)"
+            )
+        return SyncManager(**options)
+    return SyncManager(path, **options)
+
+
+def _memory(
+    parts: SplitResult, port: int | None, options: dict[str, Any], shown: str
+) -> BaseSynchroInterface:
+    from .interfaces.memory import InMemory
+
+    _no_host(parts, shown)
+    return InMemory(**options)
+
+
+def _redis(
+    parts: SplitResult, port: int | None, options: dict[str, Any], shown: str
+) -> BaseSynchroInterface:
+    from .interfaces.redis import AIORedis
+
+    scheme, _, kind = parts.scheme.lower().partition("+")
+    timeout = options.pop("timeout", None)
+    if timeout is not None:
+        options.setdefault("socket_timeout", timeout)
+        options.setdefault("socket_connect_timeout", timeout)
+    # redis-py reads the URL itself (host, port, db, password, TLS): without our options
+    plain = urlunsplit((scheme, parts.netloc, parts.path, "", ""))
+    return AIORedis.from_url(plain, cluster=kind == "cluster", **options)
+
+
+def _asyncio_redis(
+    parts: SplitResult, port: int | None, options: dict[str, Any], shown: str
+) -> BaseSynchroInterface:
+    from .interfaces.redis import AsyncioRedis
+
+    db_text = parts.path.strip("/") or "0"
+    if not db_text.isdigit():
+        raise SynchroValueError(f"{shown!r}: the database must be a number, not {db_text!r}")
+    password = unquote(parts.password) if parts.password else None
+    return AsyncioRedis(
+        parts.hostname or "127.0.0.1", port or 6379, int(db_text), password, **options
+    )
+
+
+def _memcached(
+    parts: SplitResult, port: int | None, options: dict[str, Any], shown: str
+) -> BaseSynchroInterface:
+    from .interfaces.memcache import Memcache
+
+    if parts.path not in ("", "/"):
+        raise SynchroValueError(f"{shown!r}: memcached:// takes no path")
+    return Memcache(parts.hostname or "127.0.0.1", port or 11211, **options)
+
+
+def _lmdb(
+    parts: SplitResult, port: int | None, options: dict[str, Any], shown: str
+) -> BaseSynchroInterface:
+    from .interfaces.lmdb import LMDB
+
+    _no_host(parts, shown)
+    path = unquote(parts.path)
+    return LMDB(path if path not in ("", "/") else None, **options)
+
+
+_BUILDERS: dict[
+    str, Callable[[SplitResult, int | None, dict[str, Any], str], BaseSynchroInterface]
+] = {
+    "manager": _manager,
+    "memory": _memory,
+    "redis": _redis,
+    "rediss": _redis,
+    "redis+cluster": _redis,
+    "rediss+cluster": _redis,
+    "asyncio-redis": _asyncio_redis,
+    "memcached": _memcached,
+    "lmdb": _lmdb,
+}

@@ -1,0 +1,247 @@
+"""Interfaces from URLs and from app.config: every scheme on its real backend, bad URLs
+refused with the problem named and the password masked, SANIC_SYNCHRO_URL in a real
+multi-worker run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sanic import Sanic
+
+from sanic_synchro_ctx import (
+    LMDB,
+    AIORedis,
+    AsyncioRedis,
+    InMemory,
+    Memcache,
+    Synchro,
+    SynchroValueError,
+    SyncManager,
+    interface_from_url,
+)
+from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
+
+from .servers import SanicServer
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def smoke(interface: BaseSynchroInterface, app_name: str) -> None:
+    """A few operations of the contract through Synchro, both front ends."""
+    app = Sanic(app_name)
+    Synchro(app, interface=interface)
+    ctx = app.ctx.synchro
+    try:
+        await ctx.set("k", {"a": 1})
+        assert await ctx.get("k") == {"a": 1}
+        assert await ctx.increment("n") == 1
+        assert ctx.sync.increment("n") == 2
+        assert await ctx.delete("k", "n") == 2
+    finally:
+        ctx.interface.close()
+        await ctx.interface.aclose()
+
+
+async def test_manager_url_is_the_embedded_default(app_name: str) -> None:
+    made = interface_from_url("manager://?timeout=2&batching=false")
+    assert isinstance(made, SyncManager)
+    assert made._timeout == 2.0
+    assert made._max_batch is None
+    made.attach(None)  # no main process here: the store lives in this process
+    await smoke(made, app_name)
+
+
+async def test_manager_url_with_a_path_joins_a_running_manager(
+    app_name: str, manager_process: Any, tmp_path: Path
+) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(manager_process.authkey)
+    made = interface_from_url(f"manager://{manager_process.address}?authkey_file={key}")
+    assert isinstance(made, SyncManager)
+    assert made.address == manager_process.address
+    await smoke(made, app_name)
+
+
+async def test_memory_url(app_name: str) -> None:
+    made = interface_from_url("memory://?prefix=mine")
+    assert isinstance(made, InMemory)
+    assert made.prefix is not None
+    assert made.prefix.startswith("mine")
+    await smoke(made, app_name)
+
+
+async def test_redis_url(app_name: str, redis_server: Any) -> None:
+    made = interface_from_url(redis_server.url + "?timeout=3&max_batch=16&max_connections=7")
+    assert isinstance(made, AIORedis)
+    assert made._max_batch == 16
+    pool = made._template.connection_pool
+    assert pool.max_connections == 7
+    assert pool.connection_kwargs["socket_timeout"] == 3.0
+    await smoke(made, app_name)
+
+
+async def test_redis_cluster_url(app_name: str, redis_cluster: Any) -> None:
+    url = redis_cluster.url.replace("redis://", "redis+cluster://")
+    made = interface_from_url(url)
+    assert isinstance(made, AIORedis)
+    assert made._cluster
+    await smoke(made, app_name)
+
+
+async def test_asyncio_redis_url(app_name: str, redis_server: Any) -> None:
+    made = interface_from_url(f"asyncio-redis://127.0.0.1:{redis_server.port}/2?poolsize=2")
+    assert isinstance(made, AsyncioRedis)
+    assert repr(made) == f"AsyncioRedis(127.0.0.1:{redis_server.port}/2)"
+    await smoke(made, app_name)
+    raw = redis.Redis(port=redis_server.port, db=2)
+    try:
+        assert raw.dbsize() >= 0  # the database the URL named is where it wrote
+    finally:
+        raw.close()
+
+
+async def test_memcached_url(app_name: str, memcached_server: Any) -> None:
+    made = interface_from_url(f"memcached://127.0.0.1:{memcached_server.port}?pool_size=2")
+    assert isinstance(made, Memcache)
+    await smoke(made, app_name)
+
+
+async def test_lmdb_urls(app_name: str, tmp_path: Path) -> None:
+    persistent = interface_from_url(f"lmdb://{tmp_path / 'db'}?durable=true")
+    assert isinstance(persistent, LMDB)
+    await smoke(persistent, app_name)
+    assert (tmp_path / "db").exists()
+    private = interface_from_url("lmdb://")
+    assert isinstance(private, LMDB)
+    await smoke(private, app_name + "_private")
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("", "non-empty"),
+        ("postgres://db", "unknown synchro URL scheme 'postgres'"),
+        ("redis://127.0.0.1:notaport/0", "cannot read synchro URL"),
+        ("redis://127.0.0.1:70000/0", "cannot read synchro URL"),
+        ("redis://127.0.0.1:6379/0?bogus=1", "unknown option 'bogus'"),
+        ("redis://127.0.0.1:6379/0?timeout=soon", "option 'timeout'"),
+        ("manager://?batching=maybe", "not a boolean"),
+        ("manager://host", "takes no host"),
+        ("manager://?authkey_file=/k", "authkey_file is for a running manager"),
+        ("memcached://a:1,b:2", "several memcached servers"),
+        ("redis+sentinel://127.0.0.1:26379/main/0", "Sentinel"),
+        ("asyncio-redis://127.0.0.1:6379/zero", "database must be a number"),
+    ],
+)
+def test_bad_urls_name_the_problem(url: str, named: str) -> None:
+    with pytest.raises(SynchroValueError, match=named.replace("(", r"\(")):
+        interface_from_url(url)
+
+
+def test_unknown_scheme_lists_the_valid_ones() -> None:
+    with pytest.raises(SynchroValueError) as caught:
+        interface_from_url("mongodb://x")
+    for scheme in ("manager://", "redis://", "redis+cluster://", "memcached://", "lmdb://"):
+        assert scheme in str(caught.value)
+
+
+def test_unknown_keyword_option_lists_the_valid_ones() -> None:
+    with pytest.raises(SynchroValueError, match=r"valid options: .*max_batch.*timeout"):
+        interface_from_url("manager://", poolsize=3)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cr3t-pw@127.0.0.1:6379/0?bogus=1",
+        "redis://user:s3cr3t-pw@127.0.0.1:notaport/0",
+        "asyncio-redis://:s3cr3t-pw@127.0.0.1:6379/zero",
+        "redis+sentinel://:s3cr3t-pw@127.0.0.1:26379/main",
+    ],
+)
+def test_passwords_never_appear_in_errors(url: str) -> None:
+    with pytest.raises(SynchroValueError) as caught:
+        interface_from_url(url)
+    assert "s3cr3t-pw" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+def test_a_url_with_a_password_builds_without_showing_it(redis_server: Any) -> None:
+    made = interface_from_url(f"asyncio-redis://:s3cr3t-pw@127.0.0.1:{redis_server.port}/0")
+    assert "s3cr3t-pw" not in repr(made)
+    assert "s3cr3t-pw" not in repr(interface_from_url("redis://:s3cr3t-pw@127.0.0.1:1/0"))
+
+
+def test_synchro_reads_its_url_and_prefix_from_app_config(app_name: str) -> None:
+    app = Sanic(app_name)
+    app.config.SYNCHRO_URL = "memory://"
+    app.config.SYNCHRO_PREFIX = "shop"
+    synchro = Synchro(app)
+    other = Synchro(app, name="other")
+    assert isinstance(app.ctx.synchro.interface, InMemory)
+    assert app.ctx.synchro.interface.prefix.startswith("shop")
+    assert app.ctx.other.interface.prefix.startswith("shop/other")
+    assert synchro.interface is None  # taken from the config, per app
+    assert other.name == "other"
+
+
+def test_an_explicit_interface_wins_over_the_config(app_name: str) -> None:
+    app = Sanic(app_name)
+    app.config.SYNCHRO_URL = "memory://"
+    chosen = SyncManager()
+    Synchro(app, interface=chosen)
+    assert app.ctx.synchro.interface is chosen
+
+
+def test_without_config_the_default_is_the_manager(app_name: str) -> None:
+    app = Sanic(app_name)
+    Synchro(app)
+    assert isinstance(app.ctx.synchro.interface, SyncManager)
+
+
+def test_a_bad_configured_url_fails_at_set_up(app_name: str) -> None:
+    app = Sanic(app_name)
+    app.config.SYNCHRO_URL = "nosuch://"
+    with pytest.raises(SynchroValueError, match="unknown synchro URL scheme"):
+        Synchro(app)
+
+
+def _counter_app(tmp_path: Path, env: dict[str, str]) -> SanicServer:
+    tmp_path.mkdir()
+    args = ["-m", "sanic", "examples.counter:app", "--host", "127.0.0.1", "--port", "{port}"]
+    args += ["--no-access-logs", "--no-motd", "--workers", "2"]
+    return SanicServer(args, tmp_path, env=env)
+
+
+def test_sanic_synchro_url_switches_a_running_app_to_redis(
+    tmp_path: Path, redis_server: Any
+) -> None:
+    """The README's counter app, unchanged: with SANIC_SYNCHRO_URL=redis://... its two
+    workers share the counter through Redis; without it, through the manager."""
+    raw = redis.Redis(port=redis_server.port)
+    env = {"SANIC_SYNCHRO_URL": redis_server.url, "SANIC_SYNCHRO_PREFIX": f"cfg{os.getpid()}"}
+    try:
+        server = _counter_app(tmp_path / "redis", env).start()
+        try:
+            bodies = server.hammer("/inc", 200, concurrency=20)
+            assert sorted(int(body) for body in bodies) == list(range(1, 201))
+            stored = list(raw.scan_iter(match=f"cfg{os.getpid()}*"))
+            assert len(stored) == 1
+            assert raw.get(stored[0]) == b"200"
+        finally:
+            server.stop(second_interrupt_after=10)
+        server = _counter_app(tmp_path / "manager", {}).start()
+        try:
+            bodies = server.hammer("/inc", 50, concurrency=10)
+            assert sorted(int(body) for body in bodies) == list(range(1, 51))
+            assert raw.get(stored[0]) == b"200"  # untouched: the manager holds this one
+        finally:
+            server.stop(second_interrupt_after=10)
+    finally:
+        raw.close()

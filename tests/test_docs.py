@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from .backends import MemcachedServer, RedisServer
 from .servers import REPO, SanicServer, free_port, values_of, wait_for
@@ -238,9 +239,19 @@ def test_standalone_manager_example(tmp_path: Path) -> None:
         manager.wait(10)
 
 
-def test_testing_example() -> None:
+@pytest.mark.parametrize("backend", ["default", "redis"])
+def test_testing_example(backend: str, request: pytest.FixtureRequest) -> None:
+    """examples/testing.py, on memory:// and, through the plugin's --synchro-url, on a real
+    Redis that keeps nothing of the test's namespace afterwards."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    command.append("examples/testing.py")
+    increments_before = 0
+    if backend == "redis":
+        server = request.getfixturevalue("redis_server")
+        command += ["--synchro-url", server.url]
+        increments_before = _incrby_calls(server.port)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/testing.py"],
+        command,
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -248,7 +259,23 @@ def test_testing_example() -> None:
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed" in result.stdout
+    assert "2 passed" in result.stdout
+    if backend == "redis":
+        assert _incrby_calls(server.port) >= increments_before + 3  # it ran on Redis
+        client = redis.Redis(port=server.port)
+        try:
+            assert list(client.scan_iter(match="pytest/*")) == []  # and left nothing
+        finally:
+            client.close()
+
+
+def _incrby_calls(port: int) -> int:
+    client = redis.Redis(port=port)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get("cmdstat_incrby", {}).get("calls", 0))
 
 
 def test_free_port_helper_is_loopback() -> None:

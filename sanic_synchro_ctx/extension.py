@@ -29,6 +29,8 @@ from multiprocessing.sharedctypes import RawArray
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from sanic import Request
+
 from .checks import check_key, check_lease, check_mapping
 from .config import DEFAULT_URL, interface_from_url
 from .context import BlockingSynchroContext, SynchroContext, blocking_handler
@@ -38,7 +40,7 @@ from .leader import Leadership
 from .ratelimit import RateLimit, check_rate, parse_rate
 
 if TYPE_CHECKING:
-    from sanic import Request, Sanic
+    from sanic import Sanic
 
 __all__ = ["RESET_SIGNAL", "Synchro", "default_prefix"]
 
@@ -106,8 +108,6 @@ def _client_and_route(request: Request) -> str:
 
 def _request_of(args: tuple[Any, ...]) -> Request:
     """The request among a handler's arguments (after ``self`` in a class-based view)."""
-    from sanic import Request
-
     for arg in args[:2]:
         if isinstance(arg, Request):
             return arg
@@ -287,6 +287,7 @@ class Synchro:
                 self._register(app, during_start=False)
         if started:
             self._attach(app, binding)
+            self._inject(app)
         return binding.aio
 
     # -- decorators -----------------------------------------------------------------------
@@ -471,6 +472,28 @@ class Synchro:
         binding = self._binding(app)
         setattr(app.ctx, self.name, self._front_for_app(binding))
         self._attach(app, binding)
+        self._inject(app)
+
+    def _inject(self, app: Sanic[Any, Any]) -> None:
+        """Where the app uses sanic-ext (Sanic set it up before this listener; it finalizes
+        its injections later, at a lower priority): handlers may declare
+        ``synchro: SynchroContext`` or ``synchro: BlockingSynchroContext``. Only the Synchro
+        named ``synchro`` registers (a type names one dependency); nothing here imports
+        sanic-ext."""
+        extend = getattr(app, "_ext", None)
+        if self.name != "synchro" or extend is None or not hasattr(extend, "add_dependency"):
+            return
+        bindings = self._bindings
+
+        # sanic-ext resolves these annotations at run time (Request: the request is passed)
+        def async_front(request: Request) -> SynchroContext:
+            return bindings[request.app.name].aio
+
+        def blocking_front(request: Request) -> BlockingSynchroContext:
+            return bindings[request.app.name].aio.sync
+
+        extend.add_dependency(SynchroContext, async_front)
+        extend.add_dependency(BlockingSynchroContext, blocking_front)
 
     def _attach(self, app: Sanic[Any, Any], binding: _Binding) -> None:
         """Before this process serves: attach the interface to the main process's backend,

@@ -26,6 +26,11 @@ from .frontends import BlockingAsAsync
 from .registry import INTERFACES, KINDS, SHARED
 from .servers import STARTED
 
+# sanic-ext is installed for the injection tests (tests/test_injection.py), whose apps turn
+# it on themselves; every other app of the suite, here and in the processes it starts, is a
+# plain Sanic app (Sanic would otherwise extend each app it starts).
+os.environ.setdefault("SANIC_AUTO_EXTEND", "false")
+
 _serial = itertools.count()
 
 FRONT_ENDS = ["async", "blocking"]

@@ -215,11 +215,15 @@ async def test_a_pipeline_on_a_frozen_backend_is_never_sent_twice(
     for handle in handles:  # of a backend without ordered round trips) not sent
         with pytest.raises(SynchroConnectionError):
             handle.result()
-    final = await _read_eventually(ctx, "n")
-    assert 0 <= final <= 20
-    async with ctx.pipeline() as pipe:  # answers again, each increment once
+    assert 0 <= await _read_eventually(ctx, "n") <= 20
+    async with ctx.pipeline() as pipe:  # it answers again
         after = [pipe.increment("n") for _ in range(5)]
-    assert [await handle for handle in after] == list(range(final + 1, final + 6))
+    values = [await handle for handle in after]
+    # increasing, and never past what was issued (the frozen ones, still in the thawed
+    # server's input, may land between: each at most once)
+    assert values == sorted(set(values))
+    assert 5 <= values[-1] <= 25
+    assert await ctx.get("n") <= 25
     ctx.interface.close()
     await ctx.interface.aclose()
 

@@ -16,6 +16,7 @@ Environment knobs:
 import asyncio
 import os
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from sanic import Request, Sanic
@@ -293,6 +294,12 @@ async def clear(request: Request):
 @synchro.limit((100, 10), key=lambda request: "shared-budget")
 async def limited(request: Request):
     return text(str(os.getpid()))
+
+
+@app.on_response
+async def served_by(request: Request, response: Any) -> None:
+    """Every answer names the worker that gave it (a refusal of Synchro.limit included)."""
+    response.headers["X-Worker-Pid"] = str(os.getpid())
 
 
 @app.get("/limited-day")

@@ -29,8 +29,6 @@ from multiprocessing.sharedctypes import RawArray
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sanic import Request
-
 from .checks import check_key, check_lease, check_mapping
 from .config import DEFAULT_URL, interface_from_url
 from .context import BlockingSynchroContext, SynchroContext, blocking_handler
@@ -40,7 +38,7 @@ from .leader import Leadership
 from .ratelimit import RateLimit, check_rate, parse_rate
 
 if TYPE_CHECKING:
-    from sanic import Sanic
+    from sanic import Request, Sanic
 
 __all__ = ["RESET_SIGNAL", "Synchro", "default_prefix"]
 
@@ -108,6 +106,8 @@ def _client_and_route(request: Request) -> str:
 
 def _request_of(args: tuple[Any, ...]) -> Request:
     """The request among a handler's arguments (after ``self`` in a class-based view)."""
+    from sanic import Request
+
     for arg in args[:2]:
         if isinstance(arg, Request):
             return arg
@@ -485,12 +485,17 @@ class Synchro:
             return
         bindings = self._bindings
 
-        # sanic-ext resolves these annotations at run time (Request: the request is passed)
+        from sanic import Request  # importing this package must not import sanic
+
         def async_front(request: Request) -> SynchroContext:
             return bindings[request.app.name].aio
 
         def blocking_front(request: Request) -> BlockingSynchroContext:
             return bindings[request.app.name].aio.sync
+
+        # sanic-ext reads these at run time: the request parameter gets the request
+        async_front.__annotations__ = {"request": Request, "return": SynchroContext}
+        blocking_front.__annotations__ = {"request": Request, "return": BlockingSynchroContext}
 
         extend.add_dependency(SynchroContext, async_front)
         extend.add_dependency(BlockingSynchroContext, blocking_front)

@@ -122,6 +122,16 @@ class Handle(Generic[T]):
         return f"<Handle {self._name}() {state}>"
 
 
+def _snapshot(collection: Any) -> Any:
+    """The keys or items as they are when queued (a generator would be consumed later, a
+    dict changed in between); anything else goes as it is, for the operation to refuse."""
+    if isinstance(collection, Mapping):
+        return dict(collection)
+    if isinstance(collection, str | bytes) or not isinstance(collection, Iterable):
+        return collection
+    return list(collection)
+
+
 class _Queue:
     """The operations of a pipeline: each one queued, answered by a :class:`Handle`."""
 
@@ -172,15 +182,15 @@ class _Queue:
         return self._queue("delete", *keys)
 
     def get_many(self, keys: Iterable[str]) -> Handle[dict[str, Any]]:
-        return self._queue("get_many", list(keys) if not isinstance(keys, str) else keys)
+        return self._queue("get_many", _snapshot(keys))
 
     def update(self, mapping: Mapping[str, Any], *, ttl: float | None = None) -> Handle[None]:
-        return self._queue("update", mapping, ttl=ttl)
+        return self._queue("update", _snapshot(mapping), ttl=ttl)
 
     def set_default(
         self, mapping: Mapping[str, Any], *, ttl: float | None = None
     ) -> Handle[dict[str, Any]]:
-        return self._queue("set_default", mapping, ttl=ttl)
+        return self._queue("set_default", _snapshot(mapping), ttl=ttl)
 
     def setdefault(self, key: str, value: Any, *, ttl: float | None = None) -> Handle[Any]:
         return self._queue("setdefault", key, value, ttl=ttl)
@@ -296,10 +306,10 @@ def waves(calls: Sequence[Call]) -> list[list[int]]:
     current: list[int] = []
     seen: set[Any] = set()
     for index, call in enumerate(calls):
-        touched = _touches(call)
         try:
+            touched = _touches(call)
             clash = touched is _EVERYTHING or "*" in seen or any(k in seen for k in touched)
-        except TypeError:  # an unhashable key: the operation fails on its own; run it alone
+        except TypeError:  # not keys (the operation fails on its own): run it alone
             clash, touched = True, _EVERYTHING
         if clash and current:
             result.append(current)

@@ -170,3 +170,21 @@ async def test_ten_increments_go_out_in_one_round_trip(ctx: Any) -> None:
     assert new[10] == 1, new  # all ten in one round trip
     if ctx.interface.ordered_batches and kind.name != "memcache":
         assert sum(new.values()) == 1, new
+
+
+async def test_arguments_are_taken_when_queued_and_bad_ones_fail_alone(ctx: Any) -> None:
+    items = {"a": 1}
+    keys = (key for key in ["a", "b"])
+    async with ctx.pipeline() as pipe:
+        stored = pipe.update(items)
+        lone = pipe.get_many("a")
+        found = pipe.get_many(keys)
+        not_keys = pipe.get_many(5)
+        items["b"] = 2  # after queuing: not part of the update
+    assert await stored is None
+    with pytest.raises(SynchroTypeError):
+        await lone
+    assert await found == {"a": 1}
+    with pytest.raises(SynchroTypeError):
+        await not_keys
+    assert await ctx.get("b") is None

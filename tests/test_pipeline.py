@@ -205,3 +205,28 @@ async def test_arguments_are_taken_when_queued_and_bad_ones_fail_alone(ctx: Any)
     with pytest.raises(SynchroTypeError):
         await not_keys
     assert await ctx.get("b") is None
+
+
+@pytest.mark.parametrize("front_end", ["async", "blocking"])
+@pytest.mark.parametrize("kind", NETWORK)
+async def test_a_long_pipeline_goes_out_max_batch_at_a_time(
+    kind: str,
+    front_end: str,
+    app: Sanic[Any, Any],
+    make_interface: Callable[..., BaseSynchroInterface],
+) -> None:
+    Synchro(app, interface=make_interface(kind, max_batch=50))
+    aio = app.ctx.synchro
+    ctx = aio if front_end == "async" else BlockingAsAsync(aio.sync)
+    try:
+        await ctx.set("warm", 1)
+        before = round_trips(ctx.interface)
+        async with ctx.pipeline() as pipe:
+            handles = [pipe.increment(f"n{i}") for i in range(120)]
+        assert [await handle for handle in handles] == [1] * 120
+        new = round_trips(ctx.interface) - before
+        assert max(new) == 50, new  # never more than max_batch in one round trip
+        assert new[50] >= 2, new  # (memcached: a missing key's increment takes two steps)
+    finally:
+        aio.interface.close()
+        await aio.interface.aclose()

@@ -309,8 +309,8 @@ class SyncManager(StoreBackedInterface):
     def _run_captured(self, client: BlockingClient, calls: Sequence[Call]) -> list[Outcome]:
         """The blocking front end's pipeline: each operation runs until it awaits its Store
         call, which is collected instead of sent; the collected calls go out as ONE batch
-        call, and each operation resumes with its own outcome (an operation needing a
-        second call gets it in the next round)."""
+        call (up to ``max_batch`` calls each), and each operation resumes with its own
+        outcome (an operation needing a second call gets it in a later round)."""
         blocking = self._blocking
         coros = [getattr(self, name)(*args, **kwargs) for name, args, kwargs in calls]
         outcomes: list[Outcome] = [(False, SynchroError("not run"))] * len(coros)
@@ -335,8 +335,9 @@ class SyncManager(StoreBackedInterface):
         try:
             for index in range(len(coros)):
                 advance(index)
+            limit = self._max_batch or DEFAULT_MAX_BATCH
             while waiting:
-                round_trip, waiting = waiting, []
+                round_trip, waiting = waiting[:limit], waiting[limit:]
                 try:
                     answers = client.call("batch", [captured.call for _, captured in round_trip])
                 except Exception as exc:  # lost as a whole: each operation's effect unknown

@@ -732,11 +732,13 @@ async def test_locked_tells_whether_a_lock_is_held(ctx: Any) -> None:
 
 async def test_extend_keeps_the_lock_past_its_first_lease(ctx: Any) -> None:
     resolution = kind_of(ctx).ttl_resolution
-    lock = ctx.lock("job", ttl=0.3)
+    # a lease long enough for a blocking caller's thread to open its first client (a Redis
+    # Cluster client discovers the slots first: over 0.3 s while the machine is busy)
+    lock = ctx.lock("job", ttl=1.5)
     await lock.acquire()
     await lock.extend(30)
     with pytest.raises(LockTimeout):  # the first lease would have ended during this wait
-        await ctx.lock("job", timeout=0.5 + resolution).acquire()
+        await ctx.lock("job", timeout=1.8 + resolution).acquire()
     assert await ctx.locked("job")
     await lock.extend()  # back to the lock's own ttl, from now
     await lock.release()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import valkey.asyncio
+
 from sanic_synchro_ctx import LMDB, AIORedis, AsyncioRedis, InMemory, Memcache, SyncManager
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 
@@ -63,6 +65,7 @@ REGISTRY: list[Kind] = [
     Kind("syncmanager", _manager),
     Kind("aioredis", lambda f, o: AIORedis.from_url(f("redis_server").url, **o)),
     Kind("aioredis-cluster", lambda f, o: AIORedis.from_url(f("redis_cluster").url, cluster=True, **o)),  # noqa: E501
+    Kind("aioredis-valkey", lambda f, o: AIORedis(valkey.asyncio.Valkey.from_url(f("redis_server").url, socket_timeout=5), **o), workers=False),  # noqa: E501
     Kind("asyncio_redis", lambda f, o: AsyncioRedis(port=f("redis_server").port, **o)),
     Kind("memcache", lambda f, o: Memcache(port=f("memcached_server").port, **o), lists_keys=False, ttl_resolution=1.0),  # noqa: E501
     Kind("lmdb", lambda f, o: LMDB(**o), shared=False, network=False),

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis_asyncio
+import valkey.asyncio as valkey_asyncio
 from sanic import Sanic
 
 from sanic_synchro_ctx import (
@@ -155,6 +156,27 @@ async def test_aioredis_accepts_a_client_that_decodes_responses(
     finally:
         await interface.aclose()
         await client.aclose()
+
+
+async def test_a_valkey_client_gets_valkey_clients_without_retries(
+    redis_server: RedisServer, app_name: str
+) -> None:
+    """valkey-py, redis-py's fork, on the same server: AIORedis builds its per-loop clients
+    with valkey-py, retries off as with redis-py (the whole contract suite runs on it too:
+    the registry's aioredis-valkey)."""
+    template = valkey_asyncio.Valkey.from_url(redis_server.url)
+    interface = AIORedis(template, prefix=f"{app_name}:")
+    try:
+        assert repr(interface) == "AIORedis(Valkey)"
+        clone = interface._clone()
+        assert isinstance(clone, valkey_asyncio.Valkey)
+        retry = clone.connection_pool.connection_kwargs["retry"]
+        assert retry._retries == 0
+        await clone.aclose()
+        assert await interface.increment("n") == 1
+    finally:
+        await interface.aclose()
+        await template.aclose()
 
 
 @pytest.mark.parametrize(

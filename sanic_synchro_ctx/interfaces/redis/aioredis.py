@@ -1,7 +1,9 @@
 """AIORedis: Redis through ``redis.asyncio`` (the aioredis-2 API, now part of redis-py).
 
-``AIORedis(client)`` takes a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``;
-``AIORedis.from_url(url, **kwargs)`` builds one. Operations run on clients built from the
+``AIORedis(client)`` takes a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` (or
+valkey-py's ``valkey.asyncio.Valkey`` or ``ValkeyCluster``, the same API under other names:
+the per-loop clients are then valkey-py's too); ``AIORedis.from_url(url, **kwargs)`` builds
+a redis-py one. Operations run on clients built from the
 given client's settings, one per event loop (a client belongs to one loop), with bytes
 responses and retries off: redis-py would send a command that timed out again, and an
 increment still queued in a stalled server would then be applied twice. A timeout raises
@@ -22,10 +24,11 @@ EVALSHA and MGET in a cluster pipeline).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...errors import SynchroValueError, missing_client
@@ -40,7 +43,54 @@ if TYPE_CHECKING:
 __all__ = ["AIORedis"]
 
 
-def _client_options(redis: ModuleType, *, cluster: bool = False) -> dict[str, Any]:
+class _Library(NamedTuple):
+    """redis-py, or valkey-py (its fork: the same API under other names)."""
+
+    name: str
+    module: ModuleType  # the package: its ``exceptions``
+    client: Any  # redis.asyncio.Redis / valkey.asyncio.Valkey
+    cluster: Any  # redis.asyncio.RedisCluster / valkey.asyncio.ValkeyCluster
+    cluster_node: Any
+    blocking_pool: Any
+    pool: Any
+    retry: Any
+    no_backoff: Any
+    maint_config: Any  # MaintNotificationsConfig (redis-py >= 7), or None
+
+
+def _import_library(name: str = "redis") -> _Library:
+    """The client library ``name`` ("redis" or "valkey"), imported now (never at import of
+    this module: the client is an extra)."""
+    try:
+        package = importlib.import_module(name)
+        asyncio_api = importlib.import_module(f"{name}.asyncio")
+        cluster_api = importlib.import_module(f"{name}.asyncio.cluster")
+        retry = importlib.import_module(f"{name}.asyncio.retry").Retry
+        no_backoff = importlib.import_module(f"{name}.backoff").NoBackoff
+    except ImportError:
+        if name == "valkey":
+            raise missing_client("AIORedis", "valkey", "valkey-py", "valkey") from None
+        raise missing_client("AIORedis", "redis", "redis-py", "redis") from None
+    try:
+        maint = importlib.import_module(f"{name}.maint_notifications").MaintNotificationsConfig
+    except (ImportError, AttributeError):  # before redis-py 7, and valkey-py: no such thing
+        maint = None
+    prefix = "Valkey" if name == "valkey" else "Redis"
+    return _Library(
+        name,
+        package,
+        getattr(asyncio_api, prefix),
+        getattr(asyncio_api, f"{prefix}Cluster"),
+        cluster_api.ClusterNode,
+        asyncio_api.BlockingConnectionPool,
+        asyncio_api.ConnectionPool,
+        retry,
+        no_backoff,
+        maint,
+    )
+
+
+def _client_options(library: _Library, *, cluster: bool = False) -> dict[str, Any]:
     """Client options that every client of AIORedis gets: no retries, pooled connections
     checked before use.
 
@@ -56,29 +106,15 @@ def _client_options(redis: ModuleType, *, cluster: bool = False) -> dict[str, An
     maintenance notifications are on, which redis-py >= 7 enables by default ("auto"); a
     plain Redis or Valkey server sends none, so they are turned off.
     """
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "retry_on_error": []}
+    options: dict[str, Any] = {
+        "retry": library.retry(library.no_backoff(), 0),
+        "retry_on_error": [],
+    }
     if not cluster:  # a RedisCluster has no such option (its retry object decides)
         options["retry_on_timeout"] = False
-    try:
-        from redis.maint_notifications import MaintNotificationsConfig
-    except ImportError:  # redis-py < 7: no notifications, the pool always checks
-        pass
-    else:
-        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    if library.maint_config is not None:
+        options["maint_notifications_config"] = library.maint_config(enabled=False)
     return options
-
-
-def _import_redis() -> ModuleType:
-    try:
-        import redis
-        import redis.asyncio
-        import redis.asyncio.cluster
-    except ImportError:
-        raise missing_client("AIORedis", "redis", "redis-py", "redis") from None
-    return redis
 
 
 #: Seconds a command waits for a free connection of a pool before it fails.
@@ -230,7 +266,7 @@ class AIORedis(RedisInterface):
 
     def __init__(
         self,
-        client: Redis | RedisCluster,
+        client: Redis | RedisCluster | Any,
         *,
         prefix: str | None = None,
         serializer: Serializer | None = None,
@@ -238,15 +274,18 @@ class AIORedis(RedisInterface):
         batching: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
-        redis = _import_redis()
+        library = _import_library(
+            "valkey" if type(client).__module__.partition(".")[0] == "valkey" else "redis"
+        )
         self._max_batch = batch_limit(batching, max_batch)
-        if not isinstance(client, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
+        if not isinstance(client, (library.client, library.cluster)):
             raise SynchroValueError(
-                "AIORedis takes a redis.asyncio.Redis or redis.asyncio.RedisCluster; "
-                f"got {type(client).__name__} (use AIORedis.from_url(url) to build one)"
+                "AIORedis takes a redis.asyncio.Redis or RedisCluster (or valkey-py's Valkey "
+                f"or ValkeyCluster); got {type(client).__name__} (use AIORedis.from_url(url) "
+                "to build one)"
             )
-        self._redis = redis
-        self._cluster = isinstance(client, redis.asyncio.RedisCluster)
+        self._library = library
+        self._cluster = isinstance(client, library.cluster)
         self.ordered_batches = not self._cluster
         self._template = client
         needed = ("startup_nodes", "connection_kwargs") if self._cluster else ("connection_pool",)
@@ -255,10 +294,11 @@ class AIORedis(RedisInterface):
                 f"cannot read this client's settings ({', '.join(needed)}; checked against "
                 "redis-py 5 to 8): AIORedis builds a client per event loop from them"
             )
+        errors = library.module.exceptions
         self.connection_errors = (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-            redis.exceptions.ClusterDownError,
+            errors.ConnectionError,
+            errors.TimeoutError,
+            errors.ClusterDownError,
             OSError,
         )
         super().__init__(prefix=prefix, serializer=serializer, max_value_size=max_value_size)
@@ -280,17 +320,17 @@ class AIORedis(RedisInterface):
         the client. Defaults: 5 s socket timeouts (every call ends within them); a pool of
         100 connections (a burst of more concurrent operations waits for a connection
         instead of failing). Retries are always off (see the class docstring)."""
-        redis = _import_redis()
+        library = _import_library()
         kwargs.setdefault("socket_timeout", DEFAULT_TIMEOUT)
         kwargs.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
-        kwargs.update(_client_options(redis, cluster=cluster))
+        kwargs.update(_client_options(library, cluster=cluster))
         client: Any
         if cluster:
-            client = redis.asyncio.RedisCluster.from_url(url, **kwargs)
+            client = library.cluster.from_url(url, **kwargs)
         else:
             kwargs.setdefault("max_connections", 100)
-            pool = redis.asyncio.ConnectionPool.from_url(url, **kwargs)
-            client = redis.asyncio.Redis.from_pool(pool)
+            pool = library.pool.from_url(url, **kwargs)
+            client = library.client.from_pool(pool)
         return cls(
             client,
             prefix=prefix,
@@ -311,33 +351,30 @@ class AIORedis(RedisInterface):
 
     def _clone(self) -> Any:
         """A new client with the template's settings, bytes responses and no retries."""
-        redis = self._redis
+        library = self._library
         template: Any = self._template
         if self._cluster:
-            cluster = redis.asyncio.RedisCluster
+            cluster = library.cluster
             accepted = inspect.signature(cluster.__init__).parameters
             kwargs = {
                 name: value
                 for name, value in template.connection_kwargs.items()
                 if name in accepted and name not in ("host", "port", "startup_nodes")
             }
-            kwargs.update(_client_options(redis, cluster=True), decode_responses=False)
-            nodes = [
-                redis.asyncio.cluster.ClusterNode(node.host, node.port)
-                for node in template.startup_nodes
-            ]
+            kwargs.update(_client_options(library, cluster=True), decode_responses=False)
+            nodes = [library.cluster_node(node.host, node.port) for node in template.startup_nodes]
             return cluster(startup_nodes=nodes, **kwargs)
         pool = template.connection_pool
-        kwargs = dict(pool.connection_kwargs, decode_responses=False, **_client_options(redis))
-        if isinstance(pool, redis.asyncio.BlockingConnectionPool):
+        kwargs = dict(pool.connection_kwargs, decode_responses=False, **_client_options(library))
+        if isinstance(pool, library.blocking_pool):
             kwargs["timeout"] = pool.timeout
         fresh = type(pool)(
             connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs
         )
-        return redis.asyncio.Redis.from_pool(fresh)
+        return library.client.from_pool(fresh)
 
     async def open_session(self) -> _Session:
-        session = _Session(self._clone(), self._max_batch, self._cluster, self._redis)
+        session = _Session(self._clone(), self._max_batch, self._cluster, self._library.module)
         if self._cluster:
             # Initialize once, here (one opener per loop), not lazily from concurrent
             # commands: redis-py >= 7.1 breaks connections when several tasks initialize
@@ -346,5 +383,5 @@ class AIORedis(RedisInterface):
         return session
 
     def __repr__(self) -> str:
-        kind = "RedisCluster" if self._cluster else "Redis"
+        kind = type(self._template).__name__
         return f"AIORedis({kind})"

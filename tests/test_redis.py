@@ -164,10 +164,14 @@ async def test_a_valkey_client_gets_valkey_clients_without_retries(
     """valkey-py, redis-py's fork, on the same server: AIORedis builds its per-loop clients
     with valkey-py, retries off as with redis-py (the whole contract suite runs on it too:
     the registry's aioredis-valkey)."""
-    template = valkey_asyncio.Valkey.from_url(redis_server.url)
+
+    class AppValkey(valkey_asyncio.Valkey):  # an app's own subclass is recognised too
+        pass
+
+    template = AppValkey.from_url(redis_server.url)
     interface = AIORedis(template, prefix=f"{app_name}:")
     try:
-        assert repr(interface) == "AIORedis(Valkey)"
+        assert repr(interface) == "AIORedis(AppValkey)"
         clone = interface._clone()
         assert isinstance(clone, valkey_asyncio.Valkey)
         retry = clone.connection_pool.connection_kwargs["retry"]

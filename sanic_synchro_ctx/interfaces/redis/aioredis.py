@@ -90,6 +90,12 @@ def _import_library(name: str = "redis") -> _Library:
     )
 
 
+def _library_of(client: Any) -> str:
+    """Which library made ``client`` (or the class it derives from): valkey-py or redis-py."""
+    modules = {cls.__module__.partition(".")[0] for cls in type(client).__mro__}
+    return "valkey" if "valkey" in modules else "redis"
+
+
 def _client_options(library: _Library, *, cluster: bool = False) -> dict[str, Any]:
     """Client options that every client of AIORedis gets: no retries, pooled connections
     checked before use.
@@ -274,9 +280,7 @@ class AIORedis(RedisInterface):
         batching: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
-        library = _import_library(
-            "valkey" if type(client).__module__.partition(".")[0] == "valkey" else "redis"
-        )
+        library = _import_library(_library_of(client))
         self._max_batch = batch_limit(batching, max_batch)
         if not isinstance(client, (library.client, library.cluster)):
             raise SynchroValueError(

@@ -152,6 +152,33 @@ class SanicServer:
         wait_for(all_answered, what=f"answers from {workers} workers")
         return seen
 
+    def statuses_by_worker(self, path: str, workers: int) -> dict[str, int]:
+        """The status each of ``workers`` workers answers ``path`` with (bursts on fresh
+        connections until all answered; every answer names its worker in X-Worker-Pid)."""
+        seen: dict[str, int] = {}
+
+        async def burst() -> list[httpx.Response]:
+            limits = httpx.Limits(max_connections=2 * workers, max_keepalive_connections=0)
+            async with httpx.AsyncClient(
+                base_url=self.base_url, limits=limits, timeout=30
+            ) as client:
+                return list(
+                    await asyncio.gather(
+                        *(
+                            client.get(path, headers={"Connection": "close"})
+                            for _ in range(2 * workers)
+                        )
+                    )
+                )
+
+        def all_answered() -> bool:
+            for response in asyncio.run(burst()):
+                seen[response.headers["X-Worker-Pid"]] = response.status_code
+            return len(seen) >= workers
+
+        wait_for(all_answered, what=f"answers from {workers} workers")
+        return seen
+
     def bodies_on_fresh_connections(self, path: str, count: int) -> list[str]:
         """``count`` concurrent GETs of ``path``, each on a connection of its own."""
 

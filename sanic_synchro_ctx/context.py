@@ -104,10 +104,9 @@ async def _scan(
 ) -> AsyncIterator[str]:
     cursor = None
     while True:
-        cursor, keys = await interface.scan_page(cursor, count)
+        cursor, keys = await interface.scan_page(cursor, count, matches)
         for key in keys:
-            if matches is None or matches(key):
-                yield key
+            yield key
         if cursor is None:
             return
 
@@ -117,10 +116,8 @@ def _scan_blocking(
 ) -> Iterator[str]:
     cursor = None
     while True:
-        cursor, keys = interface.run_blocking(interface.scan_page(cursor, count))
-        for key in keys:
-            if matches is None or matches(key):
-                yield key
+        cursor, keys = interface.run_blocking(interface.scan_page(cursor, count, matches))
+        yield from keys
         if cursor is None:
             return
 

@@ -157,45 +157,35 @@ class SanicServer:
         connections until all answered; every answer names its worker in X-Worker-Pid)."""
         seen: dict[str, int] = {}
 
-        async def burst() -> list[httpx.Response]:
-            limits = httpx.Limits(max_connections=2 * workers, max_keepalive_connections=0)
-            async with httpx.AsyncClient(
-                base_url=self.base_url, limits=limits, timeout=30
-            ) as client:
-                return list(
-                    await asyncio.gather(
-                        *(
-                            client.get(path, headers={"Connection": "close"})
-                            for _ in range(2 * workers)
-                        )
-                    )
-                )
-
         def all_answered() -> bool:
-            for response in asyncio.run(burst()):
+            for response in self.responses_on_fresh_connections(path, 2 * workers):
                 seen[response.headers["X-Worker-Pid"]] = response.status_code
             return len(seen) >= workers
 
         wait_for(all_answered, what=f"answers from {workers} workers")
         return seen
 
-    def bodies_on_fresh_connections(self, path: str, count: int) -> list[str]:
+    def responses_on_fresh_connections(self, path: str, count: int) -> list[httpx.Response]:
         """``count`` concurrent GETs of ``path``, each on a connection of its own."""
 
-        async def burst() -> list[str]:
+        async def burst() -> list[httpx.Response]:
             limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
             async with httpx.AsyncClient(
                 base_url=self.base_url, limits=limits, timeout=30
             ) as client:
-
-                async def one() -> str:
-                    response = await client.get(path, headers={"Connection": "close"})
-                    assert response.status_code == 200, (response.status_code, response.text)
-                    return response.text
-
-                return list(await asyncio.gather(*(one() for _ in range(count))))
+                requests = (client.get(path, headers={"Connection": "close"}) for _ in range(count))
+                return list(await asyncio.gather(*requests))
 
         return asyncio.run(burst())
+
+    def bodies_on_fresh_connections(self, path: str, count: int) -> list[str]:
+        """The bodies of ``count`` concurrent GETs of ``path`` on fresh connections (each
+        answered 200)."""
+        bodies = []
+        for response in self.responses_on_fresh_connections(path, count):
+            assert response.status_code == 200, (response.status_code, response.text)
+            bodies.append(response.text)
+        return bodies
 
     def get_fresh(self, path: str) -> str:
         """GET on a new connection, so the kernel may hand it to any worker."""

@@ -3,9 +3,10 @@ in one round trip where the backend allows; each operation fails alone."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -156,6 +157,21 @@ async def test_an_empty_pipeline_sends_nothing(ctx: Any) -> None:
     assert len(pipe) == 0
 
 
+@contextlib.asynccontextmanager
+async def attached(
+    app: Sanic[Any, Any], interface: BaseSynchroInterface, front_end: str
+) -> AsyncIterator[Any]:
+    """``interface`` on ``app``, as one front end (the blocking one with the async shape);
+    its connections closed afterwards."""
+    Synchro(app, interface=interface)
+    aio = app.ctx.synchro
+    try:
+        yield aio if front_end == "async" else BlockingAsAsync(aio.sync)
+    finally:
+        interface.close()
+        await interface.aclose()
+
+
 def round_trips(interface: Any) -> Counter[int]:
     sizes: Counter[int] = interface.batch_sizes
     return sizes
@@ -171,10 +187,7 @@ async def test_ten_increments_go_out_in_one_round_trip(
 ) -> None:
     """On every interface whose operations leave the process (the others run a pipeline's
     operations one after the other: there is no round trip to save)."""
-    Synchro(app, interface=make_interface(kind))
-    aio = app.ctx.synchro
-    ctx = aio if front_end == "async" else BlockingAsAsync(aio.sync)
-    try:
+    async with attached(app, make_interface(kind), front_end) as ctx:
         await ctx.set("warm", 1)  # the session is open
         before = round_trips(ctx.interface)
         async with ctx.pipeline() as pipe:
@@ -184,9 +197,6 @@ async def test_ten_increments_go_out_in_one_round_trip(
         assert new[10] == 1, new  # all ten in one round trip
         if kind != "memcache":  # memcached: an increment of a missing key takes two steps
             assert sum(new.values()) == 1, new
-    finally:
-        aio.interface.close()
-        await aio.interface.aclose()
 
 
 async def test_arguments_are_taken_when_queued_and_bad_ones_fail_alone(ctx: Any) -> None:
@@ -215,10 +225,7 @@ async def test_a_long_pipeline_goes_out_max_batch_at_a_time(
     app: Sanic[Any, Any],
     make_interface: Callable[..., BaseSynchroInterface],
 ) -> None:
-    Synchro(app, interface=make_interface(kind, max_batch=50))
-    aio = app.ctx.synchro
-    ctx = aio if front_end == "async" else BlockingAsAsync(aio.sync)
-    try:
+    async with attached(app, make_interface(kind, max_batch=50), front_end) as ctx:
         await ctx.set("warm", 1)
         before = round_trips(ctx.interface)
         async with ctx.pipeline() as pipe:
@@ -227,6 +234,3 @@ async def test_a_long_pipeline_goes_out_max_batch_at_a_time(
         new = round_trips(ctx.interface) - before
         assert max(new) == 50, new  # never more than max_batch in one round trip
         assert new[50] >= 2, new  # (memcached: a missing key's increment takes two steps)
-    finally:
-        aio.interface.close()
-        await aio.interface.aclose()

@@ -473,9 +473,12 @@ class BaseSynchroInterface(ABC):
         # a key equal to the head itself (written by some other client) is no key of ours
         return [key[cut:] for key in found if len(key) > cut]
 
-    async def scan_page(self, cursor: Any, count: int) -> tuple[Any, list[str]]:
-        """One page of this namespace's keys: (the next page's cursor, or None at the end;
-        the keys). ``cursor`` None starts a scan. The front ends' ``scan()`` iterate it."""
+    async def scan_page(
+        self, cursor: Any, count: int, matches: Callable[[str], bool] | None = None
+    ) -> tuple[Any, list[str]]:
+        """One page of this namespace's keys (those ``matches`` accepts, if given): (the
+        next page's cursor, or None at the end; the keys). ``cursor`` None starts a scan.
+        The front ends' ``scan()`` iterate it."""
         prefix = self._namespace()
         cut = len(prefix)
         try:
@@ -484,7 +487,8 @@ class BaseSynchroInterface(ABC):
             raise
         except Exception as exc:
             raise self.map_error(exc) from exc
-        return following, [key[cut:] for key in found if len(key) > cut]
+        keys = [key[cut:] for key in found if len(key) > cut]
+        return following, keys if matches is None else [key for key in keys if matches(key)]
 
     async def clear(self) -> None:
         prefix = self._namespace()

@@ -39,6 +39,7 @@ class LoopSessions(Generic[S]):
         self._opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._recent: tuple[asyncio.AbstractEventLoop, S] | None = None
         self._mutex = threading.Lock()
+        self._retired: Counter[int] = Counter()  # round trips of sessions forgotten since
 
     def current(self) -> S | None:
         """The running loop's session, if it has one (no coroutine: the fast path)."""
@@ -92,7 +93,9 @@ class LoopSessions(Generic[S]):
         recent = self._recent
         if recent is not None and recent[0] is loop:
             self._recent = None
-        return self._sessions.pop(loop, None)
+        session = self._sessions.pop(loop, None)
+        self._retired.update(total_sizes([getattr(session, "batcher", None)]))
+        return session
 
     async def close_current(self) -> None:
         """Close the running loop's session (it opens again on next use)."""
@@ -123,8 +126,11 @@ class LoopSessions(Generic[S]):
 
     @property
     def batch_sizes(self) -> Counter[int]:
-        """Round trips of every session's batcher, by operations carried."""
-        return total_sizes(getattr(session, "batcher", None) for session in self.all())
+        """Round trips of every session's batcher, by operations carried (those of sessions
+        closed since included: a blocking caller's thread that ended, a loop that closed)."""
+        with self._mutex:
+            retired = self._retired.copy()
+        return retired + total_sizes(getattr(session, "batcher", None) for session in self.all())
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -825,3 +826,61 @@ async def test_semaphore_limits_concurrent_tasks(ctx: Any) -> None:
 
     await asyncio.gather(*(worker() for _ in range(9)))
     assert most == 3
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+async def test_stats_count_calls_errors_round_trips_and_latency(ctx: Any) -> None:
+    ctx.interface.stats(reset=True)
+    for i in range(5):
+        await ctx.set(f"k{i}", i)
+    assert await ctx.get("k0") == 0
+    assert await ctx.get("missing") is None
+    await ctx.set("text", "abc")
+    with pytest.raises(SynchroTypeError):
+        await ctx.increment("text")
+    async with ctx.lock("stats-lock", ttl=5):
+        pass
+    stats = ctx.interface.stats()
+    assert json.loads(json.dumps(stats)) == stats  # JSON-ready, as the Inspector sends it
+    assert stats["interface"] == type(ctx.interface).__name__
+    operations = stats["operations"]
+    assert {name: (op["calls"], op["errors"]) for name, op in operations.items()} == {
+        "set": (6, 0),
+        "get": (2, 0),
+        "increment": (1, 1),
+        "acquire_lock": (1, 0),
+        "release_lock": (1, 0),
+    }
+    assert stats["errors"] == {"SynchroTypeError": 1}
+    for op in operations.values():
+        assert 0 < op["p50_ms"] <= op["p99_ms"] < 60_000
+    if kind_of(ctx).network:
+        carried = sum(int(size) * n for size, n in stats["batch_sizes"].items())
+        assert stats["round_trips"] == sum(stats["batch_sizes"].values())
+        # each operation left in a batcher's round trip, except the steps memcached and a
+        # Redis Cluster cannot batch (lock steps; Lua scripts), which are not counted
+        assert carried >= (11 if ctx.interface.ordered_batches else 6)
+    else:
+        assert stats["round_trips"] is None
+        assert stats["batch_sizes"] is None
+
+
+async def test_stats_reset_and_switched_off_record_nothing(ctx: Any) -> None:
+    await ctx.set("k", 1)
+    assert ctx.interface.stats(reset=True)["operations"]["set"]["calls"] >= 1
+    assert ctx.interface.stats()["operations"] == {}
+    ctx.interface.stats_enabled = False
+    try:
+        await ctx.set("k", 2)
+        with pytest.raises(SynchroTypeError):
+            await ctx.increment("k", "x")
+        stats = ctx.interface.stats()
+        assert stats["operations"] == {}
+        assert stats["errors"] == {}
+        assert ctx.interface.stats_enabled is False
+    finally:
+        ctx.interface.stats_enabled = True
+    await ctx.get("k")
+    assert ctx.interface.stats()["operations"]["get"]["calls"] == 1

@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from time import perf_counter
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ..batching import Batcher, Outcome
@@ -36,6 +38,7 @@ from ..errors import SynchroConnectionError, SynchroError, SynchroTypeError, Syn
 from ..pipeline import Call, check_calls, in_pipeline, waves
 from ..ratelimit import RateLimit, check_rate
 from ..serializer import JSONSerializer, Serializer
+from ..stats import NullRecorder, Recorder
 
 _log = logging.getLogger("sanic_synchro_ctx")
 
@@ -120,6 +123,8 @@ class BaseSynchroInterface(ABC):
     #: Client exceptions meaning "the backend is unreachable": mapped to SynchroConnectionError.
     #: Interfaces importing their client lazily set it per instance.
     connection_errors: tuple[type[BaseException], ...] = ()
+    #: Most operations per batched round trip; None where operations are not batched.
+    _max_batch: int | None = None
 
     def __init__(
         self,
@@ -145,6 +150,7 @@ class BaseSynchroInterface(ABC):
         self._reset_hooks: list[Callable[[], None]] = []
         self._serializer: Serializer = serializer if serializer is not None else JSONSerializer()
         self._max_value_size = max_value_size
+        self._recorder: Recorder = Recorder()
 
     # -- namespace --------------------------------------------------------------------------
 
@@ -210,6 +216,65 @@ class BaseSynchroInterface(ABC):
 
     def _loads(self, data: bytes) -> Any:
         return self._serializer.loads(data)
+
+    # -- errors and statistics --------------------------------------------------------------
+
+    def _failure(self, name: str, started: float, exc: Exception) -> SynchroError:
+        """``exc``, a client's exception from operation ``name``, mapped and recorded."""
+        error = self.map_error(exc)
+        self._recorder.failed(name, started, error)
+        return error
+
+    @property
+    def stats_enabled(self) -> bool:
+        """Whether operations are counted and timed for :meth:`stats` (on by default;
+        switching it off drops what was recorded)."""
+        return type(self._recorder) is Recorder
+
+    @stats_enabled.setter
+    def stats_enabled(self, enabled: bool) -> None:
+        if not isinstance(enabled, bool):
+            raise SynchroValueError("stats_enabled must be True or False")
+        self._recorder = Recorder() if enabled else NullRecorder()
+
+    def stats(self, *, reset: bool = False) -> dict[str, Any]:
+        """What this process's operations on this interface did since it started (or since
+        the last ``reset=True``): ``operations`` (per operation: ``calls``, ``errors``,
+        ``p50_ms`` and ``p99_ms`` over its last 1,024 calls), ``errors`` (per error class),
+        ``round_trips`` and ``batch_sizes`` (round trips to the backend by operations
+        carried: those of the batchers, and SyncManager's blocking calls; None where
+        operations never leave the process or batching is off; on memcached and a Redis
+        Cluster the steps that cannot be batched go out on their own, uncounted).
+        JSON-ready."""
+        report: dict[str, Any] = {"interface": type(self).__name__}
+        report.update(self._recorder.summary())
+        sizes = self.round_trip_sizes()
+        if sizes is None:
+            report["round_trips"] = None
+            report["batch_sizes"] = None
+        else:
+            report["round_trips"] = sum(sizes.values())
+            report["batch_sizes"] = {str(size): sizes[size] for size in sorted(sizes)}
+        if reset:
+            self._recorder.reset()
+        return report
+
+    @property
+    def batch_sizes(self) -> Counter[int]:
+        """Batched round trips in this process, by operations carried (empty where nothing
+        is batched)."""
+        return Counter()
+
+    def round_trip_sizes(self) -> Counter[int] | None:
+        """Every round trip to the backend in this process, by operations carried; None
+        where they are not counted (operations that never leave the process; a network
+        interface with batching off, whose operations each go out alone)."""
+        return None if self._max_batch is None else self.batch_sizes
+
+    @property
+    def endpoint(self) -> str:
+        """Where the backend is, for people (no secrets): a URL-like string."""
+        return "this process"
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -282,46 +347,60 @@ class BaseSynchroInterface(ABC):
     # operation of an inline interface costs a few hundred nanoseconds of Python a layer).
 
     async def get(self, key: str, default: Any = None) -> Any:
+        full = self._key(key)
+        started = perf_counter()
         try:
-            data = await self.raw_get(self._key(key))
-        except SynchroError:
+            data = await self.raw_get(full)
+        except SynchroError as exc:
+            self._recorder.failed("get", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("get", started, exc) from exc
+        self._recorder.done("get", started)
         return default if data is None else self._loads(data)
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
         full = self._key(key)
         data = self._dumps(value)
         seconds = None if ttl is None else check_lease(ttl)
+        started = perf_counter()
         try:
             await self.raw_set(full, data, seconds)
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("set", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("set", started, exc) from exc
+        self._recorder.done("set", started)
 
     async def delete(self, *keys: str) -> int:
         full = [self._key(key) for key in keys]
         if not full:
             return 0
+        started = perf_counter()
         try:
-            return await self.raw_delete(full)
-        except SynchroError:
+            result = await self.raw_delete(full)
+        except SynchroError as exc:
+            self._recorder.failed("delete", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("delete", started, exc) from exc
+        self._recorder.done("delete", started)
+        return result
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         names = list(dict.fromkeys(check_keys(keys)))
         if not names:
             return {}
+        started = perf_counter()
         try:
             found = await self.raw_get_many([self._key(name) for name in names])
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("get_many", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("get_many", started, exc) from exc
+        self._recorder.done("get_many", started)
         return {
             name: self._loads(data)
             for name, data in zip(names, found, strict=True)
@@ -335,12 +414,15 @@ class BaseSynchroInterface(ABC):
         seconds = check_ttl(ttl)
         if not items:
             return
+        started = perf_counter()
         try:
             await self.raw_set_many(items, seconds)
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("update", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("update", started, exc) from exc
+        self._recorder.done("update", started)
 
     async def set_default(
         self, mapping: Mapping[str, Any], *, ttl: float | None = None
@@ -350,50 +432,68 @@ class BaseSynchroInterface(ABC):
         seconds = check_ttl(ttl)
         if not items:
             return {}
+        started = perf_counter()
         try:
             stored = await self.raw_add_many(items, seconds)
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("set_default", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("set_default", started, exc) from exc
+        self._recorder.done("set_default", started)
         return {name: self._loads(data) for name, data in zip(names, stored, strict=True)}
 
     async def setdefault(self, key: str, value: Any, *, ttl: float | None = None) -> Any:
         items = [(self._key(key), self._dumps(value))]
         seconds = check_ttl(ttl)
+        started = perf_counter()
         try:
             stored = await self.raw_add_many(items, seconds)
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("setdefault", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("setdefault", started, exc) from exc
+        self._recorder.done("setdefault", started)
         return self._loads(stored[0])
 
     async def increment(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
         full = self._key(key)
         step = by if type(by) is int and INT64_MIN <= by <= INT64_MAX else check_step(by)
         seconds = None if ttl is None else check_lease(ttl)
+        started = perf_counter()
         try:
-            return await self.raw_increment(full, step, seconds)
+            result = await self.raw_increment(full, step, seconds)
         except (SynchroTypeError, SynchroValueError) as exc:
-            raise _step_error(key, exc) from None
-        except SynchroError:
+            error = _step_error(key, exc)
+            self._recorder.failed("increment", started, error)
+            raise error from None
+        except SynchroError as exc:
+            self._recorder.failed("increment", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("increment", started, exc) from exc
+        self._recorder.done("increment", started)
+        return result
 
     async def decrement(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
         full = self._key(key)
         step = check_step(-check_step(by))
         seconds = check_ttl(ttl)
+        started = perf_counter()
         try:
-            return await self.raw_increment(full, step, seconds)
+            result = await self.raw_increment(full, step, seconds)
         except (SynchroTypeError, SynchroValueError) as exc:
-            raise _step_error(key, exc) from None
-        except SynchroError:
+            error = _step_error(key, exc)
+            self._recorder.failed("decrement", started, error)
+            raise error from None
+        except SynchroError as exc:
+            self._recorder.failed("decrement", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("decrement", started, exc) from exc
+        self._recorder.done("decrement", started)
+        return result
 
     async def rate_limit(self, key: str, *, limit: int, per: float, cost: int = 1) -> RateLimit:
         """One GCRA step for ``key``: ``limit`` requests per ``per`` seconds (bursts up to
@@ -407,12 +507,15 @@ class BaseSynchroInterface(ABC):
             and 0.0 < per < MAX_TTL
         ):
             limit, per, cost = check_rate(limit, per, cost)
+        started = perf_counter()
         try:
             answer = await self.raw_rate_limit(full, limit, per, cost)
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("rate_limit", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("rate_limit", started, exc) from exc
+        self._recorder.done("rate_limit", started)
         if type(answer) is RateLimit:
             return answer
         allowed, remaining, retry_after, reset_after = answer
@@ -421,12 +524,15 @@ class BaseSynchroInterface(ABC):
     async def replace(self, key: str, value: Any) -> Any:
         full = self._key(key)
         data = self._dumps(value)
+        started = perf_counter()
         try:
             old = await self.raw_replace(full, data)
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("replace", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("replace", started, exc) from exc
+        self._recorder.done("replace", started)
         return None if old is None else self._loads(old)
 
     async def compare_and_set(
@@ -435,41 +541,56 @@ class BaseSynchroInterface(ABC):
         full = self._key(key)
         old, data = self._serializer.dumps(expected), self._dumps(new)
         seconds = check_ttl(ttl)
+        started = perf_counter()
         try:
-            return await self.raw_compare_and_set(full, old, data, seconds)
-        except SynchroError:
+            result = await self.raw_compare_and_set(full, old, data, seconds)
+        except SynchroError as exc:
+            self._recorder.failed("compare_and_set", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("compare_and_set", started, exc) from exc
+        self._recorder.done("compare_and_set", started)
+        return result
 
     async def expire(self, key: str, ttl: float | None) -> bool:
         full = self._key(key)
         seconds = check_ttl(ttl)
+        started = perf_counter()
         try:
-            return await self.raw_expire(full, seconds)
-        except SynchroError:
+            result = await self.raw_expire(full, seconds)
+        except SynchroError as exc:
+            self._recorder.failed("expire", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("expire", started, exc) from exc
+        self._recorder.done("expire", started)
+        return result
 
     async def ttl(self, key: str) -> float | None:
         full = self._key(key)
+        started = perf_counter()
         try:
-            return await self.raw_ttl(full)
-        except SynchroError:
+            result = await self.raw_ttl(full)
+        except SynchroError as exc:
+            self._recorder.failed("ttl", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("ttl", started, exc) from exc
+        self._recorder.done("ttl", started)
+        return result
 
     async def keys(self) -> list[str]:
         prefix = self._namespace()
         cut = len(prefix)
+        started = perf_counter()
         try:
             found = await self.raw_keys(prefix)
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("keys", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("keys", started, exc) from exc
+        self._recorder.done("keys", started)
         # a key equal to the head itself (written by some other client) is no key of ours
         return [key[cut:] for key in found if len(key) > cut]
 
@@ -481,23 +602,29 @@ class BaseSynchroInterface(ABC):
         The front ends' ``scan()`` iterate it."""
         prefix = self._namespace()
         cut = len(prefix)
+        started = perf_counter()
         try:
             following, found = await self.raw_scan(prefix, cursor, count)
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("scan", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("scan", started, exc) from exc
+        self._recorder.done("scan", started)
         keys = [key[cut:] for key in found if len(key) > cut]
         return following, keys if matches is None else [key for key in keys if matches(key)]
 
     async def clear(self) -> None:
         prefix = self._namespace()
+        started = perf_counter()
         try:
             await self.raw_clear(prefix)
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("clear", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("clear", started, exc) from exc
+        self._recorder.done("clear", started)
 
     # -- pipelines -------------------------------------------------------------------------
 
@@ -563,66 +690,89 @@ class BaseSynchroInterface(ABC):
         else (the holder's token, 0)."""
         full = self._lock_key(name)
         lease = check_lease(ttl)
+        started = perf_counter()
         try:
             holder, fence = await self.raw_lock_acquire(full, token, lease)
-        except SynchroError:
+        except SynchroError as exc:
+            self._recorder.failed("acquire_lock", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("acquire_lock", started, exc) from exc
+        self._recorder.done("acquire_lock", started)
         return holder, int(fence)
 
     async def release_lock(self, name: str, token: str) -> bool:
         """Release lock ``name`` if ``token`` holds it; False if it does not (any more)."""
         full = self._lock_key(name)
+        started = perf_counter()
         try:
-            return await self.raw_lock_release(full, token)
-        except SynchroError:
+            result = await self.raw_lock_release(full, token)
+        except SynchroError as exc:
+            self._recorder.failed("release_lock", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("release_lock", started, exc) from exc
+        self._recorder.done("release_lock", started)
+        return result
 
     async def extend_lock(self, name: str, token: str, ttl: float) -> bool:
         """Make ``token``'s lease of lock ``name`` end ``ttl`` s from now; False if the lock
         is not (any more) its own."""
         full = self._lock_key(name)
         lease = check_lease(ttl)
+        started = perf_counter()
         try:
-            return await self.raw_lock_extend(full, token, lease)
-        except SynchroError:
+            result = await self.raw_lock_extend(full, token, lease)
+        except SynchroError as exc:
+            self._recorder.failed("extend_lock", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("extend_lock", started, exc) from exc
+        self._recorder.done("extend_lock", started)
+        return result
 
     async def locked(self, name: str) -> bool:
         """Whether lock ``name`` is held (a live lease)."""
         full = self._lock_key(name)
+        started = perf_counter()
         try:
-            return await self.raw_locked(full)
-        except SynchroError:
+            result = await self.raw_locked(full)
+        except SynchroError as exc:
+            self._recorder.failed("locked", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("locked", started, exc) from exc
+        self._recorder.done("locked", started)
+        return result
 
     async def acquire_semaphore(self, name: str, token: str, limit: int, ttl: float) -> bool:
         """One attempt to hold one of ``limit`` places of semaphore ``name`` for ``ttl`` s."""
         full = self._marked_key(SEMAPHORE_MARK, name, "semaphore name")
         lease = check_lease(ttl)
+        started = perf_counter()
         try:
-            return await self.raw_semaphore_acquire(full, token, limit, lease)
-        except SynchroError:
+            result = await self.raw_semaphore_acquire(full, token, limit, lease)
+        except SynchroError as exc:
+            self._recorder.failed("acquire_semaphore", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("acquire_semaphore", started, exc) from exc
+        self._recorder.done("acquire_semaphore", started)
+        return result
 
     async def release_semaphore(self, name: str, token: str) -> bool:
         """Leave semaphore ``name``; False if ``token`` held no live place (lease ended)."""
         full = self._marked_key(SEMAPHORE_MARK, name, "semaphore name")
+        started = perf_counter()
         try:
-            return await self.raw_semaphore_release(full, token)
-        except SynchroError:
+            result = await self.raw_semaphore_release(full, token)
+        except SynchroError as exc:
+            self._recorder.failed("release_semaphore", started, exc)
             raise
         except Exception as exc:
-            raise self.map_error(exc) from exc
+            raise self._failure("release_semaphore", started, exc) from exc
+        self._recorder.done("release_semaphore", started)
+        return result
 
     # -- primitives: each interface implements these ----------------------------------------
     #

@@ -607,6 +607,10 @@ class LMDB(BaseSynchroInterface):
                 txn.put(stored, _record(repr(new_tat).encode("ascii"), new_tat, original))
         return _done(answer)
 
+    @property
+    def endpoint(self) -> str:
+        return f"lmdb://{self._path}" if self._path else "not started"
+
     def __repr__(self) -> str:
         return f"LMDB({self._path or 'not started'})"
 

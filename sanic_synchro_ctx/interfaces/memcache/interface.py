@@ -508,5 +508,9 @@ class Memcache(NetworkInterface[_Session]):
         answer: tuple[bool, int, float, float] = await self._swap_marked(name, choose)
         return answer
 
+    @property
+    def endpoint(self) -> str:
+        return f"memcached://{self._host}:{self._port}"
+
     def __repr__(self) -> str:
         return f"Memcache({self._host}:{self._port})"

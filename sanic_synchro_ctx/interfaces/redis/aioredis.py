@@ -386,6 +386,20 @@ class AIORedis(RedisInterface):
             await session.client.initialize()
         return session
 
+    @property
+    def endpoint(self) -> str:
+        template = self._template
+        if self._cluster:
+            nodes = ",".join(f"{node.host}:{node.port}" for node in template.startup_nodes)
+            return f"redis+cluster://{nodes}"
+        pool = template.connection_pool
+        options = pool.connection_kwargs
+        if "path" in options:
+            return f"unix://{options['path']}?db={options.get('db', 0)}"
+        scheme = "rediss" if "ssl" in pool.connection_class.__name__.lower() else "redis"
+        host, port = options.get("host", "localhost"), options.get("port", 6379)
+        return f"{scheme}://{host}:{port}/{options.get('db', 0)}"
+
     def __repr__(self) -> str:
         kind = type(self._template).__name__
         return f"AIORedis({kind})"

@@ -407,5 +407,9 @@ class AsyncioRedis(RedisInterface):
     async def open_session(self) -> _Session:
         return _Session(self, await self._new_pool(), self._max_batch, self._timeout)
 
+    @property
+    def endpoint(self) -> str:
+        return "asyncio-redis://{host}:{port}/{db}".format(**self._options)
+
     def __repr__(self) -> str:
         return "AsyncioRedis({host}:{port}/{db})".format(**self._options)

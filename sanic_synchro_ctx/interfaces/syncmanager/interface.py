@@ -148,6 +148,7 @@ class SyncManager(StoreBackedInterface):
         self._sessions: LoopSessions[_LoopLink] = LoopSessions(_close_link)
         self._connecting: set[asyncio.AbstractEventLoop] = set()
         self._pipeline_sizes: Counter[int] = Counter()
+        self._unbatched = 0  # round trips of one operation outside the batchers
         if address is None and (authkey is not None or authkey_file is not None):
             raise SynchroValueError("authkey= and authkey_file= are only meaningful with address=")
         self._external = address is not None
@@ -205,6 +206,7 @@ class SyncManager(StoreBackedInterface):
         if client is None or batcher is None:  # blocking front end, or no batching
             if self._blocking.capturing:
                 return _Captured((method, args))
+            self._unbatched += 1
             return _run(self._backend_call(method), args)
         if client.connected():
             if batcher.direct():
@@ -291,6 +293,21 @@ class SyncManager(StoreBackedInterface):
         """Round trips of the async front end and of blocking pipelines in this process,
         by operations carried."""
         return self._sessions.batch_sizes + self._pipeline_sizes
+
+    def round_trip_sizes(self) -> Counter[int] | None:
+        if self._store is not None or self._client is None:
+            return None  # this process's own Store: nothing leaves the process
+        sizes = self.batch_sizes
+        if self._unbatched:
+            sizes[1] += self._unbatched
+        return sizes
+
+    @property
+    def endpoint(self) -> str:
+        address = self.address
+        if address is None:
+            return "this process" if self._store is not None else "not started"
+        return f"manager://{format_address(address)}"
 
     # -- pipelines --------------------------------------------------------------------------
 

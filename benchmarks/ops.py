@@ -339,6 +339,23 @@ async def four_round_trip_increment(count: int, ctx: Any) -> Ratio:
         manager.shutdown()
 
 
+async def stats_on_off(
+    group: str, on: Any, off: Any, *, count: int, target: str | None
+) -> list[Ratio]:
+    """The same operations with ``interface.stats()`` recording (the default) and without."""
+    off.interface.stats_enabled = False
+    await on.set("stats-v", DOC)
+    await off.set("stats-v", DOC)
+    pairs: dict[str, tuple[Op, Op]] = {
+        "get": (lambda: on.get("stats-v"), lambda: off.get("stats-v")),
+        "increment": (lambda: on.increment("stats-n"), lambda: off.increment("stats-n")),
+    }
+    results = await compare("statistics on / off", pairs, count=count, target=target)
+    for ratio in results:
+        ratio.name = f"{group} {ratio.name}"
+    return results
+
+
 async def run(
     redis_url: str, cluster_url: str | None, memcached_port: int, quick: bool
 ) -> list[Ratio]:
@@ -379,9 +396,20 @@ async def run(
             context(f"{tag}_sync_off", unbatched),
             count=calls,
         )
+        quiet = SyncManager(process.address, process.authkey)
+        results += await stats_on_off(
+            "SyncManager",
+            synced,
+            context(f"{tag}_sync_quiet", quiet),
+            count=calls,
+            target="<= 1.05x",
+        )
     finally:
         process.stop()
     results.append(await blocking_vs_async("InMemory", memory, count=calls * 5))
+    results += await stats_on_off(
+        "InMemory", memory, context(f"{tag}_memory_off", InMemory()), count=calls * 5, target=None
+    )
 
     client = redis_asyncio.Redis.from_url(redis_url)
     aioredis = context(f"{tag}_aioredis", AIORedis(client))
@@ -396,6 +424,9 @@ async def run(
     unbatched_redis = context(f"{tag}_aioredis_off", AIORedis.from_url(redis_url, batching=False))
     results += await lone_operations("AIORedis", aioredis, unbatched_redis, count=calls)
     await unbatched_redis.interface.aclose()
+    quiet_redis = context(f"{tag}_aioredis_quiet", AIORedis.from_url(redis_url))
+    results += await stats_on_off("AIORedis", aioredis, quiet_redis, count=calls, target="<= 1.05x")
+    await quiet_redis.interface.aclose()
     await aioredis.interface.aclose()
     await client.aclose()
 

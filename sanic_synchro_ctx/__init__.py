@@ -6,6 +6,8 @@
 See the README and the documentation for interfaces, operations and run modes.
 """
 
+import typing as _typing
+
 from .compat import SanicSynchroCtx
 from .config import interface_from_url
 from .errors import (
@@ -27,6 +29,9 @@ from .interfaces.redis import AIORedis, AsyncioRedis
 from .interfaces.syncmanager import SyncManager
 from .ratelimit import RateLimit
 
+if _typing.TYPE_CHECKING:
+    from .inspector import SynchroInspector
+
 __version__ = "0.2.0.dev0"
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "Synchro",
     "SynchroConnectionError",
     "SynchroError",
+    "SynchroInspector",
     "SynchroSerializationError",
     "SynchroTypeError",
     "SynchroUnsupported",
@@ -51,3 +57,13 @@ __all__ = [
     "__version__",
     "interface_from_url",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``SynchroInspector`` is a Sanic Inspector: imported on first use, so that importing
+    the package (as the manager process does) imports no sanic."""
+    if name == "SynchroInspector":
+        from .inspector import SynchroInspector
+
+        return SynchroInspector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

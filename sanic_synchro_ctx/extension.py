@@ -24,7 +24,7 @@ import multiprocessing
 import os
 import pickle
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from multiprocessing.sharedctypes import RawArray
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -36,6 +36,7 @@ from .errors import SynchroConnectionError, SynchroTypeError, SynchroValueError
 from .interfaces.base import BaseSynchroInterface
 from .leader import Leadership
 from .ratelimit import RateLimit, check_rate, parse_rate
+from .report import report
 
 if TYPE_CHECKING:
     from sanic import Request, Sanic
@@ -44,6 +45,8 @@ __all__ = ["RESET_SIGNAL", "Synchro", "default_prefix"]
 
 #: Listener and middleware priority: run before the application's own (higher runs first).
 PRIORITY = 1_000
+#: Seconds between two reports of a worker (``SYNCHRO_REPORT_INTERVAL``; 0: none).
+DEFAULT_REPORT_INTERVAL = 5.0
 #: The Sanic signal dispatched in a worker that finds the shared store replaced by a new,
 #: empty one (a SyncManager manager that died and was started again; ``defaults`` are in it
 #: again). ``@app.signal("synchro.store.reset")`` to re-seed anything else.
@@ -170,6 +173,7 @@ class _Binding:
         "interface",
         "leaders",
         "loop",
+        "reporter",
     )
 
     def __init__(self, interface: BaseSynchroInterface, defaults: Mapping[str, Any]) -> None:
@@ -184,6 +188,8 @@ class _Binding:
         self.loop: asyncio.AbstractEventLoop | None = None
         #: The leader tasks running in this process's server.
         self.leaders: list[asyncio.Task[None]] = []
+        #: The task writing this process's report into Sanic's worker state, if any.
+        self.reporter: asyncio.Task[None] | None = None
 
     def seed(self, interface: BaseSynchroInterface) -> None:
         """Set each default that is missing, on ``interface`` (blocking)."""
@@ -407,8 +413,49 @@ class Synchro:
             task = loop.create_task(leadership.run(app), name=f"synchro leader task {name}")
             binding.leaders.append(task)
 
+    def _start_reporting(self, app: Sanic[Any, Any]) -> None:
+        """In a worker of Sanic's worker manager, with ``SYNCHRO_REPORT_INTERVAL`` > 0
+        (default 5 s): write this process's :func:`~.report.report` into its entry of
+        Sanic's worker state (key ``synchro:<name>``), where ``sanic inspect`` shows it and
+        :class:`~.inspector.SynchroInspector` adds the workers up."""
+        interval = app.config.get("SYNCHRO_REPORT_INTERVAL", DEFAULT_REPORT_INTERVAL)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+            raise SynchroValueError("app.config.SYNCHRO_REPORT_INTERVAL must be a number")
+        if not interval > 0 or not math.isfinite(interval):
+            if interval == 0:
+                return
+            raise SynchroValueError("app.config.SYNCHRO_REPORT_INTERVAL must be >= 0 seconds")
+        multiplexer = getattr(app, "multiplexer", None)  # absent in a single process
+        if multiplexer is None:
+            return
+        binding = self._binding(app)
+        binding.reporter = asyncio.get_running_loop().create_task(
+            self._report_every(binding, float(interval), multiplexer.state),
+            name=f"synchro report {self.name}",
+        )
+
+    async def _report_every(
+        self, binding: _Binding, interval: float, state: MutableMapping[str, Any]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        entry = f"synchro:{self.name}"
+        while True:
+            try:  # a report must never take the worker down; the log says why it failed
+                answer = await report(binding.interface)
+                try:  # Sanic's worker state is a manager proxy: a blocking call, off the loop
+                    await loop.run_in_executor(None, state.update, {entry: answer})
+                except KeyError:  # the worker's entry is gone: Sanic is stopping it
+                    return
+            except Exception:
+                _log.exception("Synchro %r: could not write this worker's report", self.name)
+            await asyncio.sleep(interval)
+
     async def _stop_leaders(self, app: Sanic[Any, Any]) -> None:
         binding = self._binding(app)
+        if binding.reporter is not None:
+            binding.reporter.cancel()
+            await asyncio.gather(binding.reporter, return_exceptions=True)
+            binding.reporter = None
         tasks, binding.leaders = binding.leaders, []
         for task in tasks:
             task.cancel()
@@ -422,6 +469,7 @@ class Synchro:
             app.register_listener(self._main_process_stop, "main_process_stop")
             app.register_listener(self._server_start, "before_server_start", priority=PRIORITY)
         app.register_listener(self._start_leaders, "after_server_start")
+        app.register_listener(self._start_reporting, "after_server_start")
         app.register_listener(self._stop_leaders, "before_server_stop")
         app.register_listener(self._server_stop, "after_server_stop")
         app.register_middleware(self._request_middleware(app.name), "request", priority=PRIORITY)

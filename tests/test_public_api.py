@@ -27,6 +27,7 @@ PUBLIC = {
     "Synchro",
     "SynchroConnectionError",
     "SynchroError",
+    "SynchroInspector",
     "SynchroSerializationError",
     "SynchroTypeError",
     "SynchroUnsupported",

@@ -31,13 +31,14 @@ from sanic_synchro_ctx import (
     LockTimeout,
     Memcache,
     Synchro,
+    SynchroInspector,
 )
 from sanic_synchro_ctx.context import BlockingSynchroContext, SynchroContext
 
 if os.environ.get("SYNCHRO_FORK") == "1":
     Sanic.start_method = "fork"
 
-app = Sanic("workers_app")
+app = Sanic("workers_app", inspector_class=SynchroInspector)  # used with SANIC_INSPECTOR=1
 
 
 def make_interface():

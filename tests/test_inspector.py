@@ -1,0 +1,134 @@
+"""``sanic inspect synchro`` on a real ``sanic ... --workers 2`` app (SynchroInspector)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sanic_synchro_ctx import AIORedis, Memcache, SyncManager
+from sanic_synchro_ctx.report import add_up
+
+from .servers import SanicServer, free_port, values_of, wait_for
+from .test_workers import worker_env
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def ask(port: int) -> Any:
+    """The Inspector's answer to the ``synchro`` action, over its HTTP API."""
+    reply = httpx.post(f"http://127.0.0.1:{port}/synchro", timeout=5.0)
+    reply.raise_for_status()
+    return reply.json()["result"]
+
+
+def found_namespace(kind: str, app_name: str) -> str:
+    """The key head the workers app uses: its explicit prefix, or the default one."""
+    return "synchro/workers_app/synchro:" if kind == "syncmanager" else f"{app_name}:"
+
+
+@pytest.mark.parametrize("kind", ["syncmanager", "aioredis", "memcache"])
+def test_inspect_synchro_shows_every_worker_and_their_operations(
+    tmp_path: Path, request: pytest.FixtureRequest, app_name: str, kind: str
+) -> None:
+    port = free_port()
+    env = {
+        **worker_env(kind, request, app_name),
+        "SANIC_INSPECTOR": "true",
+        "SANIC_INSPECTOR_HOST": "127.0.0.1",
+        "SANIC_INSPECTOR_PORT": str(port),
+        "SANIC_SYNCHRO_REPORT_INTERVAL": "0.2",
+    }
+    with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
+        server.wait_workers(2)
+
+        def reports_since(moment: float) -> Any:
+            """Both workers' reports, once both wrote one after ``moment``."""
+            try:
+                found = ask(port).get("synchro")
+            except httpx.HTTPError:
+                return None  # the Inspector is still starting
+            if not found or len(found["workers"]) != 2:
+                return None
+            fresh = all(report["at"] > moment for report in found["workers"].values())
+            return found if fresh else None
+
+        def increments(found: Any) -> int:
+            calls: int = found["total"]["operations"].get("increment", {}).get("calls", 0)
+            return calls
+
+        started = time.time()
+        before = wait_for(lambda: reports_since(started), timeout=60, what="reports")
+        assert values_of(server.hammer("/inc", 40, concurrency=8)) == list(range(1, 41))
+        served = time.time()
+        found = wait_for(lambda: reports_since(served), timeout=60, what="new reports")
+        assert increments(found) == increments(before) + 40
+        for worker, report in found["workers"].items():
+            assert worker.startswith("Sanic-Server-"), worker
+            assert (
+                report["interface"]
+                == {
+                    "syncmanager": "SyncManager",
+                    "aioredis": "AIORedis",
+                    "memcache": "Memcache",
+                }[kind]
+            )
+            assert report["reachable"] is True
+            assert report["ping_ms"] > 0
+            assert report["namespace"] == found_namespace(kind, app_name)
+            stats = report["stats"]
+            assert stats["errors"] == {}
+            assert stats["round_trips"] >= 1
+            if kind == "memcache":  # memcached cannot list keys
+                assert report["keys"] is None
+            else:
+                assert report["keys"] >= 1  # the counter (and whatever else the app set)
+        assert found["total"] == add_up(found["workers"].values())
+
+        # The command line a user types prints the same JSON.
+        printed = subprocess.run(
+            [sys.executable, "-m", "sanic", "inspect", "synchro", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        shown = json.loads(printed.stdout)
+        assert set(shown["synchro"]["workers"]) == set(found["workers"])
+
+
+def test_a_report_says_when_the_backend_is_unreachable() -> None:
+    import asyncio
+
+    from sanic_synchro_ctx.report import report
+
+    port = free_port()  # nothing listens there
+    interface = Memcache("127.0.0.1", port, prefix="down", timeout=1.0)
+
+    async def main() -> dict[str, Any]:
+        try:
+            return await report(interface)
+        finally:
+            await interface.aclose()
+
+    answer = asyncio.run(main())
+    assert answer["reachable"] is False
+    assert answer["ping_ms"] is None
+    assert "SynchroConnectionError" in answer["error"]
+    assert answer["endpoint"] == f"memcached://127.0.0.1:{port}"
+    assert answer["stats"]["operations"] == {}  # the report's own reads are not counted
+
+
+def test_endpoints_never_show_a_password() -> None:
+    redis = AIORedis.from_url("redis://:s3cret@127.0.0.1:6390/2", prefix="p")
+    assert redis.endpoint == "redis://127.0.0.1:6390/2"
+    secure = AIORedis.from_url("rediss://user:s3cret@127.0.0.1:6390/0", prefix="p")
+    assert secure.endpoint == "rediss://127.0.0.1:6390/0"
+    manager = SyncManager(("127.0.0.1", 5999), authkey=b"s3cret", prefix="p")
+    assert manager.endpoint == "manager://127.0.0.1:5999"

@@ -123,4 +123,10 @@ def main(redis_url: str, logs: Path, quick: bool) -> list[Ratio]:
             ("benchmarks.apps.redis_counter:app", {"BENCH_REDIS_URL": redis_url}),
             ">= 1.0x", logs, rounds=rounds, seconds=seconds,
         ),
+        compare(
+            "SyncManager, statistics on (default) vs off",
+            ("benchmarks.apps.synchro_counter:app", {}),
+            ("benchmarks.apps.synchro_counter:app", {"BENCH_STATS": "0"}),
+            ">= 0.97x", logs, rounds=rounds, seconds=seconds,
+        ),
     ]  # fmt: skip

@@ -1,4 +1,5 @@
-"""/inc on sanic-synchro-ctx: SyncManager (default) or AIORedis (BENCH_REDIS_URL set)."""
+"""/inc on sanic-synchro-ctx: SyncManager (default) or AIORedis (BENCH_REDIS_URL set);
+BENCH_STATS=0 switches the interface's statistics off."""
 
 import os
 
@@ -9,7 +10,12 @@ from sanic_synchro_ctx import AIORedis, Synchro
 
 app = Sanic("bench_synchro")
 url = os.environ.get("BENCH_REDIS_URL")
-Synchro(app, interface=AIORedis.from_url(url, prefix="bench:ours:") if url else None)
+synchro = Synchro(app, interface=AIORedis.from_url(url, prefix="bench:ours:") if url else None)
+
+
+@app.after_server_start
+def statistics(app: Sanic) -> None:
+    app.ctx.synchro.interface.stats_enabled = os.environ.get("BENCH_STATS", "1") == "1"
 
 
 @app.get("/ping")

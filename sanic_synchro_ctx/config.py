@@ -20,6 +20,7 @@ URL                                    interface
 ``redis+cluster://host:port``          ``AIORedis.from_url(..., cluster=True)``
 ``asyncio-redis://[:pw@]host:port/db`` ``AsyncioRedis(...)``
 ``memcached://host:port``              ``Memcache(host, port)``
+``memcached://h1:p1,h2:p2``            ``Memcache(servers=[(h1, p1), (h2, p2)])``
 ``lmdb:///path/to/dir``                ``LMDB(path)`` (``lmdb://``: a private file that
                                        lives as long as the app)
 =====================================  ==================================================
@@ -123,12 +124,10 @@ def interface_from_url(url: str, **options: Any) -> BaseSynchroInterface:
             f"unknown synchro URL scheme {parts.scheme!r} in {shown!r}; valid schemes: "
             + ", ".join(f"{name}://" for name in SCHEMES)
         )
-    if scheme == "memcached" and "," in parts.netloc:
-        raise SynchroValueError(
-            f"{shown!r}: several memcached servers in one URL are not in this version"
-        )
     try:
-        port = parts.port  # a port that is not a number, or out of range, raises here
+        # a port that is not a number, or out of range, raises here (several memcached
+        # servers are read by their builder)
+        port = None if scheme == "memcached" and "," in parts.netloc else parts.port
     except ValueError as exc:
         raise SynchroValueError(f"cannot read synchro URL {shown!r}: {exc}") from None
     allowed = SCHEMES[scheme]
@@ -230,7 +229,16 @@ def _memcached(
 
     if parts.path not in ("", "/"):
         raise SynchroValueError(f"{shown!r}: memcached:// takes no path")
-    return Memcache(parts.hostname or "127.0.0.1", port or 11211, **options)
+    if "," not in parts.netloc:
+        return Memcache(parts.hostname or "127.0.0.1", port or 11211, **options)
+    servers = []
+    for place in parts.netloc.split(","):
+        try:
+            one = urlsplit(f"memcached://{place}")
+            servers.append((one.hostname or "", one.port or 11211))
+        except ValueError as exc:
+            raise SynchroValueError(f"server {place!r} of {shown!r}: {exc}") from None
+    return Memcache(servers=servers, **options)
 
 
 def _lmdb(

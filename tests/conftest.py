@@ -98,6 +98,15 @@ def memcached_server() -> Iterator[MemcachedServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def memcached_servers() -> Iterator[list[MemcachedServer]]:
+    """Three memcached servers: one context spread over them (Memcache(servers=...))."""
+    servers = [MemcachedServer().start() for _ in range(3)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
 @pytest.fixture
 def make_interface(request: pytest.FixtureRequest) -> Callable[..., BaseSynchroInterface]:
     """Build an interface of one kind; its backend server starts on first use."""

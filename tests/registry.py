@@ -68,6 +68,7 @@ REGISTRY: list[Kind] = [
     Kind("aioredis-valkey", lambda f, o: AIORedis(valkey.asyncio.Valkey.from_url(f("redis_server").url, socket_timeout=5), **o), workers=False),  # noqa: E501
     Kind("asyncio_redis", lambda f, o: AsyncioRedis(port=f("redis_server").port, **o)),
     Kind("memcache", lambda f, o: Memcache(port=f("memcached_server").port, **o), lists_keys=False, ttl_resolution=1.0),  # noqa: E501
+    Kind("memcache-3", lambda f, o: Memcache(servers=[("127.0.0.1", s.port) for s in f("memcached_servers")], **o), lists_keys=False, ttl_resolution=1.0, workers=False),  # noqa: E501
     Kind("lmdb", lambda f, o: LMDB(**o), shared=False, network=False),
     Kind("lmdb-file", lambda f, o: LMDB(str(f("tmp_path") / "db"), **o), network=False, workers=False),  # noqa: E501
     Kind("example-dict", _example, shares_between_processes=False, shared=False, network=False, workers=False),  # noqa: E501

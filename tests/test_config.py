@@ -112,6 +112,17 @@ async def test_memcached_url(app_name: str, memcached_server: Any) -> None:
     await smoke(made, app_name)
 
 
+async def test_memcached_url_with_several_servers(
+    app_name: str, memcached_servers: list[Any]
+) -> None:
+    places = ",".join(f"127.0.0.1:{server.port}" for server in memcached_servers)
+    made = interface_from_url(f"memcached://{places}?timeout=2")
+    assert isinstance(made, Memcache)
+    assert made.endpoint == f"memcached://{places}"
+    assert [port for _, port, _ in made.servers] == [s.port for s in memcached_servers]
+    await smoke(made, app_name)
+
+
 async def test_lmdb_urls(app_name: str, tmp_path: Path) -> None:
     persistent = interface_from_url(f"lmdb://{tmp_path / 'db'}?durable=true")
     assert isinstance(persistent, LMDB)
@@ -134,7 +145,9 @@ async def test_lmdb_urls(app_name: str, tmp_path: Path) -> None:
         ("manager://?batching=maybe", "not a boolean"),
         ("manager://host", "takes no host"),
         ("manager://?authkey_file=/k", "authkey_file is for a running manager"),
-        ("memcached://a:1,b:2", "several memcached servers"),
+        ("memcached://a:1,a:1", "named twice"),
+        ("memcached://a:1,b:port", "server 'b:port'"),
+        ("memcached://a:1,b:99999", "server 'b:99999'"),
         ("redis+sentinel://127.0.0.1:26379/main/0", "Sentinel"),
         ("asyncio-redis://127.0.0.1:6379/zero", "database must be a number"),
     ],

@@ -644,6 +644,11 @@ class BaseSynchroInterface(ABC):
         except Exception as exc:  # preparing failed (a script load): nothing was sent
             error = exc if isinstance(exc, SynchroError) else self.map_error(exc)
             return [(False, error)] * len(calls)
+        return await self.run_calls(batcher, calls)
+
+    async def run_calls(self, batcher: Batcher[Any] | None, calls: Sequence[Call]) -> list[Outcome]:
+        """Run a pipeline's checked ``calls`` through ``batcher`` (None: one after the
+        other), in order; one :data:`Outcome` each."""
         if batcher is None:
             outcomes: list[Outcome] = []
             for name, args, kwargs in calls:

@@ -37,6 +37,7 @@ from . import counters, expiry
 from .client import Item, from_item, safe_client_class, storage, to_item, unpack
 from .generations import Generation, Op, Read, Write
 from .keys import KeyMap
+from .rendezvous import check_servers
 
 __all__ = ["MEMCACHE_MAX_VALUE_SIZE", "Memcache"]
 
@@ -73,11 +74,22 @@ class _Session(NamedTuple):
 
 
 class Memcache(NetworkInterface[_Session]):
-    """The context in memcached, through ``aiomcache``."""
+    """The context in memcached, through ``aiomcache``: on one server (``host``, ``port``,
+    or an ``aiomcache.Client`` to copy the settings of), or spread over several with
+    ``servers=[(host, port), ...]`` (see :mod:`.sharded`)."""
 
     ttl_resolution = 1.0
     lists_keys = False
     ordered_batches = False  # an exchange's get-and-swap steps interleave with the others'
+
+    def __new__(cls, *args: Any, servers: Any = None, **options: Any) -> Memcache:
+        """``Memcache(servers=[...])`` with several servers builds a
+        :class:`~.sharded.ShardedMemcache` (still a Memcache)."""
+        if cls is Memcache and servers is not None and len(check_servers(servers)) > 1:
+            from .sharded import ShardedMemcache
+
+            return super().__new__(ShardedMemcache)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -85,6 +97,7 @@ class Memcache(NetworkInterface[_Session]):
         port: int = 11211,
         pool_size: int = 4,
         *,
+        servers: Any = None,
         prefix: str | None = None,
         serializer: Serializer | None = None,
         max_value_size: int = MEMCACHE_MAX_VALUE_SIZE,
@@ -93,6 +106,10 @@ class Memcache(NetworkInterface[_Session]):
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         module = _import_aiomcache()
+        if servers is not None:  # one server (several make a ShardedMemcache)
+            if host != "127.0.0.1" or port != 11211:
+                raise SynchroValueError("Memcache takes host and port, or servers=, not both")
+            ((host, port, _),) = check_servers(servers)
         self._max_batch = batch_limit(batching, max_batch)
         self._timeout = check_timeout(timeout)
         self._module = module
@@ -507,6 +524,16 @@ class Memcache(NetworkInterface[_Session]):
 
         answer: tuple[bool, int, float, float] = await self._swap_marked(name, choose)
         return answer
+
+    @property
+    def servers(self) -> list[tuple[str, int, float]]:
+        """(host, port, weight) of every server: here, the one."""
+        return [(self._host, self._port, 1.0)]
+
+    def server_of(self, key: str) -> str:
+        """``host:port`` of the memcached server that holds ``key`` (of this namespace)."""
+        self._key(key)
+        return f"{self._host}:{self._port}"
 
     @property
     def endpoint(self) -> str:

@@ -356,9 +356,22 @@ async def stats_on_off(
     return results
 
 
+async def sharded_get_many(group: str, many: Any, one: Any, *, count: int) -> Ratio:
+    """get_many of 100 keys over three memcached servers (split per server, in parallel)
+    against the same on one server."""
+    keys = [f"gm{i}" for i in range(100)]
+    await many.update({key: DOC for key in keys})
+    await one.update({key: DOC for key in keys})
+    mine, theirs = await interleaved_latency(
+        lambda: many.get_many(keys), lambda: one.get_many(keys), count=count
+    )
+    return Ratio(group, "get_many of 100 keys", mine, theirs, "µs/op", "<= 1.2x")
+
+
 async def run(
-    redis_url: str, cluster_url: str | None, memcached_port: int, quick: bool
+    redis_url: str, cluster_url: str | None, memcached_ports: list[int], quick: bool
 ) -> list[Ratio]:
+    memcached_port = memcached_ports[0]
     calls = 900 if quick else 5_000  # single calls of each variant per row
     results: list[Ratio] = []
     tag = f"b{os.getpid()}"
@@ -467,11 +480,21 @@ async def run(
         f"{tag}_memcache_off", Memcache(port=memcached_port, pool_size=4, batching=False)
     )
     results += await lone_operations("Memcache", mc, unbatched_mc, count=calls)
+    spread = context(
+        f"{tag}_memcache_3",
+        Memcache(servers=[("127.0.0.1", port) for port in memcached_ports], pool_size=4),
+    )
+    results.append(
+        await sharded_get_many("Memcache, 3 servers / 1 server", spread, mc, count=calls // 2)
+    )
+    await spread.interface.aclose()
     await unbatched_mc.interface.aclose()
     await mc.interface.aclose()
     await raw_mc.close()
     return results
 
 
-def main(redis_url: str, cluster_url: str | None, memcached_port: int, quick: bool) -> list[Ratio]:
-    return asyncio.run(run(redis_url, cluster_url, memcached_port, quick))
+def main(
+    redis_url: str, cluster_url: str | None, memcached_ports: list[int], quick: bool
+) -> list[Ratio]:
+    return asyncio.run(run(redis_url, cluster_url, memcached_ports, quick))

@@ -45,16 +45,17 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="synchro-bench-"))
     redis = RedisServer(work).start()
-    memcached = MemcachedServer().start()
+    memcached = [MemcachedServer().start() for _ in range(3)]  # one, or all three together
     results: list[Ratio] = []
     try:
         if args.only in (None, "ops"):
-            results += ops.main(redis.url, None, memcached.port, args.quick)
+            results += ops.main(redis.url, None, [one.port for one in memcached], args.quick)
         if args.only in (None, "http"):
             results += http.main(redis.url, work, args.quick)
     finally:
         redis.stop()
-        memcached.stop()
+        for one in memcached:
+            one.stop()
 
     body = table(results)
     print(body)

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from hashlib import blake2b
 from typing import Any
+from zlib import crc32
 
 from ...errors import SynchroValueError
 
@@ -23,6 +24,9 @@ __all__ = ["Rendezvous", "Server", "check_servers"]
 Server = tuple[str, int, float]
 
 _SPAN = float(2**64)
+_MASK = 2**64 - 1
+#: How many keys' servers :meth:`Rendezvous.pick` remembers (then it starts over).
+RECENT_KEYS = 65_536
 
 
 def check_servers(servers: Any) -> list[Server]:
@@ -61,24 +65,48 @@ def check_servers(servers: Any) -> list[Server]:
 
 
 class Rendezvous:
-    """Picks the server of a key among ``servers`` (the same answer in every process)."""
+    """Picks the server of a key among ``servers`` (the same answer in every process).
 
-    __slots__ = ("_nodes",)
+    The key is hashed once (CRC-32: fast, and the same everywhere); each server's draw for
+    it is that hash combined with the server's own 64-bit seed (from its address) through
+    a 64-bit mixer, so that the draws of different servers are independent. Recent keys'
+    answers are remembered (a bounded table): applications use a few keys over and over.
+    """
+
+    __slots__ = ("_equal", "_nodes", "_recent")
 
     def __init__(self, servers: Sequence[Server]) -> None:
-        # the hash of each server is keyed by its address alone (blake2b keys: <= 64 bytes)
         self._nodes = [
-            (blake2b(f"{host}:{port}".encode(), digest_size=32).digest(), weight)
+            (
+                int.from_bytes(blake2b(f"{host}:{port}".encode(), digest_size=8).digest(), "big"),
+                weight,
+            )
             for host, port, weight in servers
         ]
+        self._equal = len({weight for _, weight in self._nodes}) == 1
+        self._recent: dict[str, int] = {}
 
     def pick(self, key: str) -> int:
         """The index of the server that holds ``key``."""
-        data = key.encode("utf-8", "surrogatepass")
+        found = self._recent.get(key)
+        if found is not None:
+            return found
+        hashed = crc32(key.encode("utf-8", "surrogatepass"))
         best, best_score = 0, -1.0
         for index, (seed, weight) in enumerate(self._nodes):
-            drawn = int.from_bytes(blake2b(data, digest_size=8, key=seed).digest(), "big")
-            score = weight / -math.log((drawn + 0.5) / _SPAN)
+            drawn = _mix(hashed ^ seed)
+            score = float(drawn) if self._equal else weight / -math.log((drawn + 0.5) / _SPAN)
             if score > best_score:
                 best, best_score = index, score
+        if len(self._recent) >= RECENT_KEYS:
+            self._recent.clear()
+        self._recent[key] = best
         return best
+
+
+def _mix(value: int) -> int:
+    """A 64-bit bijection in which every input bit changes about half the output bits (the
+    finalizer of SplitMix64)."""
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK
+    return value ^ (value >> 31)

@@ -80,7 +80,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def start(self, *, replica_of: int | None = None) -> RedisServer:
         command = [
             require("redis-server"),
             "--port", str(self.port),
@@ -90,6 +90,8 @@ class RedisServer:
             "--dir", str(self.directory),
             "--logfile", str(self.directory / f"redis-{self.port}.log"),
         ]  # fmt: skip
+        if replica_of is not None:
+            command += ["--replicaof", "127.0.0.1", str(replica_of)]
         if self.cluster:
             command += [
                 "--cluster-enabled", "yes",
@@ -154,6 +156,77 @@ class RedisCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+class RedisSentinels:
+    """A master, one replica and three ``redis-server --sentinel`` watching them (service
+    ``main``; quorum 2; a master is down after 1 s without answers)."""
+
+    SERVICE = "main"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.master = RedisServer(directory)
+        self.replica = RedisServer(directory)
+        self.sentinel_ports = [free_port_pair() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", port) for port in self.sentinel_ports]
+
+    @property
+    def url(self) -> str:
+        places = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{places}/{self.SERVICE}/0"
+
+    def start(self) -> RedisSentinels:
+        self.master.start()
+        self.replica.start(replica_of=self.master.port)
+        for port in self.sentinel_ports:
+            config = self.directory / f"sentinel-{port}.conf"
+            config.write_text(
+                f"port {port}\n"
+                "bind 127.0.0.1\n"
+                f"dir {self.directory}\n"
+                f"logfile {self.directory / f'sentinel-{port}.log'}\n"
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
+                f"sentinel failover-timeout {self.SERVICE} 10000\n"
+                f"sentinel parallel-syncs {self.SERVICE} 1\n"
+            )
+            self.sentinels.append(
+                subprocess.Popen(
+                    [require("redis-server"), str(config), "--sentinel"],
+                    stdout=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+        for port in self.sentinel_ports:
+            _wait(
+                lambda port=port: _answers(port, b"SENTINEL REPLICAS main\r\n", b"*1\r\n"),
+                f"sentinel on {port} seeing the replica",
+            )
+        return self
+
+    def master_port(self) -> int:
+        """The port of the master the Sentinels name now."""
+        with socket.create_connection(("127.0.0.1", self.sentinel_ports[0]), timeout=5) as sock:
+            sock.sendall(b"SENTINEL GET-MASTER-ADDR-BY-NAME main\r\n")
+            reply = sock.recv(4096).split(b"\r\n")
+        return int(reply[4])
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.replica.stop()
+        self.master.stop()
 
 
 class MemcachedServer:

@@ -21,7 +21,7 @@ from sanic_synchro_ctx import Synchro
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 
-from .backends import MemcachedServer, RedisCluster, RedisServer
+from .backends import MemcachedServer, RedisCluster, RedisSentinels, RedisServer
 from .frontends import BlockingAsAsync
 from .registry import INTERFACES, KINDS, SHARED
 from .servers import STARTED
@@ -89,6 +89,14 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinels]:
+    """A master and a replica watched by three Sentinels (service "main")."""
+    group = RedisSentinels(tmp_path_factory.mktemp("sentinels")).start()
+    yield group
+    group.stop()
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,7 @@ REGISTRY: list[Kind] = [
     Kind("aioredis", lambda f, o: AIORedis.from_url(f("redis_server").url, **o)),
     Kind("aioredis-cluster", lambda f, o: AIORedis.from_url(f("redis_cluster").url, cluster=True, **o)),  # noqa: E501
     Kind("aioredis-valkey", lambda f, o: AIORedis(valkey.asyncio.Valkey.from_url(f("redis_server").url, socket_timeout=5), **o), workers=False),  # noqa: E501
+    Kind("aioredis-sentinel", lambda f, o: AIORedis.from_sentinel(f("redis_sentinels").addresses, "main", **o), workers=False),  # noqa: E501
     Kind("asyncio_redis", lambda f, o: AsyncioRedis(port=f("redis_server").port, **o)),
     Kind("memcache", lambda f, o: Memcache(port=f("memcached_server").port, **o), lists_keys=False, ttl_resolution=1.0),  # noqa: E501
     Kind("memcache-3", lambda f, o: Memcache(servers=[("127.0.0.1", s.port) for s in f("memcached_servers")], **o), lists_keys=False, ttl_resolution=1.0, workers=False),  # noqa: E501

@@ -31,7 +31,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
-from ...errors import SynchroValueError, missing_client
+from ...checks import check_timeout
+from ...errors import SynchroConnectionError, SynchroValueError, missing_client
 from ...serializer import Serializer
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
 from .interface import IncrementRefused, RedisInterface, RedisSession
@@ -56,6 +57,8 @@ class _Library(NamedTuple):
     retry: Any
     no_backoff: Any
     maint_config: Any  # MaintNotificationsConfig (redis-py >= 7), or None
+    sentinel: Any  # redis.asyncio.sentinel.Sentinel
+    sentinel_pool: Any  # redis.asyncio.sentinel.SentinelConnectionPool
 
 
 def _import_library(name: str = "redis") -> _Library:
@@ -66,6 +69,7 @@ def _import_library(name: str = "redis") -> _Library:
         asyncio_api = importlib.import_module(f"{name}.asyncio")
         cluster_api = importlib.import_module(f"{name}.asyncio.cluster")
         retry = importlib.import_module(f"{name}.asyncio.retry").Retry
+        sentinel_api = importlib.import_module(f"{name}.asyncio.sentinel")
         no_backoff = importlib.import_module(f"{name}.backoff").NoBackoff
     except ImportError:
         if name == "valkey":
@@ -87,7 +91,15 @@ def _import_library(name: str = "redis") -> _Library:
         retry,
         no_backoff,
         maint,
+        sentinel_api.Sentinel,
+        sentinel_api.SentinelConnectionPool,
     )
+
+
+def _address_of(client: Any) -> tuple[str, int]:
+    """(host, port) a client of one server connects to."""
+    options = client.connection_pool.connection_kwargs
+    return options["host"], options["port"]
 
 
 def _library_of(client: Any) -> str:
@@ -133,10 +145,19 @@ _Command = Callable[[Any], Any]
 class _Session(RedisSession):
     """One loop's redis-py client, the scripts registered on it and its batcher."""
 
-    def __init__(self, client: Any, max_batch: int | None, cluster: bool, redis: Any) -> None:
+    def __init__(
+        self,
+        client: Any,
+        max_batch: int | None,
+        cluster: bool,
+        redis: Any,
+        replicas: tuple[int, int] = (0, 0),
+    ) -> None:
         self.client = client
         self.cluster = cluster
         self._errors = redis.exceptions
+        #: (replicas, milliseconds): every round trip ends with WAIT replicas milliseconds
+        self._replicas = replicas
         busy = getattr(redis.exceptions, "MaxConnectionsError", None)
         self._busy: tuple[type[Exception], ...] = (busy,) if busy is not None else ()
         self.scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
@@ -148,6 +169,15 @@ class _Session(RedisSession):
             )
 
     async def _send_one(self, command: _Command) -> Any:
+        if self._replicas[0]:  # the WAIT must follow on the same connection: a pipeline
+            ((ok, value),) = await self._send_many([command])
+            if not ok:
+                raise value
+            return value
+        return await self._send_alone(command)
+
+    async def _send_alone(self, command: _Command) -> Any:
+        """``command`` on its own, with no WAIT (reads that cannot go in a pipeline)."""
         waited = 0.0
         while True:
             try:
@@ -161,11 +191,23 @@ class _Session(RedisSession):
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
                 command(pipe)
+            replicas, milliseconds = self._replicas
+            if replicas:
+                pipe.execute_command("WAIT", replicas, milliseconds)
             try:
                 replies = await pipe.execute(raise_on_error=False)
             except self._busy as exc:
                 waited = await self._wait_for_a_connection(waited, exc)
                 continue
+            if replicas:
+                acknowledged = replies.pop()
+                if not isinstance(acknowledged, int) or acknowledged < replicas:
+                    lost = SynchroConnectionError(
+                        f"AIORedis: {acknowledged!r} of the {replicas} replicas asked for "
+                        f"acknowledged within {milliseconds} ms: the effect is unknown (it "
+                        "was applied on the master, and may be lost in a failover)"
+                    )
+                    return [(False, lost)] * len(commands)
             return [
                 (False, reply) if isinstance(reply, Exception) else (True, reply)
                 for reply in replies
@@ -224,7 +266,7 @@ class _Session(RedisSession):
         async def collect(client: Any) -> list[bytes]:
             return [raw async for raw in client.scan_iter(match=match, count=1000)]
 
-        found: list[bytes] = await self._send_one(collect)
+        found: list[bytes] = await self._send_alone(collect)
         return found
 
     async def scan_page(
@@ -233,12 +275,12 @@ class _Session(RedisSession):
         client = self.client
         if self.cluster:  # a namespace lives in one slot: its node holds all of it
             node = client.get_node_from_key(head)
-            positions, found = await self._send_one(
+            positions, found = await self._send_alone(
                 lambda c: c.scan(cursor=cursor or 0, match=match, count=count, target_nodes=node)
             )
             position = positions[node.name]
         else:
-            position, found = await self._send_one(
+            position, found = await self._send_alone(
                 lambda c: c.scan(cursor=cursor or 0, match=match, count=count)
             )
         return (None if position == 0 else position), list(found)
@@ -268,7 +310,14 @@ class _Session(RedisSession):
 
 
 class AIORedis(RedisInterface):
-    """The context in Redis (or a Redis Cluster), through ``redis.asyncio``."""
+    """The context in Redis (or a Redis Cluster, or a Redis watched by Sentinel), through
+    ``redis.asyncio``.
+
+    ``wait_replicas=N`` ends every round trip with ``WAIT N`` (at most ``wait_timeout``
+    seconds): an operation returns only once N replicas hold what it wrote, else it raises
+    SynchroConnectionError (applied on the master, maybe lost in a failover). Redis
+    replicates asynchronously: without it, a failover may lose acknowledged writes.
+    """
 
     def __init__(
         self,
@@ -279,9 +328,22 @@ class AIORedis(RedisInterface):
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         batching: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         library = _import_library(_library_of(client))
         self._max_batch = batch_limit(batching, max_batch)
+        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int):
+            raise SynchroValueError("wait_replicas must be an int >= 0")
+        if wait_replicas < 0:
+            raise SynchroValueError("wait_replicas must be an int >= 0")
+        seconds = check_timeout(wait_timeout)
+        if seconds is None or seconds >= DEFAULT_TIMEOUT:
+            raise SynchroValueError(
+                f"wait_timeout must be a number of seconds below {DEFAULT_TIMEOUT} (the "
+                "socket timeout)"
+            )
+        self._replicas = (wait_replicas, max(1, round(seconds * 1000)))
         if not isinstance(client, (library.client, library.cluster)):
             raise SynchroValueError(
                 "AIORedis takes a redis.asyncio.Redis or RedisCluster (or valkey-py's Valkey "
@@ -290,6 +352,10 @@ class AIORedis(RedisInterface):
             )
         self._library = library
         self._cluster = isinstance(client, library.cluster)
+        if self._cluster and wait_replicas:
+            raise SynchroValueError("wait_replicas is for Redis with replicas, not a Cluster")
+        pool = getattr(client, "connection_pool", None)
+        self._sentinel = isinstance(pool, library.sentinel_pool)
         self.ordered_batches = not self._cluster
         self._template = client
         needed = ("startup_nodes", "connection_kwargs") if self._cluster else ("connection_pool",)
@@ -344,6 +410,53 @@ class AIORedis(RedisInterface):
             max_batch=max_batch,
         )
 
+    @classmethod
+    def from_sentinel(
+        cls,
+        sentinels: Sequence[tuple[str, int]],
+        service_name: str,
+        *,
+        prefix: str | None = None,
+        serializer: Serializer | None = None,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        batching: bool = True,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+        sentinel_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> AIORedis:
+        """The master of ``service_name`` as the Sentinels at ``sentinels`` (host, port)
+        name it, now and after each failover. ``kwargs`` go to the master's connections
+        (``password``, ``db``, ``ssl``...), ``sentinel_kwargs`` to the Sentinels'. Defaults
+        as :meth:`from_url`."""
+        library = _import_library()
+        places: Any = sentinels
+        if isinstance(places, (str, bytes)) or not places:
+            raise SynchroValueError("sentinels must be a non-empty list of (host, port)")
+        if not isinstance(service_name, str) or not service_name:
+            raise SynchroValueError("service_name must be a non-empty str")
+        kwargs.setdefault("socket_timeout", DEFAULT_TIMEOUT)
+        kwargs.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
+        kwargs.setdefault("max_connections", 100)
+        watchers = dict(sentinel_kwargs or {})
+        watchers.setdefault("socket_timeout", kwargs["socket_timeout"])
+        watchers.setdefault("socket_connect_timeout", kwargs["socket_connect_timeout"])
+        sentinel = library.sentinel(
+            [(host, port) for host, port in sentinels], sentinel_kwargs=watchers
+        )
+        client = sentinel.master_for(service_name, **kwargs, **_client_options(library))
+        return cls(
+            client,
+            prefix=prefix,
+            serializer=serializer,
+            max_value_size=max_value_size,
+            batching=batching,
+            max_batch=max_batch,
+            wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
+        )
+
     def _key_prefix(self, prefix: str) -> str:
         if not self._cluster:
             return prefix
@@ -369,6 +482,8 @@ class AIORedis(RedisInterface):
             nodes = [library.cluster_node(node.host, node.port) for node in template.startup_nodes]
             return cluster(startup_nodes=nodes, **kwargs)
         pool = template.connection_pool
+        if self._sentinel:
+            return self._clone_sentinel(pool)
         kwargs = dict(pool.connection_kwargs, decode_responses=False, **_client_options(library))
         if isinstance(pool, library.blocking_pool):
             kwargs["timeout"] = pool.timeout
@@ -377,8 +492,39 @@ class AIORedis(RedisInterface):
         )
         return library.client.from_pool(fresh)
 
+    def _clone_sentinel(self, pool: Any) -> Any:
+        """A client of the same Sentinel service, with a Sentinel of its own (its clients
+        to the Sentinels belong to one loop too): never ``type(pool)(...)``, which lacks
+        the service and the Sentinels."""
+        library = self._library
+        watching = pool.sentinel_manager
+        addresses = [_address_of(one) for one in watching.sentinels]
+        sentinel = library.sentinel(
+            addresses,
+            min_other_sentinels=watching.min_other_sentinels,
+            sentinel_kwargs=dict(watching.sentinel_kwargs),
+        )
+        kwargs = {
+            name: value
+            for name, value in pool.connection_kwargs.items()
+            if name != "connection_pool"  # the old pool's own back reference
+        }
+        kwargs.update(decode_responses=False, **_client_options(library))
+        fresh = library.sentinel_pool(
+            pool.service_name,
+            sentinel,
+            connection_class=pool.connection_class,
+            max_connections=pool.max_connections,
+            is_master=pool.is_master,
+            check_connection=pool.check_connection,
+            **kwargs,
+        )
+        return library.client.from_pool(fresh)
+
     async def open_session(self) -> _Session:
-        session = _Session(self._clone(), self._max_batch, self._cluster, self._library.module)
+        session = _Session(
+            self._clone(), self._max_batch, self._cluster, self._library.module, self._replicas
+        )
         if self._cluster:
             # Initialize once, here (one opener per loop), not lazily from concurrent
             # commands: redis-py >= 7.1 breaks connections when several tasks initialize
@@ -394,6 +540,11 @@ class AIORedis(RedisInterface):
             return f"redis+cluster://{nodes}"
         pool = template.connection_pool
         options = pool.connection_kwargs
+        if self._sentinel:
+            watchers = ",".join(
+                "{}:{}".format(*_address_of(one)) for one in pool.sentinel_manager.sentinels
+            )
+            return f"redis+sentinel://{watchers}/{pool.service_name}/{options.get('db', 0)}"
         if "path" in options:
             return f"unix://{options['path']}?db={options.get('db', 0)}"
         scheme = "rediss" if "ssl" in pool.connection_class.__name__.lower() else "redis"

@@ -18,6 +18,7 @@ URL                                    interface
 ``memory://``                          ``InMemory()``
 ``redis://[:password@]host:port/db``   ``AIORedis.from_url(...)`` (``rediss://``: TLS)
 ``redis+cluster://host:port``          ``AIORedis.from_url(..., cluster=True)``
+``redis+sentinel://h1:p1,h2:p2/svc/db`` ``AIORedis.from_sentinel([(h1, p1), ...], "svc")``
 ``asyncio-redis://[:pw@]host:port/db`` ``AsyncioRedis(...)``
 ``memcached://host:port``              ``Memcache(host, port)``
 ``memcached://h1:p1,h2:p2``            ``Memcache(servers=[(h1, p1), (h2, p2)])``
@@ -75,13 +76,17 @@ _REDIS_PY: dict[str, Callable[[str], Any]] = {
     "ssl_check_hostname": _boolean,
 }
 
+#: Asking Redis replicas to acknowledge writes (AIORedis's WAIT).
+_REPLICAS: dict[str, Callable[[str], Any]] = {"wait_replicas": int, "wait_timeout": float}
+
 #: Every scheme, and the options it takes (``serializer`` is accepted as a keyword
 #: everywhere: it cannot be written in a URL).
 SCHEMES: dict[str, dict[str, Callable[[str], Any]]] = {
     "manager": {**_COMMON, **_BATCHING, "timeout": _seconds, "authkey_file": str},
     "memory": {**_COMMON},
-    "redis": {**_COMMON, **_BATCHING, **_REDIS_PY, "timeout": _seconds},
-    "rediss": {**_COMMON, **_BATCHING, **_REDIS_PY, "timeout": _seconds},
+    "redis": {**_COMMON, **_BATCHING, **_REDIS_PY, **_REPLICAS, "timeout": _seconds},
+    "rediss": {**_COMMON, **_BATCHING, **_REDIS_PY, **_REPLICAS, "timeout": _seconds},
+    "redis+sentinel": {**_COMMON, **_BATCHING, **_REDIS_PY, **_REPLICAS, "timeout": _seconds},
     "redis+cluster": {**_COMMON, **_BATCHING, **_REDIS_PY, "timeout": _seconds},
     "rediss+cluster": {**_COMMON, **_BATCHING, **_REDIS_PY, "timeout": _seconds},
     "asyncio-redis": {
@@ -95,9 +100,7 @@ SCHEMES: dict[str, dict[str, Callable[[str], Any]]] = {
     "lmdb": {**_COMMON, "map_size": int, "durable": _boolean},
 }
 #: Schemes of features this version does not have: why, for the error.
-_NOT_YET = {
-    "redis+sentinel": "Redis Sentinel (AIORedis.from_sentinel) is not in this version",
-}
+_NOT_YET: dict[str, str] = {}
 
 _PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
 
@@ -127,7 +130,8 @@ def interface_from_url(url: str, **options: Any) -> BaseSynchroInterface:
     try:
         # a port that is not a number, or out of range, raises here (several memcached
         # servers are read by their builder)
-        port = None if scheme == "memcached" and "," in parts.netloc else parts.port
+        several = scheme in ("memcached", "redis+sentinel") and "," in parts.netloc
+        port = None if several else parts.port
     except ValueError as exc:
         raise SynchroValueError(f"cannot read synchro URL {shown!r}: {exc}") from None
     allowed = SCHEMES[scheme]
@@ -208,6 +212,42 @@ def _redis(
     return AIORedis.from_url(plain, cluster=kind == "cluster", **options)
 
 
+def _redis_sentinel(
+    parts: SplitResult, port: int | None, options: dict[str, Any], shown: str
+) -> BaseSynchroInterface:
+    from .interfaces.redis import AIORedis
+
+    userinfo, _, places = parts.netloc.rpartition("@")
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        if user:
+            options.setdefault("username", unquote(user))
+        if password:
+            options.setdefault("password", unquote(password))
+    sentinels = []
+    for place in places.split(","):
+        try:
+            one = urlsplit(f"redis://{place}")
+            sentinels.append((one.hostname or "", one.port or 26379))
+        except ValueError as exc:
+            raise SynchroValueError(f"sentinel {place!r} of {shown!r}: {exc}") from None
+        if not one.hostname:
+            raise SynchroValueError(f"sentinel {place!r} of {shown!r}: no host")
+    service, _, db_text = parts.path.strip("/").partition("/")
+    if not service:
+        raise SynchroValueError(
+            f"{shown!r}: name the service: redis+sentinel://host:port,.../service/db"
+        )
+    db_text = db_text or "0"
+    if not db_text.isdigit():
+        raise SynchroValueError(f"{shown!r}: the database must be a number, not {db_text!r}")
+    timeout = options.pop("timeout", None)
+    if timeout is not None:
+        options.setdefault("socket_timeout", timeout)
+        options.setdefault("socket_connect_timeout", timeout)
+    return AIORedis.from_sentinel(sentinels, service, db=int(db_text), **options)
+
+
 def _asyncio_redis(
     parts: SplitResult, port: int | None, options: dict[str, Any], shown: str
 ) -> BaseSynchroInterface:
@@ -262,5 +302,6 @@ _BUILDERS: dict[
     "rediss+cluster": _redis,
     "asyncio-redis": _asyncio_redis,
     "memcached": _memcached,
+    "redis+sentinel": _redis_sentinel,
     "lmdb": _lmdb,
 }

@@ -90,6 +90,7 @@ class RedisServer:
             "--dir", str(self.directory),
             "--logfile", str(self.directory / f"redis-{self.port}.log"),
         ]  # fmt: skip
+        command += ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once
         if replica_of is not None:
             command += ["--replicaof", "127.0.0.1", str(replica_of)]
         if self.cluster:
@@ -183,6 +184,10 @@ class RedisSentinels:
     def start(self) -> RedisSentinels:
         self.master.start()
         self.replica.start(replica_of=self.master.port)
+        _wait(
+            lambda: _answers(self.master.port, b"INFO replication\r\n", b"state=online"),
+            "the replica in sync",
+        )
         for port in self.sentinel_ports:
             config = self.directory / f"sentinel-{port}.conf"
             config.write_text(

@@ -123,6 +123,22 @@ async def test_memcached_url_with_several_servers(
     await smoke(made, app_name)
 
 
+async def test_redis_sentinel_url(app_name: str, redis_sentinels: Any) -> None:
+    made = interface_from_url(redis_sentinels.url + "?wait_replicas=1&timeout=3")
+    assert isinstance(made, AIORedis)
+    assert made.endpoint == redis_sentinels.url
+    await smoke(made, app_name)
+
+
+def test_a_sentinel_urls_password_is_never_shown() -> None:
+    made = interface_from_url("redis+sentinel://:s3cret@127.0.0.1:1,127.0.0.1:2/main/1")
+    assert "s3cret" not in made.endpoint
+    assert "s3cret" not in repr(made)
+    with pytest.raises(SynchroValueError) as caught:
+        interface_from_url("redis+sentinel://:s3cret@127.0.0.1:1/main/x")
+    assert "s3cret" not in str(caught.value)
+
+
 async def test_lmdb_urls(app_name: str, tmp_path: Path) -> None:
     persistent = interface_from_url(f"lmdb://{tmp_path / 'db'}?durable=true")
     assert isinstance(persistent, LMDB)
@@ -148,7 +164,11 @@ async def test_lmdb_urls(app_name: str, tmp_path: Path) -> None:
         ("memcached://a:1,a:1", "named twice"),
         ("memcached://a:1,b:port", "server 'b:port'"),
         ("memcached://a:1,b:99999", "server 'b:99999'"),
-        ("redis+sentinel://127.0.0.1:26379/main/0", "Sentinel"),
+        ("redis+sentinel://127.0.0.1:26379", "name the service"),
+        ("redis+sentinel://127.0.0.1:26379/main/zero", "database must be a number"),
+        ("redis+sentinel://127.0.0.1:26379,:1/main/0", "no host"),
+        ("redis+sentinel://a:1,b:notaport/main/0", "sentinel 'b:notaport'"),
+        ("redis+sentinel://a:1/main/0?wait_replicas=-1", "wait_replicas"),
         ("asyncio-redis://127.0.0.1:6379/zero", "database must be a number"),
     ],
 )
@@ -175,7 +195,7 @@ def test_unknown_keyword_option_lists_the_valid_ones() -> None:
         "redis://:s3cr3t-pw@127.0.0.1:6379/0?bogus=1",
         "redis://user:s3cr3t-pw@127.0.0.1:notaport/0",
         "asyncio-redis://:s3cr3t-pw@127.0.0.1:6379/zero",
-        "redis+sentinel://:s3cr3t-pw@127.0.0.1:26379/main",
+        "redis+sentinel://:s3cr3t-pw@127.0.0.1:26379/main/zero",
     ],
 )
 def test_passwords_never_appear_in_errors(url: str) -> None:

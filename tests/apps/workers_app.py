@@ -4,6 +4,8 @@ Environment knobs:
     SYNCHRO_INTERFACE   syncmanager (default), inmemory, aioredis, aioredis-cluster,
                         asyncio_redis, memcache
     SYNCHRO_REDIS_URL   the Redis server for the Redis interfaces
+    SYNCHRO_SENTINELS   host:port,... of the Sentinels (aioredis-sentinel, service "main");
+                        SYNCHRO_WAIT_REPLICAS its wait_replicas
     SYNCHRO_MEMCACHED   the memcached port for Memcache
     SYNCHRO_LMDB_PATH   LMDB's directory (unset: a private one for the app's lifetime)
     SYNCHRO_PREFIX      an explicit key prefix (tests sharing one Redis keep apart)
@@ -48,6 +50,14 @@ def make_interface():
         return InMemory()
     if kind == "aioredis":
         return AIORedis.from_url(os.environ["SYNCHRO_REDIS_URL"], prefix=prefix)
+    if kind == "aioredis-sentinel":
+        places = [place.split(":") for place in os.environ["SYNCHRO_SENTINELS"].split(",")]
+        return AIORedis.from_sentinel(
+            [(host, int(port)) for host, port in places],
+            "main",
+            prefix=prefix,
+            wait_replicas=int(os.environ.get("SYNCHRO_WAIT_REPLICAS", "0")),
+        )
     if kind == "aioredis-cluster":
         return AIORedis.from_url(os.environ["SYNCHRO_REDIS_URL"], cluster=True, prefix=prefix)
     if kind == "asyncio_redis":

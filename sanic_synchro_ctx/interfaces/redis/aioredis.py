@@ -24,6 +24,7 @@ EVALSHA and MGET in a cluster pipeline).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
@@ -202,6 +203,9 @@ class _Session(RedisSession):
             if replicas:
                 acknowledged = replies.pop()
                 if not isinstance(acknowledged, int) or acknowledged < replicas:
+                    # a Sentinel-managed pool asks the Sentinels again on its next connect:
+                    # after a failover, the master it writes to may have no replicas left
+                    await self._forget_connections()
                     lost = SynchroConnectionError(
                         f"AIORedis: {acknowledged!r} of the {replicas} replicas asked for "
                         f"acknowledged within {milliseconds} ms: the effect is unknown (it "
@@ -212,6 +216,13 @@ class _Session(RedisSession):
                 (False, reply) if isinstance(reply, Exception) else (True, reply)
                 for reply in replies
             ]
+
+    async def _forget_connections(self) -> None:
+        """Close the idle connections of a Sentinel-managed pool (no-op for other pools)."""
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None and hasattr(pool, "sentinel_manager"):
+            with contextlib.suppress(Exception):
+                await pool.disconnect(inuse_connections=False)
 
     @staticmethod
     async def _wait_for_a_connection(waited: float, exc: Exception) -> float:
@@ -293,8 +304,10 @@ class _Session(RedisSession):
         try:
             return await self.run(lambda c: c.evalsha(sha, len(keys), *keys, *args))
         except self._errors.NoScriptError:
-            # NOSCRIPT: it never ran; this loads the script, then runs it
-            return await self._send_one(lambda c: script(keys=keys, args=args, client=c))
+            # NOSCRIPT: it never ran; EVAL runs it (and caches it for the next EVALSHA) in
+            # one command, which a pipeline can carry too
+            source = script.script
+            return await self._send_one(lambda c: c.eval(source, len(keys), *keys, *args))
 
     async def prepare(self) -> None:
         if self.cluster or self._loaded:
@@ -384,6 +397,8 @@ class AIORedis(RedisInterface):
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         batching: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
         **kwargs: Any,
     ) -> AIORedis:
         """Build the client from ``url`` (``cluster=True``: a RedisCluster); ``kwargs`` go to
@@ -408,6 +423,8 @@ class AIORedis(RedisInterface):
             max_value_size=max_value_size,
             batching=batching,
             max_batch=max_batch,
+            wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
         )
 
     @classmethod

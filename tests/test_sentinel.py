@@ -1,0 +1,191 @@
+"""AIORedis on Redis Sentinel: failover under load, and WAIT for acknowledged writes.
+
+Each test has a group of its own (a master, one replica, three Sentinels): a failover
+changes who is master. The contract suite runs on Sentinel too (``aioredis-sentinel``)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sanic_synchro_ctx import AIORedis, SynchroConnectionError, SynchroValueError
+
+from .backends import RedisSentinels, require
+from .servers import SanicServer, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+#: Seconds after the Sentinels name the new master within which operations may still fail:
+#: until the old master rejoins as a replica (the Sentinels' INFO period is 10 s).
+REJOIN = 15.0
+
+
+@pytest.fixture
+def sentinels(tmp_path: Path) -> Iterator[RedisSentinels]:
+    group = RedisSentinels(tmp_path).start()
+    yield group
+    group.stop()
+
+
+def fail_over(group: RedisSentinels) -> int:
+    """Make the Sentinels promote the replica; the new master's port once they name it."""
+    old = group.master_port()
+    subprocess.run(
+        [require("redis-cli"), "-p", str(group.sentinel_ports[0]), "SENTINEL", "FAILOVER", "main"],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
+    new: int = wait_for(
+        lambda: (port := group.master_port()) != old and port, timeout=30, what="a new master"
+    )
+    return new
+
+
+def test_bad_sentinel_settings_are_refused() -> None:
+    with pytest.raises(SynchroValueError, match="sentinels"):
+        AIORedis.from_sentinel([], "main")
+    with pytest.raises(SynchroValueError, match="service_name"):
+        AIORedis.from_sentinel([("127.0.0.1", 1)], "")
+    with pytest.raises(SynchroValueError, match="wait_replicas"):
+        AIORedis.from_sentinel([("127.0.0.1", 1)], "main", wait_replicas=-1)
+    with pytest.raises(SynchroValueError, match="wait_timeout"):
+        AIORedis.from_sentinel([("127.0.0.1", 1)], "main", wait_replicas=1, wait_timeout=60)
+
+
+async def test_a_client_of_master_for_is_taken_as_it_is(sentinels: RedisSentinels) -> None:
+    from redis.asyncio.sentinel import Sentinel
+
+    client = Sentinel(sentinels.addresses, socket_timeout=5).master_for("main")
+    interface = AIORedis(client, prefix="given")
+    try:
+        assert interface.endpoint == sentinels.url
+        await interface.set("k", 1)
+        assert await interface.increment("k") == 2
+        # the blocking front end builds its own Sentinel-managed client (another loop)
+        assert await asyncio.to_thread(lambda: interface.run_blocking(interface.get("k"))) == 2
+    finally:
+        await interface.aclose()
+        await client.aclose()
+
+
+async def test_without_enough_replicas_a_write_is_not_acknowledged(
+    sentinels: RedisSentinels,
+) -> None:
+    interface = AIORedis.from_sentinel(
+        sentinels.addresses, "main", prefix="wait", wait_replicas=2, wait_timeout=0.2
+    )
+    try:  # one replica only: WAIT 2 never has its two acknowledgements
+        with pytest.raises(SynchroConnectionError, match="of the 2 replicas"):
+            await interface.set("n", 5)
+    finally:
+        await interface.aclose()
+    enough = AIORedis.from_sentinel(sentinels.addresses, "main", prefix="wait", wait_replicas=1)
+    try:
+        assert await enough.get("n") == 5  # the unacknowledged write was applied on the master
+        assert await enough.increment("n") == 6  # one replica acknowledges: enough for 1
+    finally:
+        await enough.aclose()
+
+
+async def test_after_a_failover_operations_reach_the_new_master(
+    sentinels: RedisSentinels,
+) -> None:
+    interface = AIORedis.from_sentinel(
+        sentinels.addresses, "main", prefix="failover", wait_replicas=1
+    )
+    acknowledged: list[int] = []
+    failures: list[float] = []
+    reasons: list[str] = []
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        while not stop.is_set():
+            try:
+                acknowledged.append(await interface.increment("n"))
+            except SynchroConnectionError as exc:
+                failures.append(time.monotonic())
+                reasons.append(str(exc)[:100])
+                await asyncio.sleep(0.01)
+
+    try:
+        task = asyncio.create_task(load())
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        new_master = await asyncio.to_thread(fail_over, sentinels)
+        named = time.monotonic()
+        before = len(acknowledged)
+        while len(acknowledged) < before + 200:  # it serves again, from the new master
+            assert time.monotonic() - named < 30, "no increment since the failover"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        window = (max(failures) - started) if failures else 0.0
+        print(f"failover: {len(failures)} failed operations within {window:.2f} s")
+        # With one replica, writes cannot be acknowledged from the promotion until the old
+        # master rejoins as a replica (the Sentinels reconfigure it on their next 10 s INFO)
+        assert all(started <= moment <= named + REJOIN for moment in failures), reasons
+        assert all("replicas" in reason or "unreachable" in reason for reason in reasons)
+        # no acknowledged increment was lost: none handed out twice, all in the count
+        assert len(set(acknowledged)) == len(acknowledged)
+        final = await interface.get("n")
+        assert final >= max(acknowledged)
+        assert sentinels.master_port() == new_master
+    finally:
+        stop.set()
+        await interface.aclose()
+
+
+def test_failover_under_http_load_of_two_workers(
+    tmp_path: Path, sentinels: RedisSentinels, app_name: str
+) -> None:
+    env = {
+        "SYNCHRO_INTERFACE": "aioredis-sentinel",
+        "SYNCHRO_SENTINELS": ",".join(f"127.0.0.1:{port}" for port in sentinels.sentinel_ports),
+        "SYNCHRO_WAIT_REPLICAS": "1",
+        "SYNCHRO_PREFIX": app_name,
+    }
+    with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
+        server.wait_workers(2)
+        workers_before = set(server.statuses_by_worker("/pid", 2))
+        acknowledged: list[int] = []
+        failed: list[tuple[float, int]] = []
+        done = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=15) as client:
+                while not done.is_set():
+                    reply = client.get("/inc")
+                    if reply.status_code == 200:
+                        acknowledged.append(int(reply.text.split()[0]))
+                    else:
+                        failed.append((time.monotonic(), reply.status_code))
+
+        with ThreadPoolExecutor(4) as pool:
+            loads = [pool.submit(load) for _ in range(4)]
+            wait_for(lambda: len(acknowledged) > 200, timeout=30, what="load")
+            started = time.monotonic()
+            fail_over(sentinels)
+            named = time.monotonic()
+            count = len(acknowledged)
+            wait_for(lambda: len(acknowledged) > count + 400, timeout=30, what="serving again")
+            done.set()
+            for one in loads:
+                one.result()
+        window = (max(t for t, _ in failed) - started) if failed else 0.0
+        print(f"failover under HTTP load: {len(failed)} failed requests within {window:.2f} s")
+        assert all(started <= moment <= named + REJOIN for moment, _ in failed), failed[:5]
+        assert {status for _, status in failed} <= {500, 503}  # SynchroConnectionError
+        assert len(set(acknowledged)) == len(acknowledged)  # none lost, none handed out twice
+        final = int(server.get("/count").text)
+        assert final >= max(acknowledged)
+        # no worker died: the same two serve, from the new master
+        assert set(server.statuses_by_worker("/pid", 2)) == workers_before

@@ -368,8 +368,37 @@ async def sharded_get_many(group: str, many: Any, one: Any, *, count: int) -> Ra
     return Ratio(group, "get_many of 100 keys", mine, theirs, "µs/op", "<= 1.2x")
 
 
+async def sentinel_vs_plain(sentinels: list[tuple[str, int]], *, count: int) -> list[Ratio]:
+    """AIORedis through a Sentinel-managed client against a plain client of the same master."""
+    tag = f"b{os.getpid()}"
+    watched = context(f"{tag}_sentinel", AIORedis.from_sentinel(sentinels, "main"))
+    pool = watched.interface._template.connection_pool
+    host, port = await pool.get_master_address()
+    plain = context(f"{tag}_sentinel_plain", AIORedis.from_url(f"redis://{host}:{port}/0"))
+    await watched.set("s-v", DOC)
+    await plain.set("s-v", DOC)
+    pairs: dict[str, tuple[Op, Op]] = {
+        "get": (lambda: watched.get("s-v"), lambda: plain.get("s-v")),
+        "increment": (lambda: watched.increment("s-n"), lambda: plain.increment("s-n")),
+    }
+    try:
+        return await compare(
+            "AIORedis: Sentinel-managed / plain client of the same master",
+            pairs,
+            count=count,
+            target="<= 1.10x",
+        )
+    finally:
+        await watched.interface.aclose()
+        await plain.interface.aclose()
+
+
 async def run(
-    redis_url: str, cluster_url: str | None, memcached_ports: list[int], quick: bool
+    redis_url: str,
+    cluster_url: str | None,
+    memcached_ports: list[int],
+    sentinels: list[tuple[str, int]],
+    quick: bool,
 ) -> list[Ratio]:
     memcached_port = memcached_ports[0]
     calls = 900 if quick else 5_000  # single calls of each variant per row
@@ -437,6 +466,7 @@ async def run(
     unbatched_redis = context(f"{tag}_aioredis_off", AIORedis.from_url(redis_url, batching=False))
     results += await lone_operations("AIORedis", aioredis, unbatched_redis, count=calls)
     await unbatched_redis.interface.aclose()
+    results += await sentinel_vs_plain(sentinels, count=calls)
     quiet_redis = context(f"{tag}_aioredis_quiet", AIORedis.from_url(redis_url))
     results += await stats_on_off("AIORedis", aioredis, quiet_redis, count=calls, target="<= 1.05x")
     await quiet_redis.interface.aclose()
@@ -495,6 +525,10 @@ async def run(
 
 
 def main(
-    redis_url: str, cluster_url: str | None, memcached_ports: list[int], quick: bool
+    redis_url: str,
+    cluster_url: str | None,
+    memcached_ports: list[int],
+    sentinels: list[tuple[str, int]],
+    quick: bool,
 ) -> list[Ratio]:
-    return asyncio.run(run(redis_url, cluster_url, memcached_ports, quick))
+    return asyncio.run(run(redis_url, cluster_url, memcached_ports, sentinels, quick))

@@ -12,7 +12,7 @@ import datetime
 import tempfile
 from pathlib import Path
 
-from tests.backends import MemcachedServer, RedisServer
+from tests.backends import MemcachedServer, RedisSentinels, RedisServer
 
 from . import http, ops
 from .timing import Ratio, machine
@@ -46,16 +46,21 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="synchro-bench-"))
     redis = RedisServer(work).start()
     memcached = [MemcachedServer().start() for _ in range(3)]  # one, or all three together
+    watched = RedisSentinels(work / "sentinels").start() if args.only in (None, "ops") else None
     results: list[Ratio] = []
     try:
-        if args.only in (None, "ops"):
-            results += ops.main(redis.url, None, [one.port for one in memcached], args.quick)
+        if watched is not None:
+            results += ops.main(
+                redis.url, None, [one.port for one in memcached], watched.addresses, args.quick
+            )
         if args.only in (None, "http"):
             results += http.main(redis.url, work, args.quick)
     finally:
         redis.stop()
         for one in memcached:
             one.stop()
+        if watched is not None:
+            watched.stop()
 
     body = table(results)
     print(body)

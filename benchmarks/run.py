@@ -46,10 +46,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="synchro-bench-"))
     redis = RedisServer(work).start()
     memcached = [MemcachedServer().start() for _ in range(3)]  # one, or all three together
-    watched = RedisSentinels(work / "sentinels").start() if args.only in (None, "ops") else None
+    watched: RedisSentinels | None = None
     results: list[Ratio] = []
     try:
-        if watched is not None:
+        if args.only in (None, "ops"):
+            watched = RedisSentinels(work).start()
             results += ops.main(
                 redis.url, None, [one.port for one in memcached], watched.addresses, args.quick
             )

@@ -182,6 +182,13 @@ class RedisSentinels:
         return f"redis+sentinel://{places}/{self.SERVICE}/0"
 
     def start(self) -> RedisSentinels:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # what started so far
+            raise
+
+    def _start(self) -> RedisSentinels:
         self.master.start()
         self.replica.start(replica_of=self.master.port)
         _wait(

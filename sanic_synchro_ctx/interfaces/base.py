@@ -217,13 +217,7 @@ class BaseSynchroInterface(ABC):
     def _loads(self, data: bytes) -> Any:
         return self._serializer.loads(data)
 
-    # -- errors and statistics --------------------------------------------------------------
-
-    def _failure(self, name: str, started: float, exc: Exception) -> SynchroError:
-        """``exc``, a client's exception from operation ``name``, mapped and recorded."""
-        error = self.map_error(exc)
-        self._recorder.failed(name, started, error)
-        return error
+    # -- statistics -------------------------------------------------------------------------
 
     @property
     def stats_enabled(self) -> bool:
@@ -287,6 +281,12 @@ class BaseSynchroInterface(ABC):
                 "(it may have been applied), and it was not sent again"
             )
         return SynchroError(f"{type(self).__name__}: {type(exc).__name__}: {exc}")
+
+    def _failure(self, name: str, started: float, exc: Exception) -> SynchroError:
+        """``exc``, a client's exception from operation ``name``, mapped and recorded."""
+        error = self.map_error(exc)
+        self._recorder.failed(name, started, error)
+        return error
 
     # -- running from the blocking front end ------------------------------------------------
 

@@ -211,7 +211,11 @@ class _Session(RedisSession):
                         f"acknowledged within {milliseconds} ms: the effect is unknown (it "
                         "was applied on the master, and may be lost in a failover)"
                     )
-                    return [(False, lost)] * len(commands)
+                    # a command that failed wrote nothing: it keeps its own error
+                    return [
+                        (False, reply if isinstance(reply, Exception) else lost)
+                        for reply in replies
+                    ]
             return [
                 (False, reply) if isinstance(reply, Exception) else (True, reply)
                 for reply in replies

@@ -99,8 +99,6 @@ SCHEMES: dict[str, dict[str, Callable[[str], Any]]] = {
     "memcached": {**_COMMON, **_BATCHING, "timeout": _seconds, "pool_size": int},
     "lmdb": {**_COMMON, "map_size": int, "durable": _boolean},
 }
-#: Schemes of features this version does not have: why, for the error.
-_NOT_YET: dict[str, str] = {}
 
 _PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
 
@@ -120,8 +118,6 @@ def interface_from_url(url: str, **options: Any) -> BaseSynchroInterface:
     except ValueError as exc:
         raise SynchroValueError(f"cannot read synchro URL {shown!r}: {exc}") from None
     scheme = parts.scheme.lower()
-    if scheme in _NOT_YET:
-        raise SynchroValueError(f"{shown!r}: {_NOT_YET[scheme]}")
     if scheme not in SCHEMES:
         raise SynchroValueError(
             f"unknown synchro URL scheme {parts.scheme!r} in {shown!r}; valid schemes: "

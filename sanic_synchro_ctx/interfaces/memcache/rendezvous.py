@@ -4,8 +4,8 @@ memcached servers never talk to each other: spreading keys over several is the c
 job, and every client of the app must pick the same server for a key. Each server scores
 each key (a hash of the key mixed with one of the server's address); the highest score
 wins. A server's scores do not depend on the other servers, so adding one moves only the
-keys it now wins (about 1/N of them) and removing one moves only its own keys. Weights scale a server's
-share (score ``weight / -ln(u)``, ``u`` the hash as a fraction in (0, 1)).
+keys it now wins (about 1/N of them) and removing one moves only its own keys. Weights
+scale a server's share (score ``weight / -ln(u)``, ``u`` the hash as a fraction in (0, 1)).
 """
 
 from __future__ import annotations

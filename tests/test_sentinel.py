@@ -144,6 +144,50 @@ async def test_after_a_failover_operations_reach_the_new_master(
         await interface.aclose()
 
 
+async def test_without_wait_replicas_writes_follow_the_master_the_sentinels_name(
+    sentinels: RedisSentinels,
+) -> None:
+    """Plain mode (no WAIT): after a failover the old master goes on accepting writes until
+    the Sentinels demote it (what a failover can lose, as documented); from then on every
+    write lands on the new master, with errors at most until then."""
+    import redis
+
+    interface = AIORedis.from_sentinel(sentinels.addresses, "main", prefix="plain")
+    failures: list[float] = []
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        while not stop.is_set():
+            try:
+                await interface.increment("n")
+            except SynchroConnectionError:
+                failures.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+    try:
+        task = asyncio.create_task(load())
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        new_master = await asyncio.to_thread(fail_over, sentinels)
+        named = time.monotonic()
+        direct = redis.Redis(port=new_master)
+        try:
+            # the new master's counter grows: the writes reach it by themselves
+            first = int(direct.get("plain:n") or 0)
+            deadline = time.monotonic() + 30
+            while int(direct.get("plain:n") or 0) < first + 100:
+                assert time.monotonic() < deadline, "no write reached the new master"
+                await asyncio.sleep(0.05)
+        finally:
+            direct.close()
+        stop.set()
+        await task
+        assert all(started <= moment <= named + REJOIN for moment in failures)
+    finally:
+        stop.set()
+        await interface.aclose()
+
+
 def test_failover_under_http_load_of_two_workers(
     tmp_path: Path, sentinels: RedisSentinels, app_name: str
 ) -> None:

@@ -132,3 +132,22 @@ def test_endpoints_never_show_a_password() -> None:
     assert secure.endpoint == "rediss://127.0.0.1:6390/0"
     manager = SyncManager(("127.0.0.1", 5999), authkey=b"s3cret", prefix="p")
     assert manager.endpoint == "manager://127.0.0.1:5999"
+
+
+@pytest.mark.parametrize("interval", ["soon", -1, float("inf"), True])
+async def test_a_bad_report_interval_is_refused(app: Any, interval: Any) -> None:
+    from sanic_synchro_ctx import InMemory, Synchro, SynchroValueError
+
+    synchro = Synchro(app, interface=InMemory())
+    app.config.SYNCHRO_REPORT_INTERVAL = interval
+    with pytest.raises(SynchroValueError, match="SYNCHRO_REPORT_INTERVAL"):
+        synchro._start_reporting(app)
+
+
+async def test_no_reports_without_sanics_worker_manager(app: Any) -> None:
+    """A single process (no multiplexer, no Inspector): nothing is started."""
+    from sanic_synchro_ctx import InMemory, Synchro
+
+    synchro = Synchro(app, interface=InMemory())
+    synchro._start_reporting(app)
+    assert synchro._binding(app).reporter is None

@@ -133,6 +133,7 @@ async def test_a_dead_server_fails_its_keys_only_and_serves_again_when_back(
         servers=[("127.0.0.1", server.port) for server in own_servers], prefix="dead", timeout=2
     )
     try:
+        assert await interface.ping() > 0
         keys = [f"k{i}" for i in range(60)]
         for key in keys:
             await interface.set(key, key)
@@ -152,6 +153,8 @@ async def test_a_dead_server_fails_its_keys_only_and_serves_again_when_back(
         for key in lost:
             with pytest.raises(SynchroConnectionError):
                 await interface.get(key)
+        with pytest.raises(SynchroConnectionError):
+            await interface.ping()  # every server is read: the Inspector says unreachable
         with pytest.raises(SynchroConnectionError):
             await interface.get_many(keys)  # spans the dead server
         assert await interface.get_many(kept) == kept_values

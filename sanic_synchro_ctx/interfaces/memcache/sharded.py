@@ -126,6 +126,11 @@ class ShardedMemcache(Memcache):
             total.update(shard.batch_sizes)
         return total
 
+    async def ping(self) -> float:
+        """The slowest server's read time: every server is read, in parallel (a server that
+        is down raises SynchroConnectionError, as its keys would)."""
+        return max(await self._all([shard.ping() for shard in self._shards]))
+
     async def run_pipeline(self, calls: Sequence[Call]) -> list[Outcome]:
         """Operations on one key each go out through their server's batcher, every server's
         share in one round trip (where memcached allows), the servers in parallel; an

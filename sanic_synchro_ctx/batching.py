@@ -141,6 +141,11 @@ class Batcher(Generic[Op]):
             sizes[1] += self._direct_calls
         return sizes
 
+    def count_alone(self) -> None:
+        """Count a round trip of one operation that went out without this batcher (a step
+        the backend cannot batch), so that :attr:`sizes` counts every round trip."""
+        self._direct_calls += 1
+
     @property
     def queued(self) -> int:
         """How many operations wait to be sent."""

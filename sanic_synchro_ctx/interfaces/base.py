@@ -236,9 +236,8 @@ class BaseSynchroInterface(ABC):
         the last ``reset=True``): ``operations`` (per operation: ``calls``, ``errors``,
         ``p50_ms`` and ``p99_ms`` over its last 1,024 calls), ``errors`` (per error class),
         ``round_trips`` and ``batch_sizes`` (round trips to the backend by operations
-        carried: those of the batchers, and SyncManager's blocking calls; None where
-        operations never leave the process or batching is off; on memcached and a Redis
-        Cluster the steps that cannot be batched go out on their own, uncounted).
+        carried: those of the batchers, the steps a backend cannot batch, and SyncManager's
+        blocking calls; None where operations never leave the process or batching is off).
         JSON-ready."""
         report: dict[str, Any] = {"interface": type(self).__name__}
         report.update(self._recorder.summary())

@@ -162,14 +162,22 @@ class Memcache(NetworkInterface[_Session]):
         await session.client.close()
 
     def _rt(self, exchange: Awaitable[T]) -> Awaitable[T]:
-        """One exchange with memcached, bounded by the timeout (aiomcache has none). An
-        exchange interrupted half way closes its connection (see .client)."""
+        """One exchange with memcached outside the batcher (counted as a round trip of its
+        own), bounded by the timeout (aiomcache has none). An exchange interrupted half way
+        closes its connection (see .client)."""
+        session = self._sessions.current()
+        if session is not None and session.batcher is not None:
+            session.batcher.count_alone()
+        return bounded(exchange, self._timeout)
+
+    def _bounded(self, exchange: Awaitable[T]) -> Awaitable[T]:
+        """One exchange bounded by the timeout, counted by whoever sends it (the batcher)."""
         return bounded(exchange, self._timeout)
 
     def _generation(self) -> Generation:
         generation = self._generation_of
         if generation is None:
-            generation = Generation(KeyMap(self._namespace()), self._rt)
+            generation = Generation(KeyMap(self._namespace()), self._bounded)
             self._generation_of = generation
         return generation
 

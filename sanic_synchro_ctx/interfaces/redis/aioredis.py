@@ -177,6 +177,13 @@ class _Session(RedisSession):
             return value
         return await self._send_alone(command)
 
+    def _unbatched(self, command: _Command, *, wait: bool = True) -> Awaitable[Any]:
+        """Send ``command`` outside the batcher (what a pipeline cannot carry, or a second
+        step), counted as a round trip of its own; ``wait``: followed by WAIT if asked."""
+        if self.batcher is not None:
+            self.batcher.count_alone()
+        return self._send_one(command) if wait else self._send_alone(command)
+
     async def _send_alone(self, command: _Command) -> Any:
         """``command`` on its own, with no WAIT (reads that cannot go in a pipeline)."""
         waited = 0.0
@@ -251,7 +258,7 @@ class _Session(RedisSession):
 
     async def mget(self, keys: list[bytes]) -> list[bytes | None]:
         if self.cluster:  # redis-py refuses MGET in a cluster pipeline: not batched
-            found: list[bytes | None] = await self._send_one(lambda c: c.mget(keys))
+            found: list[bytes | None] = await self._unbatched(lambda c: c.mget(keys))
             return found
         values: list[bytes | None] = await self.run(lambda c: c.mget(keys))
         return values
@@ -281,7 +288,7 @@ class _Session(RedisSession):
         async def collect(client: Any) -> list[bytes]:
             return [raw async for raw in client.scan_iter(match=match, count=1000)]
 
-        found: list[bytes] = await self._send_alone(collect)
+        found: list[bytes] = await self._unbatched(collect, wait=False)
         return found
 
     async def scan_page(
@@ -290,20 +297,21 @@ class _Session(RedisSession):
         client = self.client
         if self.cluster:  # a namespace lives in one slot: its node holds all of it
             node = client.get_node_from_key(head)
-            positions, found = await self._send_alone(
-                lambda c: c.scan(cursor=cursor or 0, match=match, count=count, target_nodes=node)
+            positions, found = await self._unbatched(
+                lambda c: c.scan(cursor=cursor or 0, match=match, count=count, target_nodes=node),
+                wait=False,
             )
             position = positions[node.name]
         else:
-            position, found = await self._send_alone(
-                lambda c: c.scan(cursor=cursor or 0, match=match, count=count)
+            position, found = await self._unbatched(
+                lambda c: c.scan(cursor=cursor or 0, match=match, count=count), wait=False
             )
         return (None if position == 0 else position), list(found)
 
     async def script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
         script = self.scripts[name]
         if self.cluster:  # redis-py refuses EVALSHA in a cluster pipeline: not batched
-            return await self._send_one(lambda c: script(keys=keys, args=args, client=c))
+            return await self._unbatched(lambda c: script(keys=keys, args=args, client=c))
         sha = script.sha
         try:
             return await self.run(lambda c: c.evalsha(sha, len(keys), *keys, *args))
@@ -311,7 +319,7 @@ class _Session(RedisSession):
             # NOSCRIPT: it never ran; EVAL runs it (and caches it for the next EVALSHA) in
             # one command, which a pipeline can carry too
             source = script.script
-            return await self._send_one(lambda c: c.eval(source, len(keys), *keys, *args))
+            return await self._unbatched(lambda c: c.eval(source, len(keys), *keys, *args))
 
     async def prepare(self) -> None:
         if self.cluster or self._loaded:

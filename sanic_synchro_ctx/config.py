@@ -199,13 +199,33 @@ def _redis(
     from .interfaces.redis import AIORedis
 
     scheme, _, kind = parts.scheme.lower().partition("+")
+    _socket_timeouts(options)
+    # redis-py reads the URL itself (host, port, db, password, TLS): without our options
+    plain = urlunsplit((scheme, parts.netloc, parts.path, "", ""))
+    return AIORedis.from_url(plain, cluster=kind == "cluster", **options)
+
+
+def _socket_timeouts(options: dict[str, Any]) -> None:
+    """A URL's ``timeout`` as redis-py's two socket timeouts (unless given themselves)."""
     timeout = options.pop("timeout", None)
     if timeout is not None:
         options.setdefault("socket_timeout", timeout)
         options.setdefault("socket_connect_timeout", timeout)
-    # redis-py reads the URL itself (host, port, db, password, TLS): without our options
-    plain = urlunsplit((scheme, parts.netloc, parts.path, "", ""))
-    return AIORedis.from_url(plain, cluster=kind == "cluster", **options)
+
+
+def _places(hosts: str, default_port: int, what: str, shown: str) -> list[tuple[str, int]]:
+    """``h1:p1,h2:p2`` as (host, port) pairs; SynchroValueError naming a bad one."""
+    places = []
+    for place in hosts.split(","):
+        try:
+            one = urlsplit(f"//{place}")
+            port = one.port or default_port
+        except ValueError as exc:
+            raise SynchroValueError(f"{what} {place!r} of {shown!r}: {exc}") from None
+        if not one.hostname:
+            raise SynchroValueError(f"{what} {place!r} of {shown!r}: no host")
+        places.append((one.hostname, port))
+    return places
 
 
 def _redis_sentinel(
@@ -220,15 +240,7 @@ def _redis_sentinel(
             options.setdefault("username", unquote(user))
         if password:
             options.setdefault("password", unquote(password))
-    sentinels = []
-    for place in places.split(","):
-        try:
-            one = urlsplit(f"redis://{place}")
-            sentinels.append((one.hostname or "", one.port or 26379))
-        except ValueError as exc:
-            raise SynchroValueError(f"sentinel {place!r} of {shown!r}: {exc}") from None
-        if not one.hostname:
-            raise SynchroValueError(f"sentinel {place!r} of {shown!r}: no host")
+    sentinels = _places(places, 26379, "sentinel", shown)
     service, _, db_text = parts.path.strip("/").partition("/")
     if not service:
         raise SynchroValueError(
@@ -237,10 +249,7 @@ def _redis_sentinel(
     db_text = db_text or "0"
     if not db_text.isdigit():
         raise SynchroValueError(f"{shown!r}: the database must be a number, not {db_text!r}")
-    timeout = options.pop("timeout", None)
-    if timeout is not None:
-        options.setdefault("socket_timeout", timeout)
-        options.setdefault("socket_connect_timeout", timeout)
+    _socket_timeouts(options)
     return AIORedis.from_sentinel(sentinels, service, db=int(db_text), **options)
 
 
@@ -267,14 +276,7 @@ def _memcached(
         raise SynchroValueError(f"{shown!r}: memcached:// takes no path")
     if "," not in parts.netloc:
         return Memcache(parts.hostname or "127.0.0.1", port or 11211, **options)
-    servers = []
-    for place in parts.netloc.split(","):
-        try:
-            one = urlsplit(f"memcached://{place}")
-            servers.append((one.hostname or "", one.port or 11211))
-        except ValueError as exc:
-            raise SynchroValueError(f"server {place!r} of {shown!r}: {exc}") from None
-    return Memcache(servers=servers, **options)
+    return Memcache(servers=_places(parts.netloc, 11211, "server", shown), **options)
 
 
 def _lmdb(

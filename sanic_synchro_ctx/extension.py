@@ -421,9 +421,9 @@ class Synchro:
         interval = app.config.get("SYNCHRO_REPORT_INTERVAL", DEFAULT_REPORT_INTERVAL)
         if isinstance(interval, bool) or not isinstance(interval, (int, float)):
             raise SynchroValueError("app.config.SYNCHRO_REPORT_INTERVAL must be a number")
-        if not interval > 0 or not math.isfinite(interval):
-            if interval == 0:
-                return
+        if interval == 0:
+            return
+        if not 0 < interval < math.inf:  # NaN fails this too
             raise SynchroValueError("app.config.SYNCHRO_REPORT_INTERVAL must be >= 0 seconds")
         multiplexer = getattr(app, "multiplexer", None)  # absent in a single process
         if multiplexer is None:

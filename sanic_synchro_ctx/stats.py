@@ -40,16 +40,12 @@ class Recorder:
         self._operations: dict[str, _Operation] = {}
         self._errors: Counter[str] = Counter()
 
-    def _operation(self, name: str) -> _Operation:
-        operation = self._operations.get(name)
-        if operation is None:
-            operation = self._operations.setdefault(name, _Operation())
-        return operation
-
     def done(self, name: str, started: float) -> None:
         """Operation ``name``, started at ``started`` (``perf_counter()``), succeeded."""
         elapsed = perf_counter() - started
-        operation = self._operations.get(name) or self._operation(name)
+        operation = self._operations.get(name)
+        if operation is None:  # its first call (setdefault: another thread may race here)
+            operation = self._operations.setdefault(name, _Operation())
         calls = operation.calls
         operation.calls = calls + 1
         latencies = operation.latencies

@@ -50,6 +50,36 @@ def fail_over(group: RedisSentinels) -> int:
     return new
 
 
+class IncrementLoad:
+    """Increments ``n`` one after the other until stopped: the values acknowledged, and
+    when and why each failed increment failed."""
+
+    def __init__(self, interface: AIORedis) -> None:
+        self.interface = interface
+        self.acknowledged: list[int] = []
+        self.failures: list[float] = []
+        self.reasons: list[str] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.acknowledged.append(await self.interface.increment("n"))
+            except SynchroConnectionError as exc:
+                self.failures.append(time.monotonic())
+                self.reasons.append(str(exc)[:100])
+                await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+
 def test_bad_sentinel_settings_are_refused() -> None:
     with pytest.raises(SynchroValueError, match="sentinels"):
         AIORedis.from_sentinel([], "main")
@@ -102,22 +132,10 @@ async def test_after_a_failover_operations_reach_the_new_master(
     interface = AIORedis.from_sentinel(
         sentinels.addresses, "main", prefix="failover", wait_replicas=1
     )
-    acknowledged: list[int] = []
-    failures: list[float] = []
-    reasons: list[str] = []
-    stop = asyncio.Event()
-
-    async def load() -> None:
-        while not stop.is_set():
-            try:
-                acknowledged.append(await interface.increment("n"))
-            except SynchroConnectionError as exc:
-                failures.append(time.monotonic())
-                reasons.append(str(exc)[:100])
-                await asyncio.sleep(0.01)
-
+    load = IncrementLoad(interface)
+    acknowledged, failures, reasons = load.acknowledged, load.failures, load.reasons
     try:
-        task = asyncio.create_task(load())
+        load.start()
         await asyncio.sleep(0.5)
         started = time.monotonic()
         new_master = await asyncio.to_thread(fail_over, sentinels)
@@ -126,8 +144,7 @@ async def test_after_a_failover_operations_reach_the_new_master(
         while len(acknowledged) < before + 200:  # it serves again, from the new master
             assert time.monotonic() - named < 30, "no increment since the failover"
             await asyncio.sleep(0.05)
-        stop.set()
-        await task
+        await load.stop()
         window = (max(failures) - started) if failures else 0.0
         print(f"failover: {len(failures)} failed operations within {window:.2f} s")
         # With one replica, writes cannot be acknowledged from the promotion until the old
@@ -140,7 +157,7 @@ async def test_after_a_failover_operations_reach_the_new_master(
         assert final >= max(acknowledged)
         assert sentinels.master_port() == new_master
     finally:
-        stop.set()
+        await load.stop()
         await interface.aclose()
 
 
@@ -153,19 +170,9 @@ async def test_without_wait_replicas_writes_follow_the_master_the_sentinels_name
     import redis
 
     interface = AIORedis.from_sentinel(sentinels.addresses, "main", prefix="plain")
-    failures: list[float] = []
-    stop = asyncio.Event()
-
-    async def load() -> None:
-        while not stop.is_set():
-            try:
-                await interface.increment("n")
-            except SynchroConnectionError:
-                failures.append(time.monotonic())
-                await asyncio.sleep(0.01)
-
+    load = IncrementLoad(interface)
     try:
-        task = asyncio.create_task(load())
+        load.start()
         await asyncio.sleep(0.3)
         started = time.monotonic()
         new_master = await asyncio.to_thread(fail_over, sentinels)
@@ -180,11 +187,10 @@ async def test_without_wait_replicas_writes_follow_the_master_the_sentinels_name
                 await asyncio.sleep(0.05)
         finally:
             direct.close()
-        stop.set()
-        await task
-        assert all(started <= moment <= named + REJOIN for moment in failures)
+        await load.stop()
+        assert all(started <= moment <= named + REJOIN for moment in load.failures)
     finally:
-        stop.set()
+        await load.stop()
         await interface.aclose()
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ...batching import DEFAULT_MAX_BATCH, Outcome
@@ -257,21 +257,28 @@ class ShardedMemcache(Memcache):
 
     # -- primitives: several keys, split per server -----------------------------------------
 
-    async def raw_get_many(self, keys: list[str]) -> list[bytes | None]:
+    async def _in_order(
+        self, keys: list[str], part: Callable[[Memcache, list[int]], Awaitable[list[T]]]
+    ) -> list[T]:
+        """``part(server, positions)`` for each server's share of ``keys`` (in parallel),
+        one answer per key, put back in the order of ``keys``."""
         groups = self._split(keys)
         if len(groups) == 1:
-            return await self._shards[next(iter(groups))].raw_get_many(keys)
+            ((server, positions),) = groups.items()
+            return await part(self._shards[server], positions)
         answers = await self._all(
-            [
-                self._shards[server].raw_get_many([keys[i] for i in positions])
-                for server, positions in groups.items()
-            ]
+            [part(self._shards[server], positions) for server, positions in groups.items()]
         )
-        found: list[bytes | None] = [None] * len(keys)
+        ordered: list[Any] = [None] * len(keys)
         for positions, values in zip(groups.values(), answers, strict=True):
             for position, value in zip(positions, values, strict=True):
-                found[position] = value
-        return found
+                ordered[position] = value
+        return ordered
+
+    async def raw_get_many(self, keys: list[str]) -> list[bytes | None]:
+        return await self._in_order(
+            keys, lambda shard, positions: shard.raw_get_many([keys[i] for i in positions])
+        )
 
     async def raw_set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
         groups = self._split([key for key, _ in items])
@@ -283,18 +290,10 @@ class ShardedMemcache(Memcache):
         )
 
     async def raw_add_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> list[bytes]:
-        groups = self._split([key for key, _ in items])
-        answers = await self._all(
-            [
-                self._shards[server].raw_add_many([items[i] for i in positions], ttl)
-                for server, positions in groups.items()
-            ]
+        return await self._in_order(
+            [key for key, _ in items],
+            lambda shard, positions: shard.raw_add_many([items[i] for i in positions], ttl),
         )
-        stored: list[bytes] = [b""] * len(items)
-        for positions, values in zip(groups.values(), answers, strict=True):
-            for position, value in zip(positions, values, strict=True):
-                stored[position] = value
-        return stored
 
     async def raw_delete(self, keys: list[str]) -> int:
         names = list(dict.fromkeys(keys))

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .errors import SynchroTypeError, SynchroValueError
 from .globs import compile_glob
 from .locks import AsyncLock, AsyncSemaphore, BlockingLock, BlockingSemaphore
+from .notifications import DEFAULT_MAX_PENDING, BlockingSubscription, Subscription
 from .pipeline import BlockingPipeline, Pipeline
 
 if TYPE_CHECKING:
@@ -265,6 +266,19 @@ class SynchroContext:
         _await_refused()
         return AsyncSemaphore(self._interface, name, limit, ttl=ttl, timeout=timeout)
 
+    def publish(self, channel: str, message: Any) -> Awaitable[int]:
+        """Send ``message`` (a JSON value) to every subscriber of ``channel``, in every
+        worker; how many received it (-1 where the backend cannot tell)."""
+        _await_refused()
+        return self._interface.publish(channel, message)
+
+    def subscribe(self, *channels: str, max_pending: int = DEFAULT_MAX_PENDING) -> Subscription:
+        """``async with synchro.subscribe("flags") as sub: async for channel, message in
+        sub``: live inside the block; at most ``max_pending`` messages wait (the oldest is
+        dropped, counted in ``sub.dropped``)."""
+        _await_refused()
+        return self._interface.subscribe(*channels, max_pending=max_pending)
+
     def pipeline(self) -> Pipeline:
         """Queue operations, send them together: ``async with synchro.pipeline() as p:``.
 
@@ -417,6 +431,21 @@ class BlockingSynchroContext:
     ) -> BlockingSemaphore:
         """At most ``limit`` holders across all processes: ``with synchro.sync.semaphore(...)``."""
         return BlockingSemaphore(self._interface, name, limit, ttl=ttl, timeout=timeout)
+
+    def publish(self, channel: str, message: Any) -> int:
+        """Send ``message`` (a JSON value) to every subscriber of ``channel``, in every
+        worker; how many received it (-1 where the backend cannot tell)."""
+        return self._run(self._interface.publish(channel, message))
+
+    def subscribe(
+        self, *channels: str, max_pending: int = DEFAULT_MAX_PENDING
+    ) -> BlockingSubscription:
+        """``with synchro.sync.subscribe("flags") as sub:`` then ``sub.get(timeout=1.0)``
+        gives ``(channel, message)``, or None when nothing arrived in time. A thread of the
+        subscription's own reads messages meanwhile; at most ``max_pending`` wait (the
+        oldest is dropped, counted in ``sub.dropped``)."""
+        interface = self._interface
+        return BlockingSubscription(interface, interface.check_channels(channels), max_pending)
 
     def pipeline(self) -> BlockingPipeline:
         """Queue operations, send them together: ``with synchro.sync.pipeline() as p:``.

@@ -32,7 +32,13 @@ from urllib.parse import quote
 from .checks import check_key, check_lease, check_mapping
 from .config import DEFAULT_URL, interface_from_url
 from .context import BlockingSynchroContext, SynchroContext, blocking_handler
-from .errors import SynchroConnectionError, SynchroTypeError, SynchroValueError
+from .errors import (
+    SynchroConnectionError,
+    SynchroSerializationError,
+    SynchroTypeError,
+    SynchroUnsupported,
+    SynchroValueError,
+)
 from .interfaces.base import BaseSynchroInterface
 from .leader import Leadership
 from .ratelimit import RateLimit, check_rate, parse_rate
@@ -54,6 +60,9 @@ RESET_SIGNAL = "synchro.store.reset"
 # Sanic names its server worker processes "Sanic-Server-<n>-<m>" (SANIC_WORKER_NAME).
 _SERVER_WORKER_PREFIX = "Sanic-Server"
 _log = logging.getLogger("sanic_synchro_ctx")
+#: Seconds before on_message handlers subscribe again after a failure: doubling up to the last.
+_RETRY_FIRST = 0.05
+_RETRY_LAST = 2.0
 
 
 def default_prefix(app_name: str, name: str) -> str:
@@ -172,6 +181,7 @@ class _Binding:
         "handover",
         "interface",
         "leaders",
+        "listener",
         "loop",
         "reporter",
     )
@@ -190,6 +200,8 @@ class _Binding:
         self.leaders: list[asyncio.Task[None]] = []
         #: The task writing this process's report into Sanic's worker state, if any.
         self.reporter: asyncio.Task[None] | None = None
+        #: The task running this process's on_message handlers, if any.
+        self.listener: asyncio.Task[None] | None = None
 
     def seed(self, interface: BaseSynchroInterface) -> None:
         """Set each default that is missing, on ``interface`` (blocking)."""
@@ -225,6 +237,8 @@ class Synchro:
         self._bindings: dict[str, _Binding] = {}
         #: (name, ttl, job) of every leader task, started with each server.
         self._leader_jobs: list[tuple[str, float, Callable[..., Awaitable[Any]]]] = []
+        #: channel -> the on_message handlers run in every worker for its messages.
+        self._message_handlers: dict[str, list[Callable[..., Awaitable[Any]]]] = {}
         #: Which front end ``app.ctx.<name>`` holds (the blocking one only for 0.1.0 code).
         self._app_front = "async"
         if app is not None:
@@ -396,6 +410,79 @@ class Synchro:
 
         return decorate
 
+    def on_message(
+        self, channel: str
+    ) -> Callable[[Callable[[Sanic[Any, Any], Any], Awaitable[Any]]], Callable[..., Any]]:
+        """Run ``async def handler(app, message)`` in every worker for each message
+        published on ``channel``, in publish order. Handlers start once the server started
+        and stop with it; an exception from a handler is logged and the next message is
+        handled; a lost connection is made again (messages published meanwhile are lost).
+        Several handlers of one channel run one after the other."""
+        check_key(channel, "channel")
+
+        def decorate(
+            handler: Callable[[Sanic[Any, Any], Any], Awaitable[Any]],
+        ) -> Callable[[Sanic[Any, Any], Any], Awaitable[Any]]:
+            if not inspect.iscoroutinefunction(handler):
+                raise SynchroTypeError(
+                    f"on_message runs an async def handler(app, message), got {handler!r}"
+                )
+            self._message_handlers.setdefault(channel, []).append(handler)
+            return handler
+
+        return decorate
+
+    def _start_listening(self, app: Sanic[Any, Any]) -> None:
+        if not self._message_handlers:
+            return
+        binding = self._binding(app)
+        if not binding.interface.notifies:
+            raise SynchroUnsupported(
+                f"Synchro {self.name!r} has on_message handlers, and "
+                f"{type(binding.interface).__name__} cannot publish or subscribe"
+            )
+        binding.listener = asyncio.get_running_loop().create_task(
+            self._handle_messages(app, binding.interface), name=f"synchro messages {self.name}"
+        )
+
+    async def _handle_messages(self, app: Sanic[Any, Any], interface: BaseSynchroInterface) -> None:
+        """Subscribe (again after any failure, never giving up) and run the handlers."""
+        handlers = {channel: list(found) for channel, found in self._message_handlers.items()}
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                async with interface.subscribe(*handlers) as subscription:
+                    delay = _RETRY_FIRST
+                    while True:
+                        try:
+                            item = await subscription.get()
+                        except SynchroSerializationError:
+                            _log.exception("Synchro %r: a message could not be read", self.name)
+                            continue
+                        if item is None:
+                            continue
+                        channel, message = item
+                        for handler in handlers[channel]:
+                            try:
+                                await handler(app, message)
+                            except Exception:
+                                _log.exception(
+                                    "Synchro %r: on_message handler %s failed on %r",
+                                    self.name,
+                                    getattr(handler, "__qualname__", handler),
+                                    channel,
+                                )
+            except Exception as exc:
+                _log.warning(
+                    "Synchro %r: subscribing to %s failed (%s); trying again in %.2f s",
+                    self.name,
+                    list(handlers),
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_LAST)
+
     def _interface_of(self, request: Request) -> BaseSynchroInterface:
         binding = self._bindings.get(request.app.name)
         if binding is None:
@@ -452,6 +539,10 @@ class Synchro:
 
     async def _stop_leaders(self, app: Sanic[Any, Any]) -> None:
         binding = self._binding(app)
+        if binding.listener is not None:
+            binding.listener.cancel()
+            await asyncio.gather(binding.listener, return_exceptions=True)
+            binding.listener = None
         if binding.reporter is not None:
             binding.reporter.cancel()
             await asyncio.gather(binding.reporter, return_exceptions=True)
@@ -470,6 +561,7 @@ class Synchro:
             app.register_listener(self._server_start, "before_server_start", priority=PRIORITY)
         app.register_listener(self._start_leaders, "after_server_start")
         app.register_listener(self._start_reporting, "after_server_start")
+        app.register_listener(self._start_listening, "after_server_start")
         app.register_listener(self._stop_leaders, "before_server_stop")
         app.register_listener(self._server_stop, "after_server_stop")
         app.register_middleware(self._request_middleware(app.name), "request", priority=PRIORITY)

@@ -34,7 +34,14 @@ from ..checks import (
     check_step,
     check_ttl,
 )
-from ..errors import SynchroConnectionError, SynchroError, SynchroTypeError, SynchroValueError
+from ..errors import (
+    SynchroConnectionError,
+    SynchroError,
+    SynchroTypeError,
+    SynchroUnsupported,
+    SynchroValueError,
+)
+from ..notifications import DEFAULT_MAX_PENDING, Deliver, Listener, Subscription, check_max_pending
 from ..pipeline import Call, check_calls, in_pipeline, waves
 from ..ratelimit import RateLimit, check_rate
 from ..serializer import JSONSerializer, Serializer
@@ -48,6 +55,7 @@ __all__ = [
     "LOCK_MARK",
     "RATE_MARK",
     "SEMAPHORE_MARK",
+    "CHANNEL_MARK",
     "BaseSynchroInterface",
     "namespace_head",
 ]
@@ -61,6 +69,8 @@ SEMAPHORE_MARK = "\x00semaphore\x00"
 RATE_MARK = "\x00rate\x00"
 #: Lock keys are ``LOCK_MARK + prefix + name``: never equal to a data key ``prefix + key``.
 LOCK_MARK = "\x00lock\x00"
+#: Channels are ``CHANNEL_MARK + prefix + channel``: namespaced like keys.
+CHANNEL_MARK = "\x00channel\x00"
 
 
 def namespace_head(namespace: str) -> str:
@@ -113,6 +123,9 @@ class BaseSynchroInterface(ABC):
     ttl_resolution: ClassVar[float] = 0.0
     #: False where ``keys()`` raises SynchroUnsupported (memcached cannot list keys).
     lists_keys: ClassVar[bool] = True
+    #: Whether publish/subscribe works: the backend pushes messages to subscribers (False:
+    #: ``publish``/``subscribe`` raise SynchroUnsupported; memcached has no channels).
+    notifies: ClassVar[bool] = False
     #: False where every process holds its own copy (InMemory): the extension then warns
     #: when the app runs several workers.
     shares_between_processes: ClassVar[bool] = True
@@ -334,6 +347,10 @@ class BaseSynchroInterface(ABC):
     def close_thread(self) -> None:  # noqa: B027 - nothing to release unless a subclass holds some
         """Release what this thread's blocking calls opened (a thread that is done with the
         interface while others go on using it)."""
+
+    async def close_loop(self) -> None:  # noqa: B027 - nothing per loop unless a subclass has it
+        """Close what this interface opened for the running loop only (a blocking
+        subscription's own loop calls it before it ends)."""
 
     async def aclose(self) -> None:
         """Like :meth:`close`, from async code (network interfaces close their clients)."""
@@ -676,6 +693,63 @@ class BaseSynchroInterface(ABC):
                     )
         return [outcome for outcome in ordered if outcome is not None]
 
+    # -- notifications ----------------------------------------------------------------------
+
+    def channel_name(self, channel: Any) -> str:
+        """The backend's name of ``channel`` in this namespace."""
+        return self._marked_key(CHANNEL_MARK, channel, "channel")
+
+    def message_of(self, data: bytes) -> Any:
+        """A received message, deserialized."""
+        return self._loads(data)
+
+    def _unsupported_notifications(self) -> SynchroUnsupported:
+        return SynchroUnsupported(
+            f"{type(self).__name__} cannot publish or subscribe: its backend has no channels "
+            "(use SyncManager, AIORedis, AsyncioRedis or InMemory)"
+        )
+
+    async def publish(self, channel: str, message: Any) -> int:
+        """Send ``message`` to every subscriber of ``channel`` in this namespace; how many
+        received it (-1 where the backend cannot tell)."""
+        full = self.channel_name(channel)
+        data = self._dumps(message)
+        if not self.notifies:
+            raise self._unsupported_notifications()
+        started = perf_counter()
+        try:
+            received = await self.raw_publish(full, data)
+        except SynchroError as exc:
+            self._recorder.failed("publish", started, exc)
+            raise
+        except Exception as exc:
+            raise self._failure("publish", started, exc) from exc
+        self._recorder.done("publish", started)
+        return received
+
+    def subscribe(self, *channels: str, max_pending: int = DEFAULT_MAX_PENDING) -> Subscription:
+        """A subscription to ``channels`` (``async with`` it: it is live inside the block)."""
+        return Subscription(self, self.check_channels(channels), check_max_pending(max_pending))
+
+    def check_channels(self, channels: tuple[Any, ...]) -> tuple[str, ...]:
+        """``channels`` checked (at least one; each a non-empty str), repeats removed."""
+        if not channels:
+            raise SynchroValueError("subscribe to at least one channel")
+        for channel in channels:
+            self.channel_name(channel)
+        if not self.notifies:
+            raise self._unsupported_notifications()
+        return tuple(dict.fromkeys(channels))
+
+    async def listen(self, channels: list[str], deliver: Deliver) -> Listener:
+        """Subscribe to ``channels`` (full names) on the backend: live when it returns."""
+        try:
+            return await self.raw_listen(channels, deliver)
+        except SynchroError:
+            raise
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
     async def ping(self) -> float:
         """Seconds one read of the backend took (SynchroConnectionError if it is
         unreachable). Reads a key of this namespace that no operation writes."""
@@ -861,6 +935,19 @@ class BaseSynchroInterface(ABC):
         keys, position = (await self.raw_keys(prefix), 0) if cursor is None else cursor
         end = position + count
         return ((keys, end) if end < len(keys) else None), keys[position:end]
+
+    def raw_publish(self, channel: str, data: bytes) -> Awaitable[int]:
+        """Send ``data`` to the subscribers of ``channel`` (a full name); how many received
+        it, or -1 where the backend cannot tell. Optional: an interface that implements it
+        and :meth:`raw_listen` declares ``notifies = True``."""
+        raise self._unsupported_notifications()
+
+    def raw_listen(self, channels: list[str], deliver: Deliver) -> Awaitable[Listener]:
+        """Subscribe to ``channels`` (full names): call ``deliver(channel, data, dropped)``
+        for each message, from any thread, in the order each publisher sent them; the
+        subscription is live once the returned :class:`Listener` is; it calls
+        ``Listener.lose`` when its connection is gone. Bounded by the interface's timeout."""
+        raise self._unsupported_notifications()
 
     @abstractmethod
     def raw_clear(self, prefix: str) -> Awaitable[None]:

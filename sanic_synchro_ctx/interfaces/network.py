@@ -77,7 +77,7 @@ class NetworkInterface(BaseSynchroInterface, Generic[S]):
         batcher: Batcher[Any] | None = getattr(await self.session(), "batcher", None)
         return batcher
 
-    async def _close_current(self) -> None:
+    async def close_loop(self) -> None:
         await self._sessions.close_current()
 
     @property

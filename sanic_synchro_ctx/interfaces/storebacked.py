@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ..notifications import Deliver, Listener
 from .base import BaseSynchroInterface
 
 if TYPE_CHECKING:
+    from .syncmanager.hub import Hub
     from .syncmanager.store import Store
 
-__all__ = ["StoreBackedInterface"]
+__all__ = ["HubListener", "StoreBackedInterface"]
 
 
 async def _run(method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -27,8 +29,26 @@ async def _run(method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     return method(*args)
 
 
+class HubListener(Listener):
+    """A subscription to a Store's hub in this process: messages go straight from the
+    publisher's thread into the subscriber's mailbox; no connection to lose."""
+
+    def __init__(self, hub: Hub, channels: list[str], deliver: Deliver) -> None:
+        super().__init__()
+        self._hub = hub
+        self._channels = channels
+        self._deliver = deliver
+        hub.add(channels, deliver)
+
+    async def aclose(self) -> None:
+        self._hub.remove(self._channels, self._deliver)
+        await super().aclose()
+
+
 class StoreBackedInterface(BaseSynchroInterface):
     """Implements every primitive as one call of a Store method on :meth:`_backend`."""
+
+    notifies = True
 
     def _backend(self) -> Store:
         """The Store (or a manager client with the same methods) to call."""
@@ -111,3 +131,9 @@ class StoreBackedInterface(BaseSynchroInterface):
         self, key: str, limit: int, per: float, cost: int
     ) -> Awaitable[tuple[bool, int, float, float]]:
         return self._call("rate_limit", key, limit, per, cost)
+
+    def raw_publish(self, channel: str, data: bytes) -> Awaitable[int]:
+        return self._call("publish", channel, data)
+
+    async def raw_listen(self, channels: list[str], deliver: Deliver) -> Listener:
+        return HubListener(self._backend().hub, channels, deliver)

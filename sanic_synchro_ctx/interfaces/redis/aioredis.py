@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...checks import check_timeout
 from ...errors import SynchroConnectionError, SynchroValueError, missing_client
+from ...notifications import Deliver, Listener
 from ...serializer import Serializer
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
+from ..network import bounded
 from .interface import IncrementRefused, RedisInterface, RedisSession
-from .scripts import SCRIPTS
+from .scripts import SCRIPTS, decode_key, encode_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
@@ -321,6 +323,15 @@ class _Session(RedisSession):
             source = script.script
             return await self._unbatched(lambda c: c.eval(source, len(keys), *keys, *args))
 
+    async def publish(self, channel: bytes, data: bytes) -> int:
+        if self.cluster:  # sharded: to the node of the namespace's slot, and its replicas
+            received: int = await self._unbatched(
+                lambda c: c.execute_command("SPUBLISH", channel, data), wait=False
+            )
+            return received
+        received = await self.run(lambda c: c.publish(channel, data))
+        return received
+
     async def prepare(self) -> None:
         if self.cluster or self._loaded:
             return
@@ -332,6 +343,69 @@ class _Session(RedisSession):
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+#: Seconds a subscribed connection waits for a message before it waits again (a wait in
+#: the client, not a round trip).
+_IDLE_WAIT = 30.0
+
+
+class _PubSubListener(Listener):
+    """A redis-py PubSub on a client of its own, read by a task of the running loop."""
+
+    def __init__(self, client: Any, deliver: Deliver) -> None:
+        super().__init__()
+        self._client = client
+        self._pubsub = client.pubsub()
+        self._deliver = deliver
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self, channels: list[bytes], sharded: bool, timeout: float) -> None:
+        """Subscribe, and return once Redis confirmed every channel (live from then on)."""
+        pubsub = self._pubsub
+        if sharded:
+            await bounded(pubsub.ssubscribe(*channels), timeout)
+        else:
+            await bounded(pubsub.subscribe(*channels), timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        confirmed = 0
+        while confirmed < len(channels):
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"Redis did not confirm the subscription within {timeout} s")
+            message = await pubsub.get_message(timeout=left)
+            if message is not None:
+                confirmed += message["type"] in ("subscribe", "ssubscribe")
+                self._hand_over(message)
+        self._reader = loop.create_task(self._read())
+
+    def _hand_over(self, message: dict[str, Any]) -> None:
+        if message["type"] in ("message", "smessage"):
+            self._deliver(decode_key(message["channel"]), message["data"], 0)
+
+    async def _read(self) -> None:
+        pubsub = self._pubsub
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=_IDLE_WAIT)
+                if message is not None:
+                    self._hand_over(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.lose(exc)
+
+    async def aclose(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
+        await super().aclose()
 
 
 class AIORedis(RedisInterface):
@@ -560,6 +634,53 @@ class AIORedis(RedisInterface):
             # a fresh RedisCluster at once (7.0.1 did not).
             await session.client.initialize()
         return session
+
+    # -- notifications ----------------------------------------------------------------------
+
+    async def raw_listen(self, channels: list[str], deliver: Deliver) -> Listener:
+        """SUBSCRIBE on a connection of its own (a client built for it: it may live on a
+        loop of its own). On a cluster: SSUBSCRIBE on the node that holds the namespace's
+        slot (channels carry its hash tag), where SPUBLISH sends them."""
+        raw = [encode_key(channel) for channel in channels]
+        if self._cluster:
+            cluster = self._clone()
+            try:
+                await cluster.initialize()
+                node = cluster.get_node_from_key(raw[0])
+                client = self._node_client(node.host, node.port)
+            finally:
+                await cluster.aclose()
+        else:
+            client = self._clone()
+        listener = _PubSubListener(client, deliver)
+        try:
+            await listener.start(raw, self._cluster, self._wait_bound())
+        except BaseException:
+            await listener.aclose()
+            raise
+        return listener
+
+    def _node_client(self, host: str, port: int) -> Any:
+        """A plain client of one cluster node, with the cluster client's settings."""
+        library = self._library
+        accepted = inspect.signature(library.client.__init__).parameters
+        kwargs = {
+            name: value
+            for name, value in self._template.connection_kwargs.items()
+            if name in accepted and name not in ("host", "port")
+        }
+        kwargs.update(_client_options(library), decode_responses=False)
+        return library.client(host=host, port=port, **kwargs)
+
+    def _wait_bound(self) -> float:
+        """Seconds a subscription waits for Redis: the client's socket timeout."""
+        template: Any = self._template
+        options = (
+            template.connection_kwargs
+            if self._cluster
+            else template.connection_pool.connection_kwargs
+        )
+        return float(options.get("socket_timeout") or DEFAULT_TIMEOUT)
 
     @property
     def endpoint(self) -> str:

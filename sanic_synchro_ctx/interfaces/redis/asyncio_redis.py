@@ -24,17 +24,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...checks import check_timeout
 from ...errors import SynchroError, SynchroValueError, missing_client
+from ...notifications import Deliver, Listener
 from ...serializer import Serializer
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
 from ..network import bounded
 from .interface import IncrementRefused, RedisInterface, RedisSession
-from .scripts import SCRIPTS
+from .scripts import SCRIPTS, decode_key, encode_key
 
 __all__ = ["AsyncioRedis"]
 
@@ -71,11 +73,19 @@ def _protocol(module: Any) -> Any:
             raise ImportError("asyncio_redis changed: RedisProtocol._push_answer is gone")
 
         class Protocol(base):  # type: ignore[misc, valid-type]
+            #: Called with the error once the connection is lost (a subscriber's listener).
+            synchro_lost: Callable[[BaseException], None] | None = None
+
             def _push_answer(self, answer: Any) -> None:
                 if self._queue and self._queue[0].done():
                     self._queue.popleft()  # its caller was cancelled: drop the reply
                     return
                 super()._push_answer(answer)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                super().connection_lost(exc)
+                if self.synchro_lost is not None:
+                    self.synchro_lost(exc or ConnectionResetError("Redis closed the connection"))
 
         _protocol_class = Protocol
     return _protocol_class
@@ -278,6 +288,10 @@ class _Session(RedisSession):
                     raise
         raise AssertionError("unreachable")
 
+    async def publish(self, channel: bytes, data: bytes) -> int:
+        received: int = await self.run(lambda redis: redis.publish(channel, data))
+        return received
+
     async def prepare(self) -> None:
         for name, source in SCRIPTS.items():
             if name not in self.scripts:
@@ -354,6 +368,67 @@ async def _answers(started: list[_Started]) -> list[Outcome]:
     return outcomes
 
 
+#: Seconds between two probes while a subscription waits to be live.
+_PROBE_EVERY = 0.05
+
+
+class _SubscriptionListener(Listener):
+    """An asyncio_redis subscription on a connection of its own, read by a task."""
+
+    def __init__(self, connection: Any, probe: bytes, deliver: Deliver) -> None:
+        super().__init__()
+        self._connection = connection
+        self._probe = probe
+        self._deliver = deliver
+        self._reader: asyncio.Task[None] | None = None
+        self._live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        connection.protocol.synchro_lost = self._lost
+
+    def _lost(self, exc: BaseException) -> None:
+        if not self._live.done():
+            self._live.set_exception(exc)
+        self.lose(exc)
+
+    async def start(self, channels: list[bytes], publish: Callable[[], Awaitable[Any]]) -> None:
+        """Subscribe to ``channels`` and to this listener's own probe channel, in one
+        SUBSCRIBE, and return once a probe came back: the subscription is live then.
+        (asyncio_redis does not wait for Redis's confirmation, nor show it.)"""
+        subscription = await self._connection.start_subscribe()
+        await subscription.subscribe([*channels, self._probe])
+        self._reader = asyncio.get_running_loop().create_task(self._read(subscription))
+        while not self._live.done():
+            await publish()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._live), _PROBE_EVERY)
+        self._live.result()  # raises if the connection was lost meanwhile
+
+    async def _read(self, subscription: Any) -> None:
+        probe = self._probe
+        try:
+            while True:
+                reply = await subscription.next_published()
+                if reply.channel == probe:
+                    if not self._live.done():
+                        self._live.set_result(None)
+                    continue
+                self._deliver(decode_key(reply.channel), reply.value, 0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._lost(exc)
+
+    async def aclose(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        self._connection.protocol.synchro_lost = None
+        self._connection.close()
+        if not self._live.done():
+            self._live.cancel()
+        await super().aclose()
+
+
 class AsyncioRedis(RedisInterface):
     """The context in Redis, through ``asyncio_redis``."""
 
@@ -406,6 +481,41 @@ class AsyncioRedis(RedisInterface):
 
     async def open_session(self) -> _Session:
         return _Session(self, await self._new_pool(), self._max_batch, self._timeout)
+
+    # -- notifications ----------------------------------------------------------------------
+
+    async def raw_listen(self, channels: list[str], deliver: Deliver) -> Listener:
+        """SUBSCRIBE on a connection of its own; live once a probe published on a channel
+        of its own (in the same SUBSCRIBE) came back through it."""
+        module = self._module
+        creating = module.Connection.create(
+            **self._options,
+            encoder=module.encoders.BytesEncoder(),
+            auto_reconnect=False,
+            protocol_class=_protocol(module),
+        )
+        try:
+            connection = await asyncio.wait_for(creating, self._connect_timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionRefusedError(
+                f"no Redis at {self._options['host']}:{self._options['port']} "
+                f"within {self._connect_timeout} s"
+            ) from None
+        probe = encode_key(channels[0]) + b"\x00probe\x00" + os.urandom(8).hex().encode()
+        listener = _SubscriptionListener(connection, probe, deliver)
+
+        async def publish_probe() -> None:
+            session = self._sessions.current() or await self.session()
+            await session.publish(probe, b"")
+
+        try:
+            await _bounded(
+                listener.start([encode_key(c) for c in channels], publish_probe), self._timeout
+            )
+        except BaseException:
+            await listener.aclose()
+            raise
+        return listener
 
     @property
     def endpoint(self) -> str:

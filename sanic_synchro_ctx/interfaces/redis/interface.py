@@ -91,11 +91,18 @@ class RedisSession(ABC):
         so that each operation's command is issued at once, in the pipeline's order."""
 
     @abstractmethod
+    async def publish(self, channel: bytes, data: bytes) -> int:
+        """PUBLISH (SPUBLISH on a cluster): how many subscribers received it."""
+
+    @abstractmethod
     async def close(self) -> None: ...
 
 
 class RedisInterface(NetworkInterface[RedisSession]):
-    """The primitives on Redis; subclasses provide :meth:`open_session` (their client)."""
+    """The primitives on Redis; subclasses provide :meth:`open_session` (their client)
+    and :meth:`raw_listen` (a subscribed connection of their client)."""
+
+    notifies = True
 
     async def close_session(self, session: RedisSession) -> None:
         await session.close()
@@ -232,6 +239,10 @@ class RedisInterface(NetworkInterface[RedisSession]):
         args = [limit, repr(per), cost]
         answer = decode_key(await session.script("rate_limit", [encode_key(key)], args)).split()
         return answer[0] == "1", int(answer[1]), float(answer[2]), float(answer[3])
+
+    async def raw_publish(self, channel: str, data: bytes) -> int:
+        session = self._sessions.current() or await self.session()
+        return await session.publish(encode_key(channel), data)
 
     async def raw_lock_release(self, key: str, token: str) -> bool:
         session = self._sessions.current() or await self.session()

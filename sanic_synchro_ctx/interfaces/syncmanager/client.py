@@ -20,10 +20,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ...notifications import Deliver, Listener
 from .wire import (
     BLOCKING,
     PIPELINED,
     READ_SIZE,
+    SUBSCRIBER,
     Address,
     connect,
     frame,
@@ -32,7 +34,7 @@ from .wire import (
     take_messages,
 )
 
-__all__ = ["AsyncClient", "BlockingClient"]
+__all__ = ["AsyncClient", "BlockingClient", "PushListener", "open_subscription"]
 
 #: Called with the store instance id of every new connection.
 InstanceHook = Callable[[str], None]
@@ -358,3 +360,82 @@ class AsyncClient:
 def _close_socket(job: asyncio.Future[tuple[socket.socket, str]]) -> None:
     if not job.cancelled() and job.exception() is None:
         job.result()[0].close()
+
+
+def open_subscription(
+    address: Address, authkey: bytes, channels: list[str], timeout: float | None
+) -> tuple[socket.socket, str, bytearray]:
+    """A subscribed connection to the manager (blocking: run it off the loop): live when
+    this returns. The socket, the store's instance id, and what was read past the answer."""
+    sock, instance = connect(address, authkey, SUBSCRIBER, timeout)
+    try:
+        sock.settimeout(timeout)
+        sock.sendall(frame(("subscribe", (channels,))))
+        buffer = bytearray()
+        try:
+            result_of(read_message(sock, buffer))
+        except EOFError:
+            raise ConnectionResetError("the manager refused the subscription") from None
+        return sock, instance, buffer
+    except BaseException:
+        sock.close()
+        raise
+
+
+class PushListener(Listener):
+    """Reads what the manager pushes on a subscribed connection, on the loop's reader
+    callback, and hands each message to ``deliver``."""
+
+    def __init__(self, sock: socket.socket, buffer: bytearray, deliver: Deliver) -> None:
+        super().__init__()
+        self._loop = asyncio.get_running_loop()
+        self._sock: socket.socket | None = sock
+        self._fd = sock.fileno()
+        self._buffer = buffer
+        self._deliver = deliver
+        sock.setblocking(False)
+        self._loop.add_reader(self._fd, self._readable)
+        if buffer:
+            self._take()
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._end(exc)
+            return
+        if not data:
+            self._end(EOFError("the manager closed the subscription"))
+            return
+        self._buffer += data
+        self._take()
+
+    def _take(self) -> None:
+        try:
+            messages = take_messages(self._buffer)
+        except Exception as exc:
+            self._end(exc)
+            return
+        deliver = self._deliver
+        for channel, data, dropped in messages:
+            deliver(channel, data, dropped)
+
+    def _end(self, exc: BaseException) -> None:
+        self._release()
+        self.lose(exc)
+
+    def _release(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._fd)
+            sock.close()
+
+    async def aclose(self) -> None:
+        self._release()
+        await super().aclose()

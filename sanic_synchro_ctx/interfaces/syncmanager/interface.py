@@ -39,12 +39,13 @@ from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...bridge import run_inline
 from ...checks import check_timeout
 from ...errors import SynchroError, SynchroValueError
+from ...notifications import Deliver, Listener
 from ...pipeline import Call, check_calls
 from ...serializer import Serializer
 from ...sessions import LoopSessions
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, BaseSynchroInterface
 from ..storebacked import StoreBackedInterface
-from .client import AsyncClient, BlockingClient
+from .client import AsyncClient, BlockingClient, PushListener, open_subscription
 from .process import AUTHKEY_ENV, SupervisedManager, read_authkey_file, rendezvous
 from .store import Store
 from .wire import Address, format_address
@@ -100,6 +101,11 @@ class _Captured:
 async def _run(method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """A direct call, run when awaited (so it raises where it is awaited)."""
     return method(*args)
+
+
+def _close_subscription(job: asyncio.Future[Any]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        job.result()[0].close()
 
 
 def _authkey(authkey: bytes | str | None, authkey_file: str | None) -> bytes:
@@ -241,6 +247,29 @@ class SyncManager(StoreBackedInterface):
                 client.adopt(*done.result())
 
         job.add_done_callback(adopt)
+
+    # -- notifications ----------------------------------------------------------------------
+
+    async def raw_listen(self, channels: list[str], deliver: Deliver) -> Listener:
+        """A subscribed connection of its own to the manager, which pushes each message to
+        it (no polling); read by the running loop."""
+        if self._store is not None:
+            return await super().raw_listen(channels, deliver)
+        client = self._client
+        if client is None:
+            self._backend()  # raises: not started
+            raise AssertionError("unreachable")
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(
+            None, open_subscription, client.address, client.authkey, channels, self._timeout
+        )
+        try:
+            sock, instance, buffer = await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(_close_subscription)  # it may still connect: close that
+            raise
+        self._met(instance)
+        return PushListener(sock, buffer, deliver)
 
     # -- batching (async front end) ---------------------------------------------------------
 
@@ -420,6 +449,9 @@ class SyncManager(StoreBackedInterface):
         if manager is not None:
             manager.stop()
             self._client = None
+
+    async def close_loop(self) -> None:
+        await self._sessions.close_current()
 
     async def aclose(self) -> None:
         await self._sessions.close_current()

@@ -7,7 +7,8 @@ on one connection each; ONE thread serves all such connections, waking once for 
 arrived on any of them, answering every complete request in order and writing each
 connection's answers in one send. A client that stops reading gets its answers when it
 reads again; past 4 MiB waiting, its requests are no longer read (it then waits on its
-socket, not on the manager's memory); the others are never held up.
+socket, not on the manager's memory); the others are never held up. A subscribed
+connection is served by a thread of its own, and pushed to by publishes (:mod:`.push`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,18 @@ from collections.abc import Callable
 from typing import Any
 
 from ...errors import SynchroError, SynchroValueError
+from .push import serve_subscriber
 from .store import Store
-from .wire import BLOCKING, READ_SIZE, Address, accept, answer, read_message, take_messages
+from .wire import (
+    BLOCKING,
+    READ_SIZE,
+    SUBSCRIBER,
+    Address,
+    accept,
+    answer,
+    read_message,
+    take_messages,
+)
 
 __all__ = ["ManagerServer", "serve"]
 
@@ -111,6 +122,9 @@ class ManagerServer:
         conn.settimeout(None)
         if mode == BLOCKING:
             self._serve_blocking(conn)
+            return
+        if mode == SUBSCRIBER:
+            serve_subscriber(conn, self.store.hub)
             return
         conn.setblocking(False)
         with self._arrivals_lock:

@@ -19,6 +19,7 @@ from typing import Any
 from ...checks import INT64_MAX, INT64_MIN
 from ...errors import SynchroError, SynchroTypeError, SynchroValueError
 from ...ratelimit import gcra
+from .hub import Hub
 
 __all__ = ["Store"]
 
@@ -57,6 +58,7 @@ class Store:
         "semaphore_acquire",
         "semaphore_release",
         "rate_limit",
+        "publish",
         "batch",
     )
 
@@ -75,6 +77,8 @@ class Store:
         self._scans: dict[int, tuple[list[str], int]] = {}
         self._scan_ids = 0
         self._mutex = threading.Lock()
+        #: The channels of this store's publish/subscribe.
+        self.hub = Hub()
 
     # -- expiry bookkeeping (caller holds the mutex) ---------------------------------------
 
@@ -338,6 +342,10 @@ class Store:
                 rates[key] = new_tat
             # a plain tuple: the wire carries it without naming a class
             return answer.allowed, answer.remaining, answer.retry_after, answer.reset_after
+
+    def publish(self, channel: str, data: bytes) -> int:
+        """Hand ``data`` to the subscribers of ``channel``; how many received it."""
+        return self.hub.publish(channel, data)
 
     def batch(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
         """Run several operations in order; each gets its own result or its own exception."""

@@ -13,8 +13,11 @@ Handshake, on a new connection (each step one message)::
 
 The client checks the manager's answer too, so neither side talks to an impostor. The
 mode says how the connection is served: :data:`BLOCKING` (one request at a time, by a
-thread of its own) or :data:`PIPELINED` (requests back to back, all such connections
-served by one thread). The instance id is new for every manager process: a client that
+thread of its own), :data:`PIPELINED` (requests back to back, all such connections
+served by one thread) or :data:`SUBSCRIBER` (one request, ``("subscribe", (channels,))``,
+answered ``(True, None)`` once the subscription is live; from then on the manager pushes
+``(channel, data, dropped)`` for each message published on those channels, see
+:mod:`.push`). The instance id is new for every manager process: a client that
 reconnects to an id it did not know before is talking to a new, empty store.
 
 After the handshake, a request is ``(method, args)`` and its answer ``(True, result)`` or
@@ -37,6 +40,7 @@ __all__ = [
     "BLOCKING",
     "PIPELINED",
     "READ_SIZE",
+    "SUBSCRIBER",
     "Address",
     "AuthenticationFailed",
     "accept",
@@ -53,6 +57,7 @@ Address = str | tuple[str, int]
 
 BLOCKING = b"B"
 PIPELINED = b"P"
+SUBSCRIBER = b"S"
 MAGIC = b"sanic-synchro-ctx/2\n"
 _NONCE = 32
 _DIGEST = 32
@@ -193,7 +198,7 @@ def accept(sock: socket.socket, authkey: bytes, instance: str) -> bytes | None:
         mac, theirs, mode = reply[:_DIGEST], reply[_DIGEST:-1], reply[-1:]
         if (
             len(theirs) != _NONCE
-            or mode not in (BLOCKING, PIPELINED)
+            or mode not in (BLOCKING, PIPELINED, SUBSCRIBER)
             or not hmac.compare_digest(mac, _mac(authkey, nonce))
         ):
             sock.sendall(_frame_bytes(b"NO"))

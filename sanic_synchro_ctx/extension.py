@@ -432,7 +432,9 @@ class Synchro:
 
         return decorate
 
-    def _start_listening(self, app: Sanic[Any, Any]) -> None:
+    async def _start_listening(self, app: Sanic[Any, Any]) -> None:
+        """Start this worker's on_message handlers; return once their subscription is live
+        (or its first attempt failed: it is then tried again in the background)."""
         if not self._message_handlers:
             return
         binding = self._binding(app)
@@ -441,17 +443,24 @@ class Synchro:
                 f"Synchro {self.name!r} has on_message handlers, and "
                 f"{type(binding.interface).__name__} cannot publish or subscribe"
             )
+        tried = asyncio.Event()
         binding.listener = asyncio.get_running_loop().create_task(
-            self._handle_messages(app, binding.interface), name=f"synchro messages {self.name}"
+            self._handle_messages(app, binding.interface, tried),
+            name=f"synchro messages {self.name}",
         )
+        await tried.wait()
 
-    async def _handle_messages(self, app: Sanic[Any, Any], interface: BaseSynchroInterface) -> None:
-        """Subscribe (again after any failure, never giving up) and run the handlers."""
+    async def _handle_messages(
+        self, app: Sanic[Any, Any], interface: BaseSynchroInterface, tried: asyncio.Event
+    ) -> None:
+        """Subscribe (again after any failure, never giving up) and run the handlers;
+        ``tried`` is set once the first attempt to subscribe succeeded or failed."""
         handlers = {channel: list(found) for channel, found in self._message_handlers.items()}
         delay = _RETRY_FIRST
         while True:
             try:
                 async with interface.subscribe(*handlers) as subscription:
+                    tried.set()
                     delay = _RETRY_FIRST
                     while True:
                         try:
@@ -473,6 +482,7 @@ class Synchro:
                                     channel,
                                 )
             except Exception as exc:
+                tried.set()
                 _log.warning(
                     "Synchro %r: subscribing to %s failed (%s); trying again in %.2f s",
                     self.name,

@@ -15,6 +15,7 @@ from typing import Any
 
 from sanic_synchro_ctx.context import BlockingSynchroContext
 from sanic_synchro_ctx.locks import BlockingLock, BlockingSemaphore
+from sanic_synchro_ctx.notifications import BlockingSubscription
 from sanic_synchro_ctx.pipeline import BlockingPipeline
 
 # Waiting acquires occupy a thread each; a small pool would starve the holder's release.
@@ -87,6 +88,34 @@ class BlockingPipelineView:
         self.pipeline.__exit__(exc_type, exc, tb)
 
 
+class BlockingSubscriptionView:
+    """A blocking subscription used with ``async with``; ``await sub.get(timeout)`` waits
+    on a worker thread (a blocking caller's wait), so the test's loop keeps running."""
+
+    def __init__(self, subscription: BlockingSubscription) -> None:
+        self.subscription = subscription
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.subscription, name)
+
+    async def get(self, timeout: float | None = None) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(
+            _lock_threads, self.subscription.get, timeout
+        )
+
+    async def __aenter__(self) -> BlockingSubscriptionView:
+        self.subscription.__enter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.subscription.__exit__(exc_type, exc, tb)
+
+
 class BlockingAsAsync:
     def __init__(self, blocking: BlockingSynchroContext) -> None:
         self.sync = blocking
@@ -112,6 +141,9 @@ class BlockingAsAsync:
 
     def pipeline(self) -> BlockingPipelineView:
         return BlockingPipelineView(self.sync.pipeline())
+
+    def subscribe(self, *channels: str, **options: Any) -> BlockingSubscriptionView:
+        return BlockingSubscriptionView(self.sync.subscribe(*channels, **options))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -40,6 +40,8 @@ class Kind:
     network: bool = True
     #: The workers' app builds it from SYNCHRO_INTERFACE (multi-worker suites).
     workers: bool = True
+    #: Publish/subscribe works (else SynchroUnsupported).
+    notifies: bool = True
 
 
 def _example(fixture: Callable[[str], Any], options: dict[str, Any]) -> BaseSynchroInterface:
@@ -68,11 +70,11 @@ REGISTRY: list[Kind] = [
     Kind("aioredis-valkey", lambda f, o: AIORedis(valkey.asyncio.Valkey.from_url(f("redis_server").url, socket_timeout=5), **o), workers=False),  # noqa: E501
     Kind("aioredis-sentinel", lambda f, o: AIORedis.from_sentinel(f("redis_sentinels").addresses, "main", **o), workers=False),  # noqa: E501
     Kind("asyncio_redis", lambda f, o: AsyncioRedis(port=f("redis_server").port, **o)),
-    Kind("memcache", lambda f, o: Memcache(port=f("memcached_server").port, **o), lists_keys=False, ttl_resolution=1.0),  # noqa: E501
-    Kind("memcache-3", lambda f, o: Memcache(servers=[("127.0.0.1", s.port) for s in f("memcached_servers")], **o), lists_keys=False, ttl_resolution=1.0, workers=False),  # noqa: E501
-    Kind("lmdb", lambda f, o: LMDB(**o), shared=False, network=False),
-    Kind("lmdb-file", lambda f, o: LMDB(str(f("tmp_path") / "db"), **o), network=False, workers=False),  # noqa: E501
-    Kind("example-dict", _example, shares_between_processes=False, shared=False, network=False, workers=False),  # noqa: E501
+    Kind("memcache", lambda f, o: Memcache(port=f("memcached_server").port, **o), lists_keys=False, ttl_resolution=1.0, notifies=False),  # noqa: E501
+    Kind("memcache-3", lambda f, o: Memcache(servers=[("127.0.0.1", s.port) for s in f("memcached_servers")], **o), lists_keys=False, ttl_resolution=1.0, workers=False, notifies=False),  # noqa: E501
+    Kind("lmdb", lambda f, o: LMDB(**o), shared=False, network=False, notifies=False),
+    Kind("lmdb-file", lambda f, o: LMDB(str(f("tmp_path") / "db"), **o), network=False, workers=False, notifies=False),  # noqa: E501
+    Kind("example-dict", _example, shares_between_processes=False, shared=False, network=False, workers=False, notifies=False),  # noqa: E501
 ]
 # fmt: on
 
@@ -85,3 +87,5 @@ SHARED = [kind.name for kind in REGISTRY if kind.shared]
 NETWORK = [kind.name for kind in REGISTRY if kind.network]
 #: Interfaces the multi-worker suites run (real `sanic --workers N` processes).
 WORKERS = [kind.name for kind in REGISTRY if kind.workers]
+#: Interfaces whose workers hear each other's messages (publish/subscribe).
+NOTIFYING_WORKERS = [kind.name for kind in REGISTRY if kind.workers and kind.notifies]

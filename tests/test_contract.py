@@ -80,6 +80,7 @@ def test_declared_capabilities_are_the_expected_ones(ctx: Any) -> None:
     assert ctx.interface.lists_keys is kind.lists_keys
     assert ctx.interface.ttl_resolution == kind.ttl_resolution
     assert ctx.interface.shares_between_processes is kind.shares_between_processes
+    assert ctx.interface.notifies is kind.notifies
 
 
 # -- get / set ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ Environment knobs:
     SYNCHRO_FACTORY=1   call init_app inside before_server_start (factory style)
     SYNCHRO_FORK=1      Sanic.start_method = "fork"
     SYNCHRO_LEADER=<s>  run the leader task "recorder" with this ttl (seconds)
+    SYNCHRO_MESSAGES=1  run the on_message handler of channel "events" in every worker
     HOST, PORT, WORKERS when run as a script (app.run)
 """
 
@@ -382,6 +383,47 @@ async def runs(request: Request):
     count = await ctx.get("runs", 0)
     found = await ctx.get_many([f"run:{n}" for n in range(1, count + 1)])
     return json({"runs": [found.get(f"run:{n}") for n in range(1, count + 1)]})
+
+
+if os.environ.get("SYNCHRO_MESSAGES") == "1":
+    HEARD: dict[str, Any] = {"count": 0, "last": {}, "in_order": True}
+
+    @synchro.on_message("events")
+    async def heard(app: Sanic, message: Any) -> None:
+        """Check each publisher's messages come in order, once each; record it shared."""
+        if message.get("probe"):
+            return
+        publisher, n = message["publisher"], message["n"]
+        if n != HEARD["last"].get(publisher, -1) + 1:
+            HEARD["in_order"] = False  # a gap, a repeat or a swap
+        HEARD["last"][publisher] = n
+        HEARD["count"] += 1
+        record = {"count": HEARD["count"], "in_order": HEARD["in_order"], "last": HEARD["last"]}
+        await app.ctx.synchro.set(f"heard:{os.getpid()}", record)
+
+
+@app.get("/probe")
+async def probe(request: Request):
+    """How many subscribers a message on "events" reaches now (probes are ignored)."""
+    return text(str(await request.ctx.synchro.publish("events", {"probe": True})))
+
+
+@app.get("/publish/<count:int>")
+async def publish(request: Request, count: int):
+    """Publish ``count`` numbered messages on "events", one after the other."""
+    ctx = request.ctx.synchro
+    publisher = f"{os.getpid()}-{time.monotonic_ns()}"
+    receivers = [
+        await ctx.publish("events", {"publisher": publisher, "n": n}) for n in range(count)
+    ]
+    return json({"publisher": publisher, "receivers": sorted(set(receivers))})
+
+
+@app.get("/heard")
+async def heard_by_workers(request: Request):
+    """Each worker's record of what it heard, by its key ``heard:<pid>``."""
+    ctx = request.ctx.synchro
+    return json(await ctx.get_many([key async for key in ctx.scan("heard:*")]))
 
 
 @app.get("/raise-teapot")

@@ -669,7 +669,8 @@ class AIORedis(RedisInterface):
             for name, value in self._template.connection_kwargs.items()
             if name in accepted and name not in ("host", "port")
         }
-        kwargs.update(_client_options(library), decode_responses=False)
+        # the cluster's options: retries off, and no retry_on_timeout (deprecated there)
+        kwargs.update(_client_options(library, cluster=True), decode_responses=False)
         return library.client(host=host, port=port, **kwargs)
 
     def _wait_bound(self) -> float:

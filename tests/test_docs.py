@@ -197,6 +197,21 @@ def test_leader_task_example(tmp_path: Path) -> None:
         assert len({json.loads(p)["leader"] for p in pids}) == 1  # every worker names one
 
 
+def test_notifications_example(tmp_path: Path) -> None:
+    with example(tmp_path, "notifications", {}, "/price/tea") as server:
+
+        def prices() -> list[dict[str, object]]:
+            return [json.loads(server.get_fresh("/price/tea")) for _ in range(20)]
+
+        # both workers answer from their own cache once they read it
+        wait_for(lambda: len({p["pid"] for p in prices() if p["cached"]}) == 2)
+        told = httpx.post(server.base_url + "/price/tea/300").json()
+        assert told["workers_told"] == 2
+        # every worker dropped its copy (without the message, its cache would answer 250
+        # for ever): soon no answer is the old price any more
+        wait_for(lambda: {p["cents"] for p in prices()} == {300})
+
+
 def test_locks_example(tmp_path: Path) -> None:
     with example(tmp_path, "locks", {}, "/downloads") as server:
         first = httpx.post(server.base_url + "/nightly").json()

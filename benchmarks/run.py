@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.backends import MemcachedServer, RedisSentinels, RedisServer
 
-from . import http, ops
+from . import http, notify, ops
 from .timing import Ratio, machine
 
 HERE = Path(__file__).resolve().parent
@@ -39,7 +39,7 @@ def table(results: list[Ratio]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--quick", action="store_true", help="short rounds: a smoke run")
-    parser.add_argument("--only", choices=["ops", "http"], help="run one part")
+    parser.add_argument("--only", choices=["ops", "notify", "http"], help="run one part")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
 
@@ -54,6 +54,8 @@ def main() -> None:
             results += ops.main(
                 redis.url, None, [one.port for one in memcached], watched.addresses, args.quick
             )
+        if args.only in (None, "notify"):
+            results += notify.main(redis.url, args.quick)
         if args.only in (None, "http"):
             results += http.main(redis.url, work, args.quick)
     finally:

@@ -137,6 +137,8 @@ _Op = tuple[_Command, bool]
 
 
 _MISSING: Any = object()
+#: Keys SCAN looks at per round trip for keys() and clear() (as AIORedis).
+_SCAN_COUNT = 1000
 
 
 class _Corked:
@@ -241,6 +243,9 @@ class _Session(RedisSession):
 
         async def fetch() -> list[bytes]:
             cursor = await pool.scan(match=match)
+            # asyncio_redis asks SCAN for 10 keys at a time: a round trip per 10 keys of the
+            # whole database (a database of 100,000 keys took longer than the timeout)
+            cursor.count = _SCAN_COUNT
             found: list[bytes] = await cursor.fetchall()
             return found
 

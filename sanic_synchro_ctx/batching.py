@@ -28,10 +28,11 @@ operation in the same pass of the loop makes it loaded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from asyncio import current_task
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 from typing import Any, Generic, TypeVar
 
 from .errors import SynchroValueError
@@ -92,6 +93,7 @@ class Batcher(Generic[Op]):
         "_held",
         "_held_owners",
         "_holding",
+        "_last_held",
         "_last_task",
         "_loop",
         "_lull",
@@ -131,6 +133,7 @@ class Batcher(Generic[Op]):
         self._held = 0
         self._held_owners: set[object] = set()
         self._holding: asyncio.Event | None = None  # set when a held operation is queued
+        self._last_held: asyncio.Future[Any] | None = None  # what a held run queued last
         self._release: asyncio.Future[None] | None = None
 
     @property
@@ -194,14 +197,15 @@ class Batcher(Generic[Op]):
 
     def _enqueue(self, op: Op) -> asyncio.Future[Any]:
         """Queue ``op`` for the next round trip (sent at the end of this pass if idle)."""
+        future = self._loop.create_future()
         if self._held:
             self._held_owners.add(_owner.get())
+            self._last_held = future
             if self._holding is not None:
                 self._holding.set()
         elif self._calm:  # operations overlap: batch them from now on
             self._calm = False
             self._lull = 0
-        future = self._loop.create_future()
         self._queue.append((op, future))
         if not self._busy:  # else the round trip in flight starts the drain when it ends
             self._busy = True
@@ -303,39 +307,85 @@ class Batcher(Generic[Op]):
         until it ended, and only then does the queue go out, in the order the operations
         were queued, up to ``max_batch`` per round trip. Later steps of an operation (a
         second command) go out as usual. Returns one :data:`Outcome` per coroutine.
-        Cancelled, it cancels them all."""
+        Cancelled, it cancels them all.
+
+        Each coroutine runs in a context of its own. Its first step is driven right here:
+        one that queues its operation in that step (the usual case: the checks, then one
+        command) waits parked on the operation's future, with no task and no pass of the
+        loop of its own; after the round trip it is driven on here, in order. Only one that
+        waits for something else first (a connection being opened, tasks of its own) gets
+        a task.
+        """
         loop = self._loop
         self._held += 1
         if self._holding is None:
             self._holding = asyncio.Event()
         holding = self._holding
-        owners = [object() for _ in coros]
-        tasks = []
-        for coro, owner in zip(coros, owners, strict=True):
-            mark = _owner.set(owner)  # the task, and any task it starts, copy it
-            try:
-                tasks.append(loop.create_task(coro))
-            finally:
-                _owner.reset(mark)
-            tasks[-1].add_done_callback(lambda _: holding.set())
         held = self._held_owners
+        outcomes: list[Outcome | None] = [None] * len(coros)
+        parked: dict[int, tuple[Coroutine[Any, Any, Any], Context, asyncio.Future[Any]]] = {}
+        tasks: dict[int, tuple[asyncio.Task[Any], object]] = {}
         try:
-            while any(not t.done() and o not in held for t, o in zip(tasks, owners, strict=True)):
+            for index, coro in enumerate(coros):
+                owner = object()
+                context = copy_context()
+                context.run(_owner.set, owner)
+                self._forget_last_held()
+                try:
+                    waiting = context.run(coro.send, None)
+                except StopIteration as stop:
+                    outcomes[index] = (True, stop.value)
+                    continue
+                except Exception as exc:
+                    outcomes[index] = (False, exc)
+                    continue
+                queued = self._last_held
+                if queued is not None and waiting is queued:
+                    parked[index] = (coro, context, queued)
+                    continue
+                task = context.run(loop.create_task, _resume(coro, waiting))
+                task.add_done_callback(lambda _: holding.set())
+                tasks[index] = (task, owner)
+            while any(not task.done() and owner not in held for task, owner in tasks.values()):
                 holding.clear()
                 await holding.wait()  # an operation queued, or one ended
         except BaseException:
-            for task in tasks:
-                task.cancel()
+            self._abandon(parked, tasks)
             raise
         finally:
+            self._forget_last_held()
             self._unhold()
-        outcomes: list[Outcome] = []
-        for task in tasks:
-            try:
-                outcomes.append((True, await task))
-            except Exception as exc:
-                outcomes.append((False, exc))
-        return outcomes
+        try:
+            for index in range(len(coros)):
+                if index in tasks:
+                    try:
+                        outcomes[index] = (True, await tasks[index][0])
+                    except Exception as exc:
+                        outcomes[index] = (False, exc)
+                elif index in parked:
+                    coro, context, waiting = parked.pop(index)
+                    outcomes[index] = await _finish(coro, context, waiting)
+        except BaseException:
+            self._abandon(parked, tasks)
+            raise
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _forget_last_held(self) -> None:
+        self._last_held = None
+
+    @staticmethod
+    def _abandon(
+        parked: dict[int, tuple[Coroutine[Any, Any, Any], Context, asyncio.Future[Any]]],
+        tasks: dict[int, tuple[asyncio.Task[Any], object]],
+    ) -> None:
+        """A held run was cancelled: so is every operation of it."""
+        for task, _ in tasks.values():
+            task.cancel()
+        for coro, context, waiting in parked.values():
+            waiting.cancel()  # still queued: the round trip skips it
+            with contextlib.suppress(BaseException):
+                context.run(coro.close)
+        parked.clear()
 
     def _unhold(self) -> None:
         self._held -= 1
@@ -355,3 +405,43 @@ class Batcher(Generic[Op]):
             return (True, await self._send_one(op))
         except Exception as exc:
             return (False, exc)
+
+
+async def _until_done(waiting: Any) -> None:
+    """Wait for what a coroutine driven by hand yielded: a future (without taking its
+    result: the coroutine reads it), or None (a bare yield: one pass of the loop)."""
+    if waiting is None:
+        await asyncio.sleep(0)
+    elif not waiting.done():
+        await asyncio.wait((waiting,))
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
+    """Go on with ``coro``, whose step so far yielded ``waiting``, as a task would."""
+    while True:
+        try:
+            await _until_done(waiting)
+        except BaseException as exc:  # cancelled: so is the operation
+            waiting = coro.throw(exc)
+            continue
+        try:
+            waiting = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+
+async def _finish(coro: Coroutine[Any, Any, Any], context: Context, waiting: Any) -> Outcome:
+    """Drive ``coro`` (which yielded ``waiting``) to its end in its own ``context``."""
+    try:
+        while True:
+            try:
+                await _until_done(waiting)
+            except BaseException:
+                context.run(coro.close)
+                raise
+            try:
+                waiting = context.run(coro.send, None)
+            except StopIteration as stop:
+                return (True, stop.value)
+    except Exception as exc:
+        return (False, exc)

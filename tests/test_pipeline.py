@@ -3,6 +3,7 @@ in one round trip where the backend allows; each operation fails alone."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 from collections import Counter
@@ -240,3 +241,32 @@ async def test_a_long_pipeline_goes_out_max_batch_at_a_time(
         new = round_trips(ctx.interface) - before
         assert max(new) == 50, new  # never more than max_batch in one round trip
         assert new[50] >= 2, new  # (memcached: a missing key's increment takes two steps)
+
+
+@pytest.mark.parametrize("kind", NETWORK)
+async def test_a_pipeline_cancelled_mid_way_leaves_a_working_connection(
+    kind: str, app: Sanic[Any, Any], make_interface: Callable[..., BaseSynchroInterface]
+) -> None:
+    """Cancelled while its round trip is in flight (or before it left): its operations are
+    abandoned, none is sent twice, and the next operations get their own answers."""
+    async with attached(app, make_interface(kind), "async") as ctx:
+        await ctx.set("warm", 1)
+        for passes in range(6):  # cancelled after 0, 1, ... passes of the loop
+
+            async def run() -> None:
+                async with ctx.pipeline() as pipe:
+                    for i in range(10):
+                        pipe.increment(f"c{i}")
+
+            task = asyncio.ensure_future(run())
+            for _ in range(passes):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        values = [await ctx.get(f"c{i}", 0) for i in range(10)]
+        assert all(0 <= value <= 6 for value in values), values  # never more than once each
+        assert await ctx.increment("after") == 1
+        async with ctx.pipeline() as pipe:
+            handles = [pipe.increment(f"c{i}") for i in range(10)]
+        assert [await handle for handle in handles] == [value + 1 for value in values]

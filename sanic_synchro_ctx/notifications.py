@@ -69,7 +69,7 @@ class Listener:
             self._ended.set_exception(exc)
 
     async def ended(self) -> None:
-        """Return... never: raise the error that ended the subscription."""
+        """Wait while the subscription lives; raise the error that ended it."""
         await asyncio.shield(self._ended)
 
     async def aclose(self) -> None:

@@ -167,9 +167,9 @@ class _Session(RedisSession):
         self._loaded = False  # every script loaded at once (before a pipeline)
         self.batcher: Batcher[_Command] | None = None
         if max_batch is not None:
-            self.batcher = Batcher(
-                asyncio.get_running_loop(), self._send_one, self._send_many, max_batch
-            )
+            # without WAIT, a lone command is _send_alone's: one coroutine layer less each
+            send_one = self._send_one if replicas[0] else self._send_alone
+            self.batcher = Batcher(asyncio.get_running_loop(), send_one, self._send_many, max_batch)
 
     async def _send_one(self, command: _Command) -> Any:
         if self._replicas[0]:  # the WAIT must follow on the same connection: a pipeline
@@ -323,14 +323,12 @@ class _Session(RedisSession):
             source = script.script
             return await self._unbatched(lambda c: c.eval(source, len(keys), *keys, *args))
 
-    async def publish(self, channel: bytes, data: bytes) -> int:
+    def publish(self, channel: bytes, data: bytes) -> Awaitable[int]:
         if self.cluster:  # sharded: to the node of the namespace's slot, and its replicas
-            received: int = await self._unbatched(
+            return self._unbatched(
                 lambda c: c.execute_command("SPUBLISH", channel, data), wait=False
             )
-            return received
-        received = await self.run(lambda c: c.publish(channel, data))
-        return received
+        return self.run(lambda c: c.publish(channel, data))
 
     async def prepare(self) -> None:
         if self.cluster or self._loaded:

@@ -293,9 +293,8 @@ class _Session(RedisSession):
                     raise
         raise AssertionError("unreachable")
 
-    async def publish(self, channel: bytes, data: bytes) -> int:
-        received: int = await self.run(lambda redis: redis.publish(channel, data))
-        return received
+    def publish(self, channel: bytes, data: bytes) -> Awaitable[int]:
+        return self.run(lambda redis: redis.publish(channel, data))
 
     async def prepare(self) -> None:
         for name, source in SCRIPTS.items():

@@ -11,7 +11,7 @@ command reaches Redis through their client, and how commands are batched.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from ...batching import Batcher
@@ -91,8 +91,9 @@ class RedisSession(ABC):
         so that each operation's command is issued at once, in the pipeline's order."""
 
     @abstractmethod
-    async def publish(self, channel: bytes, data: bytes) -> int:
-        """PUBLISH (SPUBLISH on a cluster): how many subscribers received it."""
+    def publish(self, channel: bytes, data: bytes) -> Awaitable[int]:
+        """PUBLISH (SPUBLISH on a cluster): how many subscribers received it. (A plain
+        method returning the command's awaitable: one coroutine layer less per publish.)"""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -240,8 +241,15 @@ class RedisInterface(NetworkInterface[RedisSession]):
         answer = decode_key(await session.script("rate_limit", [encode_key(key)], args)).split()
         return answer[0] == "1", int(answer[1]), float(answer[2]), float(answer[3])
 
-    async def raw_publish(self, channel: str, data: bytes) -> int:
-        session = self._sessions.current() or await self.session()
+    def raw_publish(self, channel: str, data: bytes) -> Awaitable[int]:
+        session = self._sessions.current()
+        if session is None:
+            return self._publish_opening(channel, data)
+        return session.publish(encode_key(channel), data)
+
+    async def _publish_opening(self, channel: str, data: bytes) -> int:
+        """A publish that first opens the running loop's session."""
+        session = await self.session()
         return await session.publish(encode_key(channel), data)
 
     async def raw_lock_release(self, key: str, token: str) -> bool:

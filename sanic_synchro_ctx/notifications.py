@@ -255,14 +255,17 @@ class Subscription:
         traceback: TracebackType | None,
     ) -> None:
         keeper, self._keeper = self._keeper, None
-        if keeper is not None:
-            keeper.cancel()
-            with contextlib.suppress(BaseException):
-                await keeper
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(Exception):
-                await listener.aclose()
+        try:
+            if keeper is not None:
+                keeper.cancel()
+                # its CancelledError is returned, not raised: a cancellation of the caller
+                # while it waits here still propagates
+                await asyncio.gather(keeper, return_exceptions=True)
+        finally:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.aclose()
 
     async def get(self, timeout: float | None = None) -> tuple[str, Any] | None:
         """The next ``(channel, message)``, waiting up to ``timeout`` seconds (None: as long

@@ -137,6 +137,20 @@ class BlockingClient:
                 sock.close()
 
 
+def _read_ready(sock: socket.socket, buffer: bytearray, what: str) -> list[Any]:
+    """What a readable non-blocking ``sock`` brought: the messages now complete in
+    ``buffer`` (none if the read would block). Raises when the connection is lost: OSError,
+    EOFError when the manager closed it, or what a message that does not unpickle raised."""
+    try:
+        data = sock.recv(READ_SIZE)
+    except (BlockingIOError, InterruptedError):
+        return []
+    if not data:
+        raise EOFError(f"the manager closed the {what}")
+    buffer += data
+    return take_messages(buffer)
+
+
 class _Connection:
     """One non-blocking connection to a manager, driven by an event loop's reader callback.
 
@@ -213,18 +227,7 @@ class _Connection:
         if sock is None:
             return
         try:
-            data = sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._lose(exc)
-            return
-        if not data:
-            self._lose(EOFError("the manager closed the connection"))
-            return
-        self._buffer += data
-        try:
-            messages = take_messages(self._buffer)
+            messages = _read_ready(sock, self._buffer, "connection")
         except Exception as exc:
             self._lose(exc)
             return
@@ -395,32 +398,26 @@ class PushListener(Listener):
         self._deliver = deliver
         sock.setblocking(False)
         self._loop.add_reader(self._fd, self._readable)
-        if buffer:
-            self._take()
+        if buffer:  # pushed right behind the answer, and read with it
+            try:
+                messages = take_messages(buffer)
+            except Exception as exc:
+                self._end(exc)
+                return
+            self._hand_over(messages)
 
     def _readable(self) -> None:
         sock = self._sock
         if sock is None:
             return
         try:
-            data = sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._end(exc)
-            return
-        if not data:
-            self._end(EOFError("the manager closed the subscription"))
-            return
-        self._buffer += data
-        self._take()
-
-    def _take(self) -> None:
-        try:
-            messages = take_messages(self._buffer)
+            messages = _read_ready(sock, self._buffer, "subscription")
         except Exception as exc:
             self._end(exc)
             return
+        self._hand_over(messages)
+
+    def _hand_over(self, messages: list[Any]) -> None:
         deliver = self._deliver
         for channel, data, dropped in messages:
             deliver(channel, data, dropped)

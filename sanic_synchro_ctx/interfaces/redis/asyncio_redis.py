@@ -475,6 +475,10 @@ class AsyncioRedis(RedisInterface):
             auto_reconnect=False,  # reconnection is ours: see _Session._renewed
             protocol_class=_protocol(self._module),
         )
+        return await self._connecting(creating)
+
+    async def _connecting(self, creating: Awaitable[T]) -> T:
+        """``creating`` (a pool or a connection), bounded by the connect timeout."""
         try:
             return await asyncio.wait_for(creating, self._connect_timeout)
         except asyncio.TimeoutError:
@@ -498,13 +502,7 @@ class AsyncioRedis(RedisInterface):
             auto_reconnect=False,
             protocol_class=_protocol(module),
         )
-        try:
-            connection = await asyncio.wait_for(creating, self._connect_timeout)
-        except asyncio.TimeoutError:
-            raise ConnectionRefusedError(
-                f"no Redis at {self._options['host']}:{self._options['port']} "
-                f"within {self._connect_timeout} s"
-            ) from None
+        connection = await self._connecting(creating)
         probe = encode_key(channels[0]) + b"\x00probe\x00" + os.urandom(8).hex().encode()
         listener = _SubscriptionListener(connection, probe, deliver)
 

@@ -41,6 +41,7 @@ from .errors import (
 )
 from .interfaces.base import BaseSynchroInterface
 from .leader import Leadership
+from .notifications import RETRY_FIRST, RETRY_LAST
 from .ratelimit import RateLimit, check_rate, parse_rate
 from .report import report
 
@@ -60,9 +61,6 @@ RESET_SIGNAL = "synchro.store.reset"
 # Sanic names its server worker processes "Sanic-Server-<n>-<m>" (SANIC_WORKER_NAME).
 _SERVER_WORKER_PREFIX = "Sanic-Server"
 _log = logging.getLogger("sanic_synchro_ctx")
-#: Seconds before on_message handlers subscribe again after a failure: doubling up to the last.
-_RETRY_FIRST = 0.05
-_RETRY_LAST = 2.0
 
 
 def default_prefix(app_name: str, name: str) -> str:
@@ -456,12 +454,12 @@ class Synchro:
         """Subscribe (again after any failure, never giving up) and run the handlers;
         ``tried`` is set once the first attempt to subscribe succeeded or failed."""
         handlers = {channel: list(found) for channel, found in self._message_handlers.items()}
-        delay = _RETRY_FIRST
+        delay = RETRY_FIRST
         while True:
             try:
                 async with interface.subscribe(*handlers) as subscription:
                     tried.set()
-                    delay = _RETRY_FIRST
+                    delay = RETRY_FIRST
                     while True:
                         try:
                             item = await subscription.get()
@@ -491,7 +489,7 @@ class Synchro:
                     delay,
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_LAST)
+                delay = min(delay * 2, RETRY_LAST)
 
     def _interface_of(self, request: Request) -> BaseSynchroInterface:
         binding = self._bindings.get(request.app.name)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_PENDING",
+    "RETRY_FIRST",
+    "RETRY_LAST",
     "BlockingSubscription",
     "Deliver",
     "Listener",
@@ -43,10 +45,10 @@ _log = logging.getLogger("sanic_synchro_ctx")
 
 #: Messages a subscriber's buffer holds before the oldest is dropped.
 DEFAULT_MAX_PENDING = 1000
-#: Seconds between attempts to subscribe again after the connection was lost: doubling
-#: from the first to the last.
-_RETRY_FIRST = 0.05
-_RETRY_LAST = 2.0
+#: Seconds between attempts to subscribe again (a lost connection, or on_message handlers
+#: whose subscription failed): doubling from the first to the last.
+RETRY_FIRST = 0.05
+RETRY_LAST = 2.0
 #: Seconds a blocking subscription waits for its thread to subscribe (each interface
 #: bounds that by its own timeout first).
 _START_LIMIT = 60.0
@@ -235,7 +237,7 @@ class Subscription:
                 _log.warning("subscription to %s lost (%s); subscribing again", self.channels, exc)
             with contextlib.suppress(Exception):
                 await listener.aclose()
-            delay = _RETRY_FIRST
+            delay = RETRY_FIRST
             while True:
                 try:
                     self._listener = await self._interface.listen(self._full, self._deliver)
@@ -245,7 +247,7 @@ class Subscription:
                 except Exception as exc:
                     _log.debug("subscribing to %s failed: %s", self.channels, exc)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, _RETRY_LAST)
+                    delay = min(delay * 2, RETRY_LAST)
             self.reconnects += 1
 
     async def __aexit__(

@@ -39,6 +39,19 @@ def heard(server: SanicServer) -> dict[str, Any]:
     return found
 
 
+def publish_ten_to_both(server: SanicServer) -> dict[str, Any]:
+    """Publish 10 messages through one request; each reached both workers."""
+    reply: dict[str, Any] = server.get("/publish/10").json()
+    assert reply["receivers"] == [2]
+    return reply
+
+
+def both_heard_all_ten(server: SanicServer, reply: dict[str, Any]) -> bool:
+    """Both workers' records end with the last of the 10 messages of ``reply``."""
+    records = list(heard(server).values())
+    return len(records) == 2 and all(r["last"].get(reply["publisher"]) == 9 for r in records)
+
+
 @pytest.mark.parametrize("kind", NOTIFYING_WORKERS)
 def test_every_worker_hears_every_message_once_in_order(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, app_name: str
@@ -87,16 +100,11 @@ def test_subscribers_resume_after_redis_restarts_and_the_app_keeps_serving(
             # the subscriptions come back by themselves (the workers' state is gone: a new
             # Redis is empty, so "pids" and the records are written again by the handlers)
             wait_for(lambda: subscribers(server) == 2, what="both workers subscribed again")
-            second = server.get("/publish/10").json()
-            assert second["receivers"] == [2]
-
-            def heard_again() -> bool:
-                records = list(heard(server).values())
-                return len(records) == 2 and all(
-                    r["last"].get(second["publisher"]) == 9 for r in records
-                )
-
-            wait_for(heard_again, what="both workers heard the messages after the restart")
+            second = publish_ten_to_both(server)
+            wait_for(
+                lambda: both_heard_all_ten(server, second),
+                what="both workers heard the messages after the restart",
+            )
             for record in heard(server).values():
                 assert record["in_order"] is True
                 assert record["last"][first["publisher"]] == 9
@@ -118,16 +126,11 @@ def test_subscribers_resume_after_the_manager_is_replaced(tmp_path: Path) -> Non
             what="a new manager",
         )
         wait_for(lambda: subscribers(server) == 2, what="both workers subscribed again")
-        second = server.get("/publish/10").json()
-        assert second["receivers"] == [2]
-
-        def heard_again() -> bool:
-            records = list(heard(server).values())
-            return len(records) == 2 and all(
-                r["last"].get(second["publisher"]) == 9 for r in records
-            )
-
-        wait_for(heard_again, what="both workers heard the messages after the replacement")
+        second = publish_ten_to_both(server)
+        wait_for(
+            lambda: both_heard_all_ten(server, second),
+            what="both workers heard the messages after the replacement",
+        )
 
 
 # -- a subscriber that never reads ------------------------------------------------------------

@@ -371,6 +371,8 @@ class Batcher(Generic[Op]):
         return [outcome for outcome in outcomes if outcome is not None]
 
     def _forget_last_held(self) -> None:
+        # a method, not an assignment in run_held: there, mypy would take _last_held for
+        # None ever after, not seeing that the coroutine step in between sets it
         self._last_held = None
 
     @staticmethod
@@ -416,16 +418,24 @@ async def _until_done(waiting: Any) -> None:
         await asyncio.wait((waiting,))
 
 
-async def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
-    """Go on with ``coro``, whose step so far yielded ``waiting``, as a task would."""
+def _plain(step: Callable[..., Any], *args: Any) -> Any:
+    return step(*args)
+
+
+async def _resume(
+    coro: Coroutine[Any, Any, Any], waiting: Any, run: Callable[..., Any] = _plain
+) -> Any:
+    """Go on with ``coro``, whose step so far yielded ``waiting``, as a task would (a
+    cancellation is thrown into it); ``run`` runs each step (``Context.run``: in the
+    coroutine's own context)."""
     while True:
         try:
             await _until_done(waiting)
-        except BaseException as exc:  # cancelled: so is the operation
-            waiting = coro.throw(exc)
+        except BaseException as exc:
+            waiting = run(coro.throw, exc)
             continue
         try:
-            waiting = coro.send(None)
+            waiting = run(coro.send, None)
         except StopIteration as stop:
             return stop.value
 
@@ -433,15 +443,6 @@ async def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
 async def _finish(coro: Coroutine[Any, Any, Any], context: Context, waiting: Any) -> Outcome:
     """Drive ``coro`` (which yielded ``waiting``) to its end in its own ``context``."""
     try:
-        while True:
-            try:
-                await _until_done(waiting)
-            except BaseException:
-                context.run(coro.close)
-                raise
-            try:
-                waiting = context.run(coro.send, None)
-            except StopIteration as stop:
-                return (True, stop.value)
+        return (True, await _resume(coro, waiting, context.run))
     except Exception as exc:
         return (False, exc)

@@ -41,7 +41,7 @@ from .errors import (
 )
 from .interfaces.base import BaseSynchroInterface
 from .leader import Leadership
-from .notifications import RETRY_FIRST, RETRY_LAST
+from .notifications import RETRY_FIRST, RETRY_LAST, Subscription
 from .ratelimit import RateLimit, check_rate, parse_rate
 from .report import report
 
@@ -461,24 +461,7 @@ class Synchro:
                     tried.set()
                     delay = RETRY_FIRST
                     while True:
-                        try:
-                            item = await subscription.get()
-                        except SynchroSerializationError:
-                            _log.exception("Synchro %r: a message could not be read", self.name)
-                            continue
-                        if item is None:
-                            continue
-                        channel, message = item
-                        for handler in handlers[channel]:
-                            try:
-                                await handler(app, message)
-                            except Exception:
-                                _log.exception(
-                                    "Synchro %r: on_message handler %s failed on %r",
-                                    self.name,
-                                    getattr(handler, "__qualname__", handler),
-                                    channel,
-                                )
+                        await self._handle_next(app, subscription, handlers)
             except Exception as exc:
                 tried.set()
                 _log.warning(
@@ -490,6 +473,33 @@ class Synchro:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_LAST)
+
+    async def _handle_next(
+        self,
+        app: Sanic[Any, Any],
+        subscription: Subscription,
+        handlers: Mapping[str, list[Callable[..., Awaitable[Any]]]],
+    ) -> None:
+        """Wait for the next message and run its channel's handlers; a message that cannot
+        be read, or a handler that fails, is logged (the next message is handled)."""
+        try:
+            item = await subscription.get()
+        except SynchroSerializationError:
+            _log.exception("Synchro %r: a message could not be read", self.name)
+            return
+        if item is None:
+            return
+        channel, message = item
+        for handler in handlers[channel]:
+            try:
+                await handler(app, message)
+            except Exception:
+                _log.exception(
+                    "Synchro %r: on_message handler %s failed on %r",
+                    self.name,
+                    getattr(handler, "__qualname__", handler),
+                    channel,
+                )
 
     def _interface_of(self, request: Request) -> BaseSynchroInterface:
         binding = self._bindings.get(request.app.name)

@@ -372,3 +372,73 @@ async def test_counters_far_from_zero_increment_and_overflow_exactly(memcache: A
         with pytest.raises(SynchroValueError):
             await memcache.increment("n", 2**63 - 1 if by > 0 else -(2**63 - 1))
         assert await memcache.get("n") == start + by
+
+
+class _Chunks:
+    """A stream that hands out ``chunks`` one read at a time (what the server sent, cut
+    where the network happened to cut it), then end of file."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = list(chunks)
+
+    async def read(self, size: int) -> bytes:
+        if not self._chunks:
+            return b""
+        chunk = self._chunks.pop(0)
+        assert len(chunk) <= size
+        return chunk
+
+
+#: Replies of: a set, a get of three keys (two found; one value holding "END" and CRLFs,
+#: one with flags), an add; and what read_replies must make of them.
+_WIRE = (
+    b"STORED\r\n"
+    b"VALUE gen 0 4\r\n1234\r\n"
+    b"VALUE k 0 11\r\nEND\r\nEND\r\nx\r\n"
+    b"VALUE f 7 3\r\nabc\r\n"
+    b"END\r\n"
+    b"NOT_STORED\r\n"
+)
+_SHAPES: list[int | None] = [1, None, 1]
+
+
+def _expected() -> list[Any]:
+    from sanic_synchro_ctx.interfaces.memcache.client import Item
+
+    items = {b"gen": Item(b"1234", 0), b"k": Item(b"END\r\nEND\r\nx", 0), b"f": Item(b"abc", 7)}
+    return [[b"STORED"], items, [b"NOT_STORED"]]
+
+
+async def test_replies_are_read_whatever_pieces_they_arrive_in() -> None:
+    from sanic_synchro_ctx.interfaces.memcache.client import read_replies
+
+    for cut in range(1, len(_WIRE)):
+        pieces = [_WIRE[:cut], _WIRE[cut:]]
+        assert await read_replies(_Chunks(pieces), _SHAPES, aiomcache.ClientException) == (
+            _expected()
+        ), cut
+    bytewise = [_WIRE[i : i + 1] for i in range(len(_WIRE))]
+    assert await read_replies(_Chunks(bytewise), _SHAPES, aiomcache.ClientException) == (
+        _expected()
+    )
+
+
+@pytest.mark.parametrize(
+    ("wire", "error"),
+    [
+        (_WIRE[:-5], ConnectionResetError),  # the server closed mid-reply
+        (_WIRE + b"STORED\r\n", aiomcache.ClientException),  # more than was asked for
+        (_WIRE.replace(b"VALUE f 7 3", b"VALUE f 7"), aiomcache.ClientException),
+        (_WIRE.replace(b"VALUE f 7 3", b"VALUE f x 3"), aiomcache.ClientException),
+        (_WIRE.replace(b"abc\r\n", b"abcd\r\n"), aiomcache.ClientException),  # length lies
+        (b"STORED\r\nSERVER_ERROR out of memory\r\n", aiomcache.ClientException),
+    ],
+    ids=["end-of-file", "extra-data", "short-header", "bad-flags", "bad-length", "error"],
+)
+async def test_a_reply_that_is_not_what_was_asked_for_is_refused(
+    wire: bytes, error: type[Exception]
+) -> None:
+    from sanic_synchro_ctx.interfaces.memcache.client import read_replies
+
+    with pytest.raises(error):
+        await read_replies(_Chunks([wire]), _SHAPES, aiomcache.ClientException)

@@ -7,10 +7,12 @@ write on one connection and read their replies in order.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 __all__ = [
     "Item",
+    "read_replies",
     "Segment",
     "from_item",
     "safe_client_class",
@@ -100,28 +102,14 @@ def safe_client_class(module: Any) -> Any:
                 try:
                     conn.writer.write(b"".join(text for text, _ in segments))
                     await conn.writer.drain()
-                    replies: list[Any] = []
-                    for _, lines in segments:
-                        if lines is None:
-                            replies.append(await self._items(conn))
-                        else:
-                            replies.append([await reply_line(conn) for _ in range(lines)])
+                    return await read_replies(
+                        conn.reader,
+                        [lines for _, lines in segments],
+                        module.exceptions.ClientException,
+                    )
                 except BaseException as exc:
                     abandon(conn, exc)
                     raise
-                return replies
-
-            @staticmethod
-            async def _items(conn: Any) -> dict[bytes, Item]:
-                """The items of a ``get`` reply, by key."""
-                found: dict[bytes, Item] = {}
-                while (line := await reply_line(conn)) != b"END":
-                    head = line.split()
-                    if len(head) != 4 or head[0] != b"VALUE":
-                        raise module.exceptions.ClientException("unexpected reply", line)
-                    data = await conn.reader.readexactly(int(head[3]) + 2)
-                    found[head[1]] = Item(data[:-2], int(head[2]))
-                return found
 
             @module.client.acquire  # type: ignore[untyped-decorator]
             async def gets_many(self, conn: Any, *keys: bytes) -> tuple[dict[bytes, Any], Any]:
@@ -152,11 +140,71 @@ def _check_aiomcache(module: Any) -> None:
         )
 
 
-async def reply_line(conn: Any) -> bytes:
-    line: bytes = await conn.reader.readline()
-    if not line.endswith(b"\r\n"):
+#: Bytes asked of the stream per read: a reply that fits comes in one read.
+_CHUNK = 256 * 1024
+
+
+async def _more(reader: Any, data: bytes, start: int) -> bytes:
+    """What is left of ``data`` from ``start`` on, and the next bytes the server sent."""
+    chunk: bytes = await reader.read(_CHUNK)
+    if not chunk:
         raise ConnectionResetError("memcached closed the connection")
-    return line[:-2]
+    return data[start:] + chunk
+
+
+async def read_replies(
+    reader: Any, shapes: Sequence[int | None], unexpected: Callable[[str, bytes], Exception]
+) -> list[Any]:
+    """The replies of one pipelined write, in order: for a shape ``n``, its ``n`` reply
+    lines (without CRLF); for ``None`` (a ``get``), its items by key.
+
+    Reads whatever the server has sent (usually every reply at once) and parses it here:
+    a read per line and per value, as aiomcache does, costs an await and a buffer search
+    each. Nothing is read beyond the replies asked for: the server sends nothing else on
+    a connection, and anything more is ``unexpected`` (the connection is then dropped).
+    """
+    data = b""
+    at = 0  # where the next reply line starts in data
+    replies: list[Any] = []
+    for shape in shapes:
+        if shape is not None:
+            lines: list[bytes] = []
+            for _ in range(shape):
+                end = data.find(b"\r\n", at)
+                while end < 0:
+                    data, at = await _more(reader, data, at), 0
+                    end = data.find(b"\r\n")
+                lines.append(data[at:end])
+                at = end + 2
+            replies.append(lines)
+            continue
+        found: dict[bytes, Item] = {}
+        while True:
+            end = data.find(b"\r\n", at)
+            while end < 0:
+                data, at = await _more(reader, data, at), 0
+                end = data.find(b"\r\n")
+            line = data[at:end]
+            if line == b"END":
+                at = end + 2
+                break
+            head = line.split()
+            if len(head) != 4 or head[0] != b"VALUE" or not (head[2] + head[3]).isdigit():
+                raise unexpected("unexpected reply", line)
+            start = end + 2
+            stop = start + int(head[3])
+            while len(data) < stop + 2:
+                shift = at
+                data, at = await _more(reader, data, at), 0
+                start, stop = start - shift, stop - shift
+            if data[stop : stop + 2] != b"\r\n":
+                raise unexpected("value not followed by CRLF", data[start - 2 : stop + 2])
+            found[head[1]] = Item(data[start:stop], int(head[2]))
+            at = stop + 2
+        replies.append(found)
+    if at != len(data):
+        raise unexpected("more data than the replies asked for", data[at : at + 80])
+    return replies
 
 
 def storage(

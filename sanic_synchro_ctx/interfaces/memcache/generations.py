@@ -86,12 +86,16 @@ class Generation:
     async def read(self, client: Any, keys: tuple[str, ...]) -> Items:
         """Data items of ``keys`` in one multi-get, together with the generation token."""
         generation = self.token or await self.current(client)
+        generation_key = self.keys.generation_key
         while True:
             names = [self.keys.data_key(key, generation) for key in keys]
-            found = await self._bound(client.multi_get(self.keys.generation_key, *names))
-            if found[0] == generation:
-                return [unpack(raw) for raw in found[1:]]
-            generation = await self.current(client, found[0])
+            (found,) = await self._bound(
+                client.pipeline([(b"get " + b" ".join([generation_key, *names]) + b"\r\n", None)])
+            )
+            token = found.get(generation_key)
+            if token is not None and token.data == generation:
+                return [unpack(found.get(name)) for name in names]
+            generation = await self.current(client, None if token is None else token.data)
 
     async def write(self, client: Any, build: Callable[[bytes], list[bytes]]) -> list[bytes]:
         """Send ``build(generation)`` (raw commands) together with a read of the generation,

@@ -12,7 +12,6 @@ A subclass implements :meth:`open_session` and :meth:`close_session`, and the pr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from abc import abstractmethod
 from collections import Counter
@@ -24,24 +23,10 @@ from ..bridge import bridge
 from ..sessions import LoopSessions
 from .base import BaseSynchroInterface
 
-__all__ = ["NetworkInterface", "bounded"]
+__all__ = ["NetworkInterface"]
 
 S = TypeVar("S")
 T = TypeVar("T")
-
-
-async def bounded(awaitable: Awaitable[T], timeout: float | None) -> T:
-    """Await ``awaitable`` for at most ``timeout`` seconds (None: no bound); TimeoutError
-    (cancelling it) when it takes longer."""
-    if timeout is None:
-        return await awaitable
-    if _timeout is None:  # Python 3.10
-        return await asyncio.wait_for(awaitable, timeout)
-    async with _timeout(timeout):
-        return await awaitable
-
-
-_timeout = getattr(asyncio, "timeout", None)  # Python >= 3.11: no task per call
 
 
 class NetworkInterface(BaseSynchroInterface, Generic[S]):

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from ...batching import DEFAULT_MAX_BATCH, Batcher, batch_limit
 from ...checks import INT64_MAX, INT64_MIN, check_timeout
+from ...deadlines import bounded
 from ...errors import (
     SynchroError,
     SynchroTypeError,
@@ -32,7 +33,7 @@ from ...errors import (
 from ...ratelimit import gcra
 from ...serializer import Serializer
 from ..base import DEFAULT_TIMEOUT, LOCK_MARK, RATE_MARK, SEMAPHORE_MARK
-from ..network import NetworkInterface, bounded
+from ..network import NetworkInterface
 from . import counters, expiry
 from .client import Item, from_item, safe_client_class, storage, to_item, unpack
 from .generations import Generation, Op, Read, Write

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...checks import check_timeout
+from ...deadlines import bounded
 from ...errors import SynchroConnectionError, SynchroValueError, missing_client
 from ...notifications import Deliver, Listener
 from ...serializer import Serializer
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
-from ..network import bounded
 from .interface import IncrementRefused, RedisInterface, RedisSession
 from .scripts import SCRIPTS, decode_key, encode_key
 

@@ -93,6 +93,7 @@ class Batcher(Generic[Op]):
         "_held",
         "_held_owners",
         "_holding",
+        "_issued",
         "_last_held",
         "_last_task",
         "_loop",
@@ -127,6 +128,7 @@ class Batcher(Generic[Op]):
         self._lull = 0
         self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only weak refs
         self._alone_in_flight = 0
+        self._issued = False  # a lone operation was issued and has not started yet
         self._sizes: Counter[int] = Counter()
         self._direct_calls = 0  # an int: a Counter update costs more than the check itself
         # held (a pipeline gathering its operations): nothing leaves until released
@@ -158,11 +160,16 @@ class Batcher(Generic[Op]):
         """Run ``op``: in a round trip of its own if the loop is calm, else in the next batch.
 
         Decided here, when the operation is issued (not when the awaitable first runs: a
-        caller may wrap it in a task or a timeout that starts it later): a second task
-        issuing an operation in the same pass of the loop makes the loop loaded.
+        caller may wrap it in a task or a timeout that starts it later): an operation
+        issued while another one is in flight waits for the next round trip, and makes
+        the loop loaded; so does one issued while a lone one was issued but not started
+        yet (its caller wrapped it in a task). No mark per pass of the loop, as
+        :meth:`direct` needs: its end-of-pass callback would cost every lone operation one
+        more loop pass.
         """
-        if self._busy or not self._calm or self._held or not self._first_of_pass():
+        if self._busy or self._issued or not self._calm or self._held:
             return self._enqueue(op)
+        self._issued = True
         return self._alone(op)
 
     def direct(self) -> bool:
@@ -173,7 +180,9 @@ class Batcher(Generic[Op]):
         the loop loaded when a second task of the pass asks: :meth:`submit` then queues.
         Kept to a few attribute reads: it runs before every operation of a calm loop.
         """
-        if self._busy or not self._calm or self._held or not self._first_of_pass():
+        if self._busy or self._issued or not self._calm or self._held:
+            return False
+        if not self._first_of_pass():
             return False
         if self._pass_directs >= DIRECT_PER_PASS:
             return False  # the operation goes out as a round trip of the loop: it yields
@@ -213,6 +222,7 @@ class Batcher(Generic[Op]):
         return future
 
     async def _alone(self, op: Op) -> Any:
+        self._issued = False
         self._alone_in_flight += 1
         self._busy = True
         self._sizes[1] += 1
@@ -298,6 +308,9 @@ class Batcher(Generic[Op]):
         finally:
             self._drainer = None
             self._busy = bool(self._alone_in_flight)
+            # a lone operation issued but never started (its task was cancelled first)
+            # must not keep the loop loaded for ever; one that still starts is harmless
+            self._issued = False
             while self._queue:  # only if the drain itself was cancelled (loop shutting down)
                 self._queue.popleft()[1].cancel()
 

@@ -275,6 +275,27 @@ async def test_operations_whose_awaitables_start_later_still_share_round_trips()
     assert max(len(trip) for trip in backend.trips) > 1
 
 
+async def test_a_lone_operation_cancelled_before_it_started_does_not_hold_up_the_rest() -> None:
+    """An operation issued alone whose task is cancelled before its first step never runs
+    (nothing was sent); the operations after it are sent, and the loop is calm again."""
+    backend = Backend()
+    batcher = backend.batcher()
+    never = asyncio.ensure_future(batcher.submit("never"))
+    never.cancel()  # before the task's first step: the lone operation never starts
+    with pytest.raises(asyncio.CancelledError):
+        await never
+    assert [await batcher.submit(f"n{i}") for i in range(CALM_AFTER + 3)] == [
+        ("done", f"n{i}") for i in range(CALM_AFTER + 3)
+    ]
+    assert ["never"] not in backend.trips
+    assert sum(map(len, backend.trips)) == CALM_AFTER + 3
+    # calm again: a lone operation is sent by its caller at once (not queued for a drain)
+    last = batcher.submit("last")
+    assert not isinstance(last, asyncio.Future)
+    assert await last == ("done", "last")
+    assert backend.trips[-1] == ["last"]
+
+
 async def loaded(backend: Backend, batcher: Batcher[Any]) -> None:
     """Put ``batcher`` under load: one operation waits behind a round trip, then all land."""
     first, waiting = await queue_behind_a_round_trip(backend, batcher, ["warm"])

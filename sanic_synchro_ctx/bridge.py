@@ -82,6 +82,16 @@ def _events_pending(loop: asyncio.AbstractEventLoop) -> bool:
         return True
 
 
+async def _stop_after(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> T:
+    """Run ``coro``, then stop ``loop`` in that same pass: ``run_until_complete`` stops it
+    from the task's done callback, one more pass of the loop later (about 13 µs on a
+    2-core VM, for every blocking call)."""
+    try:
+        return await coro
+    finally:
+        loop.stop()
+
+
 class Bridge:
     """A private event loop per calling thread, for blocking callers of network interfaces."""
 
@@ -127,7 +137,10 @@ class Bridge:
         try:
             if _events_pending(loop):
                 coro = _after_idle_events(coro)
-            return loop.run_until_complete(coro)
+            task = loop.create_task(_stop_after(coro, loop))
+            while not task.done():
+                loop.run_forever()
+            return task.result()
         finally:
             if outer is not None:
                 events._set_running_loop(outer)

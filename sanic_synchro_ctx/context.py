@@ -20,7 +20,7 @@ from collections.abc import (
     Mapping,
 )
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import SynchroTypeError, SynchroValueError
 from .globs import compile_glob
@@ -304,6 +304,10 @@ class SynchroContext:
         return f"<SynchroContext {self._interface!r} prefix={self._interface.prefix!r}>"
 
 
+class _Runner(Protocol):
+    def __call__(self, coro: Coroutine[Any, Any, T]) -> T: ...
+
+
 class BlockingSynchroContext:
     """Blocking front end: ``synchro.sync.increment("hits")``, ``with synchro.sync.lock("x")``.
 
@@ -311,16 +315,17 @@ class BlockingSynchroContext:
     whole worker for its round trip.
     """
 
-    __slots__ = ("_aio", "_interface")
+    __slots__ = ("_aio", "_interface", "_run")
     _aio: SynchroContext
     _interface: BaseSynchroInterface
+    #: Runs one operation to completion: the interface's ``run_blocking``, bound once
+    #: (a method of this class calling it would be one more Python call per operation).
+    _run: _Runner
 
     def __init__(self, interface: BaseSynchroInterface, aio: SynchroContext) -> None:
         object.__setattr__(self, "_interface", interface)
         object.__setattr__(self, "_aio", aio)
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._interface.run_blocking(coro)
+        object.__setattr__(self, "_run", interface.run_blocking)
 
     @property
     def interface(self) -> BaseSynchroInterface:

@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from time import perf_counter
-from typing import Any, ClassVar, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar
 
 from ..batching import Batcher, Outcome
 from ..bridge import run_inline
@@ -302,9 +302,15 @@ class BaseSynchroInterface(ABC):
 
     # -- running from the blocking front end ------------------------------------------------
 
-    def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run one operation to completion for a blocking caller."""
-        return run_inline(coro)
+    if TYPE_CHECKING:
+
+        def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
+            """Run one operation to completion for a blocking caller."""
+
+    else:
+        # driven right here, for an interface whose operations never suspend: the function
+        # itself, not a method calling it (one Python call less per blocking operation)
+        run_blocking = staticmethod(run_inline)
 
     # -- life cycle (the extension decides which part runs in which process) ---------------
 

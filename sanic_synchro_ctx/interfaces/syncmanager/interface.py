@@ -207,11 +207,12 @@ class SyncManager(StoreBackedInterface):
         store = self._store
         if store is not None:  # this process's own Store: a plain call
             return _run(getattr(store, method), args)
+        blocking = self._blocking
+        if blocking.capturing:  # a blocking pipeline collects its operations' calls
+            return _Captured((method, args))
         client = self._client
         batcher = self._batcher()
         if client is None or batcher is None:  # blocking front end, or no batching
-            if self._blocking.capturing:
-                return _Captured((method, args))
             self._unbatched += 1
             return _run(self._backend_call(method), args)
         if client.connected():
@@ -363,7 +364,6 @@ class SyncManager(StoreBackedInterface):
         waiting: list[tuple[int, _Captured]] = []
 
         def advance(index: int) -> None:
-            blocking.capturing = True
             try:
                 captured = coros[index].send(None)
             except StopIteration as stop:
@@ -372,27 +372,32 @@ class SyncManager(StoreBackedInterface):
             except Exception as exc:
                 outcomes[index] = (False, exc)
                 return
-            finally:
-                blocking.capturing = False
             if not isinstance(captured, _Captured):
                 raise AssertionError(f"a pipeline's operation awaited {captured!r}")
             waiting.append((index, captured))
 
+        # the operations' Store calls are captured while they run (one flag for all of
+        # them, not set and reset around each step), never while the batch goes out
+        blocking.capturing = True
         try:
             for index in range(len(coros)):
                 advance(index)
             limit = self._max_batch or DEFAULT_MAX_BATCH
             while waiting:
                 round_trip, waiting = waiting[:limit], waiting[limit:]
+                blocking.capturing = False
                 try:
                     answers = client.call("batch", [captured.call for _, captured in round_trip])
                 except Exception as exc:  # lost as a whole: each operation's effect unknown
                     answers = [(False, exc)] * len(round_trip)
+                finally:
+                    blocking.capturing = True
                 self._pipeline_sizes[len(round_trip)] += 1
                 for (index, captured), answer in zip(round_trip, answers, strict=True):
                     captured.outcome = answer
                     advance(index)
         finally:
+            blocking.capturing = False
             for coro in coros:
                 coro.close()
         return outcomes

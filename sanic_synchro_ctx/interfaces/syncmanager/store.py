@@ -28,6 +28,14 @@ _INTEGER = re.compile(rb"-?(?:0|[1-9][0-9]*)")
 _now = time.monotonic
 
 
+def _canonical_count(data: bytes) -> bool:
+    """Whether ``data`` is an integer as the serializers write it (what INCRBY accepts
+    too); a non-negative one without the regular expression (most counters)."""
+    if data.isdigit():
+        return data[0] != 48 or len(data) == 1  # b"0", but no other leading zero
+    return _INTEGER.fullmatch(data) is not None
+
+
 #: Scans a Store keeps going at once (the oldest is forgotten past this).
 MAX_SCANS = 256
 
@@ -170,7 +178,7 @@ class Store:
             if current is None:
                 result = by
             else:
-                if _INTEGER.fullmatch(current) is None:
+                if not _canonical_count(current):
                     raise SynchroTypeError("the stored value is not an integer")
                 result = int(current) + by
             if not INT64_MIN <= result <= INT64_MAX:

@@ -877,8 +877,9 @@ class BaseSynchroInterface(ABC):
         """The bytes of each key (distinct keys, in order), None where missing."""
 
     @abstractmethod
-    def raw_set(self, key: str, value: bytes, ttl: float | None) -> Awaitable[None]:
-        """Store ``value``; ``ttl`` seconds to live (None: no expiry, removing an old one)."""
+    def raw_set(self, key: str, value: bytes, ttl: float | None) -> Awaitable[object]:
+        """Store ``value``; ``ttl`` seconds to live (None: no expiry, removing an old one).
+        What the awaitable answers is not used (a client's own reply may pass through)."""
 
     @abstractmethod
     def raw_set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> Awaitable[None]:

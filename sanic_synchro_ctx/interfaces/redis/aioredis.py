@@ -254,9 +254,8 @@ class _Session(RedisSession):
             return self._send_one(command)
         return self.batcher.submit(command)
 
-    async def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = await self.run(lambda c: c.get(key))
-        return value
+    def get(self, key: bytes) -> Awaitable[bytes | None]:
+        return self.run(lambda c: c.get(key))
 
     async def mget(self, keys: list[bytes]) -> list[bytes | None]:
         if self.cluster:  # redis-py refuses MGET in a cluster pipeline: not batched
@@ -265,8 +264,8 @@ class _Session(RedisSession):
         values: list[bytes | None] = await self.run(lambda c: c.mget(keys))
         return values
 
-    async def set(self, key: bytes, value: bytes, px: int | None) -> None:
-        await self.run(lambda c: c.set(key, value, px=px))
+    def set(self, key: bytes, value: bytes, px: int | None) -> Awaitable[object]:
+        return self.run(lambda c: c.set(key, value, px=px))
 
     async def incrby(self, key: bytes, by: int) -> int:
         try:

@@ -207,9 +207,8 @@ class _Session(RedisSession):
         # Shielded: a multi-bulk read interrupted half way breaks its connection for good.
         return await bounded(asyncio.shield(_answers(started)), self.timeout)
 
-    async def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = await self.run(lambda redis: redis.get(key))
-        return value
+    def get(self, key: bytes) -> Awaitable[bytes | None]:
+        return self.run(lambda redis: redis.get(key))
 
     async def mget(self, keys: list[bytes]) -> list[bytes | None]:
         values: list[bytes | None] = await self.run(
@@ -217,8 +216,8 @@ class _Session(RedisSession):
         )
         return values
 
-    async def set(self, key: bytes, value: bytes, px: int | None) -> None:
-        await self.run(lambda redis: redis.set(key, value, pexpire=px))
+    def set(self, key: bytes, value: bytes, px: int | None) -> Awaitable[object]:
+        return self.run(lambda redis: redis.set(key, value, pexpire=px))
 
     async def incrby(self, key: bytes, by: int) -> int:
         try:

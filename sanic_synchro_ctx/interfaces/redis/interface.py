@@ -11,8 +11,8 @@ command reaches Redis through their client, and how commands are batched.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from ...batching import Batcher
 from ...pipeline import in_pipeline
@@ -41,6 +41,9 @@ class IncrementRefused(Exception):
     (Redis then left the value as it was)."""
 
 
+T = TypeVar("T")
+
+
 class RedisSession(ABC):
     """One event loop's connection to Redis through some client: the commands the
     primitives need. Keys and values are bytes; every method is one round trip (batched
@@ -49,13 +52,13 @@ class RedisSession(ABC):
     batcher: Batcher[Any] | None = None
 
     @abstractmethod
-    async def get(self, key: bytes) -> bytes | None: ...
+    def get(self, key: bytes) -> Awaitable[bytes | None]: ...
 
     @abstractmethod
     async def mget(self, keys: list[bytes]) -> list[bytes | None]: ...
 
     @abstractmethod
-    async def set(self, key: bytes, value: bytes, px: int | None) -> None: ...
+    def set(self, key: bytes, value: bytes, px: int | None) -> Awaitable[object]: ...
 
     @abstractmethod
     async def incrby(self, key: bytes, by: int) -> int:
@@ -114,17 +117,29 @@ class RedisInterface(NetworkInterface[RedisSession]):
             await session.prepare()
         return session.batcher
 
-    async def raw_get(self, key: str) -> bytes | None:
-        session = self._sessions.current() or await self.session()
-        return await session.get(encode_key(key))
+    # get and set, the commonest operations, return the session's awaitable itself (no
+    # coroutine of their own) once the loop's session is open.
+
+    def raw_get(self, key: str) -> Awaitable[bytes | None]:
+        session = self._sessions.current()
+        if session is None:
+            return self._in_session(lambda opened: opened.get(encode_key(key)))
+        return session.get(encode_key(key))
 
     async def raw_get_many(self, keys: list[str]) -> list[bytes | None]:
         session = self._sessions.current() or await self.session()
         return await session.mget([encode_key(key) for key in keys])
 
-    async def raw_set(self, key: str, value: bytes, ttl: float | None) -> None:
-        session = self._sessions.current() or await self.session()
-        await session.set(encode_key(key), value, None if ttl is None else milliseconds(ttl))
+    def raw_set(self, key: str, value: bytes, ttl: float | None) -> Awaitable[object]:
+        session = self._sessions.current()
+        px = None if ttl is None else milliseconds(ttl)
+        if session is None:
+            return self._in_session(lambda opened: opened.set(encode_key(key), value, px))
+        return session.set(encode_key(key), value, px)
+
+    async def _in_session(self, command: Callable[[RedisSession], Awaitable[T]]) -> T:
+        """``command`` issued on the running loop's session, opened first."""
+        return await command(await self.session())
 
     async def raw_set_many(self, items: list[tuple[str, bytes]], ttl: float | None) -> None:
         session = self._sessions.current() or await self.session()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -46,6 +48,11 @@ def manager_processes_watching(pid: int) -> list[int]:
 
 #: Every server the tests started: none may be left running (checked at session end).
 STARTED: list[SanicServer] = []
+
+
+#: What Sanic's main process logs when a signal starts its shutdown; a second time only if
+#: the first shutdown never finished (else it says "Shutdown interrupted. Killing.").
+_SHUTDOWN_STARTED = "Received signal SIGINT. Shutting down."
 
 
 class SanicServer:
@@ -200,6 +207,12 @@ class SanicServer:
         ``second_interrupt_after``: if the first SIGINT has not stopped it by then, send the
         second one Sanic documents (it kills the workers): for servers stopped right after
         they started, whose main process may still be in the window of sanic-org/sanic#2997.
+        If Sanic's main process then says a second time that it received SIGINT and shuts
+        down, its first shutdown never finished: its signal handler hung inside Sanic's own
+        worker manager (the monitor pipe of sanic-org/sanic#2997, fix proposed in
+        sanic-org/sanic#3063; seen in two full runs of this suite, after the workers served).
+        Only then is the server killed with a warning instead of failing the test, whose
+        subject was what the server answered; any other hang fails it.
         """
         process = self.process
         if process is None:
@@ -214,11 +227,18 @@ class SanicServer:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                process.kill()
+                log = self.log()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # its workers too (own session)
                 process.wait()
-                raise AssertionError(
-                    f"server ignored SIGINT for {timeout} s:\n{self.log()}"
-                ) from None
+                if second_interrupt_after is not None and log.count(_SHUTDOWN_STARTED) >= 2:
+                    warnings.warn(
+                        f"Sanic's main process hung in its own shutdown (sanic-org/sanic#2997,"
+                        f" #3063); killed:\n{log}",
+                        stacklevel=2,
+                    )
+                    return process.returncode
+                raise AssertionError(f"server ignored SIGINT for {timeout} s:\n{log}") from None
         return process.returncode
 
     def terminate(self, timeout: float = 30.0) -> int:

@@ -115,13 +115,13 @@ def main(redis_url: str, logs: Path, quick: bool) -> list[Ratio]:
             "SyncManager vs multiprocessing.Value + lock in shared_ctx",
             ("benchmarks.apps.synchro_counter:app", {}),
             ("benchmarks.apps.value_counter:app", {}),
-            ">= 0.9x", logs, rounds=rounds, seconds=seconds,
+            ">= 1.0x", logs, rounds=rounds, seconds=seconds,
         ),
         compare(
             "AIORedis vs raw redis.asyncio INCR",
             ("benchmarks.apps.synchro_counter:app", {"BENCH_REDIS_URL": redis_url}),
             ("benchmarks.apps.redis_counter:app", {"BENCH_REDIS_URL": redis_url}),
-            ">= 1.0x", logs, rounds=rounds, seconds=seconds,
+            ">= 1.5x", logs, rounds=rounds, seconds=seconds,
         ),
         compare(
             "SyncManager, statistics on (default) vs off",

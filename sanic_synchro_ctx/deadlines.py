@@ -121,6 +121,6 @@ async def bounded(awaitable: Awaitable[T], timeout: float | None) -> T:
                 raise TimeoutError from exc
         raise
     table.remove(wait)
-    if wait.expired:  # it finished in the pass its deadline passed: the result stands
+    if wait.expired:  # the awaitable swallowed the cancellation and answered: it stands
         task.uncancel()
     return result

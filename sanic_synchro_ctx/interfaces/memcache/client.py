@@ -128,7 +128,7 @@ def _check_aiomcache(module: Any) -> None:
     flag_client = getattr(module, "FlagClient", None)
     missing = [
         name
-        for name in ("_execute_simple_command", "_multi_get", "multi_get", "gets", "cas", "add")
+        for name in ("_execute_simple_command", "_multi_get", "get", "gets", "cas", "add")
         if not callable(getattr(flag_client, name, None))
     ]
     if not callable(getattr(getattr(module, "client", None), "acquire", None)):

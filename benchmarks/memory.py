@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from .timing import Ratio
@@ -21,17 +22,13 @@ VALUE_SIZE = 100
 CHUNK = 1_000
 
 _PLAIN_DICT = """
-import sys
-def rss():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+import os, sys
+from benchmarks.memory import resident_bytes
 prefix, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-before = rss()
+before = resident_bytes(os.getpid())
 # a new bytes object per key, as the manager holds one per key
 data = {f"{prefix}m{i}": b'"' + b"x" * (size - 2) + b'"' for i in range(count)}
-print(rss() - before)
+print(resident_bytes(os.getpid()) - before)
 """
 
 
@@ -45,12 +42,14 @@ def resident_bytes(pid: int) -> int:
 
 
 def plain_dict_bytes(prefix: str) -> int:
-    """The growth of a fresh interpreter building the same keys and values as a dict."""
+    """The growth of a fresh interpreter building the same keys and values as a dict
+    (run from the project's root, as ``python -m benchmarks.run`` is)."""
     plain = subprocess.run(
         [sys.executable, "-c", _PLAIN_DICT, prefix, str(KEYS), str(VALUE_SIZE)],
         capture_output=True,
         text=True,
         check=True,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     return int(plain.stdout)
 

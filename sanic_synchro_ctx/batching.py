@@ -180,9 +180,7 @@ class Batcher(Generic[Op]):
         the loop loaded when a second task of the pass asks: :meth:`submit` then queues.
         Kept to a few attribute reads: it runs before every operation of a calm loop.
         """
-        if self._busy or self._issued or not self._calm or self._held:
-            return False
-        if not self._first_of_pass():
+        if self._busy or self._issued or not self._calm or self._held or not self._first_of_pass():
             return False
         if self._pass_directs >= DIRECT_PER_PASS:
             return False  # the operation goes out as a round trip of the loop: it yields

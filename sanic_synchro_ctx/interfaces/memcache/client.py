@@ -7,7 +7,7 @@ write on one connection and read their replies in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "read_replies",
     "Segment",
     "from_item",
+    "get_segment",
     "safe_client_class",
     "storage",
     "to_item",
@@ -89,7 +90,7 @@ def safe_client_class(module: Any) -> Any:
                 lines, found = await self.pipeline(
                     [
                         (b"".join(commands), len(commands)),
-                        (b"get " + generation_key + b"\r\n", None),
+                        get_segment([generation_key]),
                     ]
                 )
                 token = found.get(generation_key)
@@ -138,6 +139,11 @@ def _check_aiomcache(module: Any) -> None:
             f"this aiomcache lacks {', '.join(missing)}: sanic-synchro-ctx's Memcache was "
             "checked against aiomcache 0.8 (see the docs page on other libraries' internals)"
         )
+
+
+def get_segment(keys: Iterable[bytes]) -> Segment:
+    """The part of an exchange that reads ``keys`` (one ``get``, answered by items)."""
+    return b"get " + b" ".join(keys) + b"\r\n", None
 
 
 #: Bytes asked of the stream per read: a reply that fits comes in one read.

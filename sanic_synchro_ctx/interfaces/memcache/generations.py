@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
 from ...batching import Outcome
-from .client import Segment, unpack
+from .client import Segment, get_segment, unpack
 from .keys import KeyMap
 
 __all__ = ["Generation", "Op", "Read", "Write"]
@@ -89,9 +89,7 @@ class Generation:
         generation_key = self.keys.generation_key
         while True:
             names = [self.keys.data_key(key, generation) for key in keys]
-            (found,) = await self._bound(
-                client.pipeline([(b"get " + b" ".join([generation_key, *names]) + b"\r\n", None)])
-            )
+            (found,) = await self._bound(client.pipeline([get_segment([generation_key, *names])]))
             token = found.get(generation_key)
             if token is not None and token.data == generation:
                 return [unpack(found.get(name)) for name in names]
@@ -131,15 +129,15 @@ class Generation:
                     plan.append((len(segments) - 1, names))
                     continue
                 if run is not None:
-                    segments[-1] = (b"get " + b" ".join(run) + b"\r\n", None)
+                    segments[-1] = get_segment(run)
                     run = None
                 commands = op.build(generation)
                 segments.append((b"".join(commands), len(commands)))
                 plan.append((len(segments) - 1, []))
             if run is not None:  # the generation goes with the last reads
-                segments[-1] = (b"get " + b" ".join([generation_key, *run]) + b"\r\n", None)
+                segments[-1] = get_segment([generation_key, *run])
             else:
-                segments.append((b"get " + generation_key + b"\r\n", None))
+                segments.append(get_segment([generation_key]))
             replies = await self._bound(client.pipeline(segments))
             token = replies[-1].get(generation_key)
             if token is not None:

@@ -117,8 +117,8 @@ class RedisInterface(NetworkInterface[RedisSession]):
             await session.prepare()
         return session.batcher
 
-    # get and set, the commonest operations, return the session's awaitable itself (no
-    # coroutine of their own) once the loop's session is open.
+    # get, set and publish return the session's awaitable itself (no coroutine of their
+    # own) once the loop's session is open.
 
     def raw_get(self, key: str) -> Awaitable[bytes | None]:
         session = self._sessions.current()
@@ -259,13 +259,8 @@ class RedisInterface(NetworkInterface[RedisSession]):
     def raw_publish(self, channel: str, data: bytes) -> Awaitable[int]:
         session = self._sessions.current()
         if session is None:
-            return self._publish_opening(channel, data)
+            return self._in_session(lambda opened: opened.publish(encode_key(channel), data))
         return session.publish(encode_key(channel), data)
-
-    async def _publish_opening(self, channel: str, data: bytes) -> int:
-        """A publish that first opens the running loop's session."""
-        session = await self.session()
-        return await session.publish(encode_key(channel), data)
 
     async def raw_lock_release(self, key: str, token: str) -> bool:
         session = self._sessions.current() or await self.session()

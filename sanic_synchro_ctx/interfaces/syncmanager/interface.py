@@ -207,8 +207,7 @@ class SyncManager(StoreBackedInterface):
         store = self._store
         if store is not None:  # this process's own Store: a plain call
             return _run(getattr(store, method), args)
-        blocking = self._blocking
-        if blocking.capturing:  # a blocking pipeline collects its operations' calls
+        if self._blocking.capturing:  # a blocking pipeline collects its operations' calls
             return _Captured((method, args))
         client = self._client
         batcher = self._batcher()

@@ -6,6 +6,9 @@ code) and what keeps a counter readable by other tools (``redis-cli GET``).
 
 :class:`JSONSerializer` is the default. It writes canonical JSON (sorted keys, no spaces,
 ASCII only), so ``compare_and_set`` can compare stored bytes and dict order never matters.
+With the ``orjson`` extra installed it lets orjson do the work wherever orjson's bytes are
+provably the standard library's (see :class:`JSONSerializer`), so processes with and
+without it store, compare and read exactly the same bytes.
 :class:`PickleSerializer` is opt-in for trusted deployments: every payload is signed with
 HMAC-SHA256 and a payload with a bad signature is refused, never unpickled.
 """
@@ -17,9 +20,10 @@ import hmac
 import json
 import pickle
 import re
+from collections.abc import Callable
 from typing import Any
 
-from .errors import SynchroSerializationError, SynchroValueError
+from .errors import SynchroSerializationError, SynchroValueError, missing_client
 
 __all__ = ["MAX_DEPTH", "JSONSerializer", "PickleSerializer", "Serializer"]
 
@@ -47,6 +51,7 @@ class Serializer:
 
 
 _SCALAR_TYPES = frozenset(_JSON_SCALARS)
+_EXACT_SCALARS = frozenset((str, int, bool, type(None)))
 #: A JSON string with nothing escaped: printable ASCII but the quote and the backslash.
 _PLAIN_STRING = re.compile(rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"')
 
@@ -78,6 +83,53 @@ def _check_containers(value: Any, depth: int = 1) -> None:
                 _check_containers(item, depth + 1)
 
 
+def _orjson_writes_it(value: Any, depth: int = 1) -> bool:
+    """Whether orjson writes ``value`` exactly as the standard encoder does (given that its
+    output is then ASCII without a backslash or DEL, which :meth:`JSONSerializer.dumps`
+    checks): only the exact JSON types but floats, dict keys of exact type str, and no
+    deeper than :data:`MAX_DEPTH`.
+
+    orjson also writes what the standard encoder refuses (enums, UUIDs, dataclasses,
+    datetimes, numpy arrays), writes subclasses its own way, and formats floats differently
+    (``1e-05`` is its ``1e-5``); all of those are left to the standard encoder.
+    """
+    if depth > MAX_DEPTH:
+        return False
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            if type(item) not in _EXACT_SCALARS and not _orjson_writes_it(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:
+            if type(item) not in _EXACT_SCALARS and not _orjson_writes_it(item, depth + 1):
+                return False
+        return True
+    return kind in _EXACT_SCALARS
+
+
+#: Where orjson could read a number differently from the standard decoder: a float (its own
+#: parser) or an int of 19 digits or more (past 64 bits orjson reads an int as a float).
+#: Stored bytes mapped through this table turn every digit into "0" and ".", "e", "E" into
+#: "."; they go to orjson only when neither "0." nor 19 zeros in a row shows up. A string
+#: holding such text sends its value to the standard decoder, which is only slower.
+_NUMBER_SHAPE = bytes(
+    48 if 48 <= byte <= 57 else 46 if byte in b".eE" else 32 for byte in range(256)
+)
+_LONG_INT = b"0" * 19
+
+
+def _import_orjson() -> Any:
+    try:
+        import orjson
+    except ImportError:
+        raise missing_client("JSONSerializer(fast=True)", "orjson", "orjson", "orjson") from None
+    return orjson
+
+
 def _plain(text: str) -> bool:
     """No character the JSON encoder would escape (with isascii and isprintable checked)."""
     return '"' not in text and "\\" not in text
@@ -92,13 +144,40 @@ def _int_text(value: int) -> bytes:
 
 
 class JSONSerializer(Serializer):
-    """Canonical JSON: None, bool, int, float (finite), str, list/tuple, dict with str keys."""
+    """Canonical JSON: None, bool, int, float (finite), str, list/tuple, dict with str keys.
 
-    def __init__(self) -> None:
+    ``fast``: whether orjson (the ``orjson`` extra) does the work where it can. None (the
+    default) uses it when it is installed; True requires it; False never uses it. Either
+    way the bytes are the same: orjson writes a value only when it is made of exact JSON
+    types without floats and its output is ASCII with nothing escaped (otherwise the
+    standard encoder writes it), and reads stored bytes only when no number in them could
+    be a float or exceed 64 bits (otherwise the standard decoder reads them). So workers
+    with and without orjson agree on every ``compare_and_set``.
+    """
+
+    def __init__(self, *, fast: bool | None = None) -> None:
         self._encoder = json.JSONEncoder(
             ensure_ascii=True, allow_nan=False, sort_keys=True, separators=(",", ":")
         )
         self._decode = json.JSONDecoder().decode
+        self._fast_dumps: Callable[..., bytes] | None = None
+        self._fast_loads: Callable[[bytes], Any] | None = None
+        self._sort_keys = 0
+        if fast is not False:
+            try:
+                orjson = _import_orjson()
+            except ModuleNotFoundError:
+                if fast:
+                    raise
+            else:
+                self._fast_dumps = orjson.dumps
+                self._fast_loads = orjson.loads
+                self._sort_keys = orjson.OPT_SORT_KEYS
+
+    @property
+    def fast(self) -> bool:
+        """Whether orjson does the work where its bytes are the standard library's."""
+        return self._fast_dumps is not None
 
     def dumps(self, value: Any) -> bytes:
         kind = type(value)
@@ -108,6 +187,14 @@ class JSONSerializer(Serializer):
             # what the encoder writes for such a string, without the encoder's detour
             plain: str = value
             return b'"' + plain.encode("ascii") + b'"'
+        if self._fast_dumps is not None and _orjson_writes_it(value):
+            try:
+                data = self._fast_dumps(value, option=self._sort_keys)
+            except TypeError:  # an int past 64 bits, a str holding a lone surrogate
+                pass
+            else:
+                if data.isascii() and data.find(b"\\") < 0 and data.find(b"\x7f") < 0:
+                    return data
         try:
             text = self._encoder.encode(value)
         except RecursionError:
@@ -130,6 +217,14 @@ class JSONSerializer(Serializer):
             return int(data)
         elif data[:1] == b'"' and _PLAIN_STRING.fullmatch(data):
             return data[1:-1].decode("ascii")
+        if self._fast_loads is not None:
+            shape = data.translate(_NUMBER_SHAPE)
+            # find, not "in": "in" on bytes costs twice as much (it takes a buffer)
+            if shape.find(b"0.") < 0 and shape.find(_LONG_INT) < 0:
+                try:
+                    return self._fast_loads(data)
+                except ValueError:  # the standard decoder decides, and words the error
+                    pass
         try:
             return self._decode(data.decode("utf-8"))
         except (ValueError, TypeError) as exc:

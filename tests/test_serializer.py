@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import enum
 import inspect
 import sys
+import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sanic_synchro_ctx import (
     InMemory,
@@ -101,3 +106,182 @@ def test_depth_counts_containers_only() -> None:
     serializer = JSONSerializer()
     flat = {f"k{i}": [i, {"x": "y"}] for i in range(1_000)}
     assert serializer.loads(serializer.dumps(flat)) == flat
+
+
+# -- orjson (the ``orjson`` extra): the same bytes with and without it --------------------
+
+FAST, STANDARD = JSONSerializer(fast=True), JSONSerializer(fast=False)
+
+
+class Colour(enum.Enum):
+    RED = 1
+
+
+class Size(enum.IntEnum):
+    BIG = 2
+
+
+class Text(str):
+    pass
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+#: Values the two must write alike, or refuse alike: what orjson writes its own way
+#: (floats, non-ASCII, escapes, DEL, ints past 64 bits, lone surrogates) and what it accepts
+#: but the standard encoder refuses (enums, UUIDs, dataclasses, datetimes, subclasses).
+TRICKY_VALUES: list[Any] = [
+    {"user": "ada", "roles": ["admin", "dev"], "visits": 12},
+    {"b": {"z": 1, "a": [None, True, False]}, "a": ()},
+    [1.5, 1e-05, 1e16, 1e22, -0.0, 0.1, 2.5e-300, 123456789.123456789],
+    {"f": 1.0},
+    "日本",
+    {"日本": 1},
+    {"k": "tab\there"},
+    {"k": 'quote"'},
+    {"k": "back\\slash"},
+    ["\x7f", "\x1f", "\x00"],
+    [2**63 - 1, -(2**63), 2**63, 2**64, -(2**64) - 1, 10**30],
+    ["\ud800"],
+    {"": {"": []}},
+    [[[[[]]]]],
+    {"z": 1, "Z": 2, "_": 3, "0": 4, "a b": 5},
+    {"x": Colour.RED},
+    [Size.BIG],
+    {"x": Size.BIG},
+    [Text("sub")],
+    {Text("k"): 1},
+    {1: "int key"},
+    [uuid.UUID(int=7)],
+    [Point(1)],
+    [datetime.datetime(2026, 1, 1)],
+    {"set": {1, 2}},
+    [b"bytes"],
+    [float("nan")],
+    [object()],
+]
+
+
+def _written(serializer: JSONSerializer, value: Any) -> bytes | str:
+    try:
+        return serializer.dumps(value)
+    except (SynchroSerializationError, SynchroValueError) as exc:
+        return type(exc).__name__
+
+
+def _exactly(value: Any) -> Any:
+    """``value`` with every type spelled out (so 1 and 1.0, True and 1 differ)."""
+    if isinstance(value, dict):
+        return {key: _exactly(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_exactly(item) for item in value]
+    return (type(value), repr(value))
+
+
+@pytest.mark.parametrize("value", TRICKY_VALUES, ids=repr)
+def test_orjson_writes_the_standard_bytes_or_leaves_it_to_the_standard_encoder(
+    value: Any,
+) -> None:
+    assert _written(FAST, value) == _written(STANDARD, value)
+
+
+@pytest.mark.parametrize("value", TRICKY_VALUES, ids=repr)
+def test_what_either_wrote_reads_back_alike(value: Any) -> None:
+    data = _written(STANDARD, value)
+    if isinstance(data, bytes):
+        assert _exactly(FAST.loads(data)) == _exactly(STANDARD.loads(data))
+
+
+#: Stored bytes (written by other tools, or damaged) the two must read alike, or refuse alike.
+TRICKY_BYTES = [
+    b"18446744073709551616",  # orjson alone would read a float
+    b"[18446744073709551616]",
+    b'{"n":-9223372036854775809}',
+    b"[9223372036854775807,-9223372036854775808]",
+    b"[1.0,1e5,1E5,-0.0,0.1,1e400,2.5e-300]",
+    b"[123456789012345678901234567890.5]",
+    b'{"k":"v1.2"}',
+    b"NaN",
+    b"[Infinity,-Infinity]",
+    b'"\\ud800"',
+    b'"\\u00e9\\n\\"\\\\"',
+    b'{"a":1,"a":2}',
+    b" [ 1 , 2 ] ",
+    b"[1,]",
+    b"{'a':1}",
+    b"\xef\xbb\xbf[1]",
+    b'"\xff"',
+    b"",
+    b"-",
+    b"01",
+    b"-0",
+    b"[01]",
+    b"tru",
+    b"[1] x",
+    b"[" * 70 + b"]" * 70,
+]
+
+
+def _read(serializer: JSONSerializer, data: bytes) -> Any:
+    try:
+        return _exactly(serializer.loads(data))
+    except SynchroSerializationError:
+        return "refused"
+
+
+@pytest.mark.parametrize("data", TRICKY_BYTES, ids=repr)
+def test_orjson_reads_stored_bytes_as_the_standard_decoder_does(data: bytes) -> None:
+    assert _read(FAST, data) == _read(STANDARD, data)
+
+
+_keys = st.text(max_size=6)
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(_values)
+def test_any_json_value_gets_the_same_bytes_and_reads_back_the_same(value: Any) -> None:
+    data = STANDARD.dumps(value)
+    assert FAST.dumps(value) == data
+    assert _exactly(FAST.loads(data)) == _exactly(STANDARD.loads(data))
+
+
+def test_orjson_does_the_work_where_it_can() -> None:
+    """Not a bytes check: that the fast path is taken at all (else the above is vacuous)."""
+    assert FAST.fast
+    assert not STANDARD.fast
+    assert JSONSerializer().fast  # installed: the default uses it
+    calls: list[str] = []
+    real_dumps, real_loads = FAST._fast_dumps, FAST._fast_loads
+    assert real_dumps is not None
+    assert real_loads is not None
+    serializer = JSONSerializer(fast=True)
+    serializer._fast_dumps = lambda *a, **k: calls.append("dumps") or real_dumps(*a, **k)
+    serializer._fast_loads = lambda data: calls.append("loads") or real_loads(data)
+    doc = {"user": "ada", "roles": ["admin", "dev"], "visits": 12}
+    assert serializer.loads(serializer.dumps(doc)) == doc
+    assert calls == ["dumps", "loads"]
+    calls.clear()
+    assert serializer.loads(serializer.dumps({"f": 1.5})) == {"f": 1.5}
+    assert calls == []  # floats: the standard encoder and decoder
+
+
+def test_fast_true_without_orjson_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "orjson", None)
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "sanic-synchro-ctx\[orjson\]"'):
+        JSONSerializer(fast=True)
+    assert not JSONSerializer().fast  # the default simply goes without

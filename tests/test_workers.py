@@ -315,3 +315,56 @@ def test_leader_task_moves_to_another_worker_when_its_worker_dies(
         assert successor["start"] - killed_at <= LEADER_TTL + 1.0 + late, (successor, killed_at)
         assert successor["start"] >= runs[0]["last"]  # never beside the dead leader's run
         assert len(runs) == 2, runs
+
+
+#: Values whose bytes orjson and the standard encoder could write differently: the two
+#: workers below must agree on every one of them.
+AGREEING_VALUES: list[Any] = [
+    {"user": "ada", "roles": ["admin", "dev"], "visits": 12},
+    {"f": 1e-05, "g": [1e16, 0.1, -0.0]},
+    {"日本": "é", "k": 'q"\\\x7f\n'},
+    [2**64, -(2**63), 2**63 - 1],
+    {"b": {"z": 1, "a": [None, True]}, "a": []},
+    "plain",
+    7,
+]
+
+
+def test_workers_with_and_without_orjson_agree_on_compare_and_set(tmp_path: Path) -> None:
+    """Two workers of one app: worker 0 reads and writes with orjson, worker 1 without.
+    Each compare_and_set expects the value the other worker wrote: it must swap."""
+    env = {"SYNCHRO_FAST_JSON": "split"}
+    with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
+        server.wait_workers(2)
+
+        def on(fast: bool, operation: str, **body: Any) -> Any:
+            """Post until the worker with (or without) orjson took it; the other one
+            answers 409 and does nothing."""
+
+            def attempt() -> Any:
+                response = httpx.post(
+                    f"{server.base_url}/json/{operation}",
+                    json={"fast": fast, **body},
+                    headers={"Connection": "close"},
+                    timeout=30,
+                )
+                if response.status_code == 409:
+                    return None
+                assert response.status_code == 200, response.text
+                assert response.json()["fast"] is fast
+                return response.json()
+
+            return wait_for(attempt, what=f"a worker with fast={fast}")["done"]
+
+        for number, value in enumerate(AGREEING_VALUES):
+            key, other = f"agree{number}", json.dumps(["other", number])
+            for writer in (True, False):
+                assert on(writer, "set", key=key, value=json.dumps(value))
+                swapped = on(not writer, "compare_and_set", key=key,
+                             expected=json.dumps(value), new=other)  # fmt: skip
+                assert swapped is True, (value, writer)
+                assert on(writer, "compare_and_set", key=key, expected=other,
+                          new=json.dumps(value)) is True  # fmt: skip
+        # and a value that differs only as JSON does (1.0 is not 1) does not swap
+        assert on(True, "set", key="one", value="[1.0]")
+        assert on(False, "compare_and_set", key="one", expected="[1]", new="[2]") is False

@@ -13,10 +13,12 @@ Environment knobs:
     SYNCHRO_FORK=1      Sanic.start_method = "fork"
     SYNCHRO_LEADER=<s>  run the leader task "recorder" with this ttl (seconds)
     SYNCHRO_MESSAGES=1  run the on_message handler of channel "events" in every worker
+    SYNCHRO_FAST_JSON=split  (SyncManager) even-numbered workers use orjson, odd ones not
     HOST, PORT, WORKERS when run as a script (app.run)
 """
 
 import asyncio
+import json as stdlib_json
 import os
 import time
 from typing import Any
@@ -35,8 +37,10 @@ from sanic_synchro_ctx import (
     Memcache,
     Synchro,
     SynchroInspector,
+    SyncManager,
 )
 from sanic_synchro_ctx.context import BlockingSynchroContext, SynchroContext
+from sanic_synchro_ctx.serializer import JSONSerializer
 
 if os.environ.get("SYNCHRO_FORK") == "1":
     Sanic.start_method = "fork"
@@ -68,6 +72,10 @@ def make_interface():
         return Memcache(port=int(os.environ["SYNCHRO_MEMCACHED"]), prefix=prefix)
     if kind == "lmdb":
         return LMDB(os.environ.get("SYNCHRO_LMDB_PATH"), prefix=prefix)
+    if os.environ.get("SYNCHRO_FAST_JSON") == "split":
+        ident = os.environ.get("SANIC_WORKER_IDENTIFIER", "")  # "Srv  1" in worker 1
+        fast = not ident or int(ident.split()[-1]) % 2 == 0
+        return SyncManager(serializer=JSONSerializer(fast=fast))
     return None
 
 
@@ -439,3 +447,21 @@ if __name__ == "__main__":
         workers=int(os.environ.get("WORKERS", "2")),
         access_log=False,
     )
+
+
+@app.post("/json/<operation:set|compare_and_set>")
+async def json_operation(request: Request, operation: str):
+    """Runs only in a worker whose serializer uses orjson as ``fast`` asks (409 elsewhere,
+    untouched). Values travel as JSON text, decoded here by the standard library."""
+    body = request.json
+    fast = request.app.ctx.synchro.interface._serializer.fast
+    if fast != body["fast"]:
+        return json({"fast": fast}, status=409)
+    ctx = request.ctx.synchro
+    if operation == "set":
+        await ctx.set(body["key"], stdlib_json.loads(body["value"]))
+        done = True
+    else:
+        expected, new = stdlib_json.loads(body["expected"]), stdlib_json.loads(body["new"])
+        done = await ctx.compare_and_set(body["key"], expected, new)
+    return json({"fast": fast, "done": done})

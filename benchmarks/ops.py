@@ -29,6 +29,7 @@ from sanic_synchro_ctx import (
     Synchro,
     SyncManager,
 )
+from sanic_synchro_ctx.checks import check_key
 from sanic_synchro_ctx.interfaces.base import RATE_MARK
 from sanic_synchro_ctx.interfaces.redis.scripts import COMPARE_AND_SET, LOCK_RELEASE
 from sanic_synchro_ctx.interfaces.syncmanager.client import BlockingClient
@@ -323,6 +324,35 @@ async def raw_batch_vs_separate(store: WireStore, prefix: str, *, count: int) ->
                  "SyncManager 10 increments", mine, theirs, "µs/10 ops", None)  # fmt: skip
 
 
+async def memory_floor(ctx: Any, *, count: int) -> list[Ratio]:
+    """What the InMemory rows can reach at most: a hand-written get and set doing only what
+    any facade must (check the key, JSON with the interface's own serializer, the Store
+    call; no statistics, no front end), against the Store called directly."""
+    interface = ctx.interface
+    store, prefix, serializer = interface._store, interface.prefix, interface._serializer
+    await ctx.set("v", DOC)
+
+    async def wrap(value: object) -> object:
+        return value
+
+    async def least_get(key: str) -> object:
+        data = store.get(prefix + check_key(key))
+        return None if data is None else serializer.loads(data)
+
+    async def least_set(key: str, value: object) -> None:
+        store.set(prefix + check_key(key), serializer.dumps(value), None)
+
+    pairs = {
+        "get": (lambda: least_get("v"), lambda: wrap(store.get(prefix + "v"))),
+        "set": (
+            lambda: least_set("w", DOC),
+            lambda: wrap(store.set(prefix + "w", DOC_BYTES, None)),
+        ),
+    }
+    group = "InMemory floor: key check + JSON + Store call (the rows' floor)"
+    return await compare(group, pairs, count=count, target=None)
+
+
 async def raw_pipeline_vs_separate(url: str, *, count: int) -> Ratio:
     """What the pipeline row can reach at most on Redis: redis.asyncio itself, run to
     completion on an event loop of the calling thread as the blocking front end does, one
@@ -479,6 +509,7 @@ async def run(
         target="<= 2.0x",
         targets=MEMORY_TARGETS,
     )
+    results += await memory_floor(memory, count=calls * 5)
 
     process = ManagerProcess.start(watch_pid=os.getpid())
     try:

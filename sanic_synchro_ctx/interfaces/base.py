@@ -26,6 +26,7 @@ from ..bridge import run_inline
 from ..checks import (
     INT64_MAX,
     INT64_MIN,
+    MAX_KEY_LENGTH,
     MAX_TTL,
     check_key,
     check_keys,
@@ -207,9 +208,9 @@ class BaseSynchroInterface(ABC):
 
     def _key(self, key: Any) -> str:
         prefix = self._prefix
-        if prefix is None:
-            prefix = self._namespace()
-        return prefix + check_key(key)
+        if prefix is not None and type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH:
+            return prefix + key  # check_key's checks, inline: every operation runs them
+        return self._namespace() + check_key(key)
 
     def _lock_key(self, name: Any) -> str:
         return LOCK_MARK + self._namespace() + check_key(name, "lock name")

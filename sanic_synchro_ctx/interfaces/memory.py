@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any
+
 from ..serializer import Serializer
 from .base import DEFAULT_MAX_VALUE_SIZE
-from .storebacked import StoreBackedInterface
+from .storebacked import StoreBackedInterface, run_when_awaited
 from .syncmanager.store import Store
 
 __all__ = ["InMemory"]
@@ -32,6 +35,9 @@ class InMemory(StoreBackedInterface):
 
     def _backend(self) -> Store:
         return self._store
+
+    def _call(self, method: str, *args: Any) -> Awaitable[Any]:
+        return run_when_awaited(getattr(self._store, method), args)
 
     def __repr__(self) -> str:
         return "InMemory()"

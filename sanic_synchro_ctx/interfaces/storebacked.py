@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from .syncmanager.hub import Hub
     from .syncmanager.store import Store
 
-__all__ = ["HubListener", "StoreBackedInterface"]
+__all__ = ["HubListener", "StoreBackedInterface", "run_when_awaited"]
 
 
-async def _run(method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+async def run_when_awaited(method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """A direct Store call, run when awaited (so it raises where it is awaited)."""
     return method(*args)
 
@@ -57,7 +57,7 @@ class StoreBackedInterface(BaseSynchroInterface):
     def _call(self, method: str, *args: Any) -> Awaitable[Any]:
         """Call ``method`` of the Store (SyncManager: directly, or through the running
         loop's batcher)."""
-        return _run(getattr(self._backend(), method), args)
+        return run_when_awaited(getattr(self._backend(), method), args)
 
     def raw_get(self, key: str) -> Awaitable[bytes | None]:
         return self._call("get", key)

@@ -44,7 +44,7 @@ from ...pipeline import Call, check_calls
 from ...serializer import Serializer
 from ...sessions import LoopSessions
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, BaseSynchroInterface
-from ..storebacked import StoreBackedInterface
+from ..storebacked import StoreBackedInterface, run_when_awaited
 from .client import AsyncClient, BlockingClient, PushListener, open_subscription
 from .process import AUTHKEY_ENV, SupervisedManager, read_authkey_file, rendezvous
 from .store import Store
@@ -96,11 +96,6 @@ class _Captured:
         if not ok:
             raise value
         return value
-
-
-async def _run(method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """A direct call, run when awaited (so it raises where it is awaited)."""
-    return method(*args)
 
 
 def _close_subscription(job: asyncio.Future[Any]) -> None:
@@ -206,17 +201,17 @@ class SyncManager(StoreBackedInterface):
     def _call(self, method: str, *args: Any) -> Awaitable[Any]:
         store = self._store
         if store is not None:  # this process's own Store: a plain call
-            return _run(getattr(store, method), args)
+            return run_when_awaited(getattr(store, method), args)
         if self._blocking.capturing:  # a blocking pipeline collects its operations' calls
             return _Captured((method, args))
         client = self._client
         batcher = self._batcher()
         if client is None or batcher is None:  # blocking front end, or no batching
             self._unbatched += 1
-            return _run(self._backend_call(method), args)
+            return run_when_awaited(self._backend_call(method), args)
         if client.connected():
             if batcher.direct():
-                return _run(self._backend_call(method), args)
+                return run_when_awaited(self._backend_call(method), args)
         else:
             self._connect_in_background(client)
         return batcher.submit((method, args))

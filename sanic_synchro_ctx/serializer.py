@@ -113,9 +113,10 @@ def _orjson_writes_it(value: Any, depth: int = 1) -> bool:
 
 #: Where orjson could read a number differently from the standard decoder: a float (its own
 #: parser) or an int of 19 digits or more (past 64 bits orjson reads an int as a float).
-#: Stored bytes mapped through this table turn every digit into "0" and ".", "e", "E" into
-#: "."; they go to orjson only when neither "0." nor 19 zeros in a row shows up. A string
-#: holding such text sends its value to the standard decoder, which is only slower.
+#: Stored bytes mapped through this table turn every digit into "0", ".", "e" and "E" into
+#: ".", and anything else into a space; they go to orjson only when neither "0." nor 19
+#: zeros in a row shows up. A string holding such text ("v1.2") sends its value to the
+#: standard decoder, which is only slower.
 _NUMBER_SHAPE = bytes(
     48 if 48 <= byte <= 57 else 46 if byte in b".eE" else 32 for byte in range(256)
 )

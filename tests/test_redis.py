@@ -124,6 +124,67 @@ async def test_a_script_that_fails_in_redis_is_not_sent_again(
     assert evalsha.startswith("cmdstat_evalsha:calls=1,"), evalsha
 
 
+def _calls(port: int, command: str) -> int:
+    """How often Redis ran ``command`` since the last CONFIG RESETSTAT."""
+    for line in redis_cli(port, "INFO", "commandstats").splitlines():
+        if line.startswith(f"cmdstat_{command}:calls="):
+            return int(line.split("=")[1].split(",")[0])
+    return 0
+
+
+async def test_set_default_of_one_key_is_one_native_set(
+    redis_server: RedisServer, app_name: str
+) -> None:
+    """AIORedis: SET ... NX GET (Redis >= 7.0) for one key, the script for several; the
+    same answers either way, and a key of another type refused without being touched."""
+    interface = AIORedis.from_url(redis_server.url, prefix=f"{app_name}:")
+    app = Sanic(app_name)
+    Synchro(app, interface=interface)
+    ctx = app.ctx.synchro
+    redis_cli(redis_server.port, "CONFIG", "RESETSTAT")
+    assert await ctx.setdefault("one", {"a": 1}, ttl=60) == {"a": 1}
+    assert await ctx.set_default({"one": "other"}) == {"one": {"a": 1}}
+    assert 0 < await ctx.ttl("one") <= 60
+    assert (_calls(redis_server.port, "set"), _calls(redis_server.port, "evalsha")) == (2, 0)
+    assert await ctx.set_default({"one": 2, "two": 3}) == {"one": {"a": 1}, "two": 3}
+    assert _calls(redis_server.port, "evalsha") == 1
+    listed = interface.prefix + "listed"
+    redis_cli(redis_server.port, "RPUSH", listed, "x")
+    with pytest.raises(SynchroError):
+        await ctx.setdefault("listed", 1)
+    assert redis_cli(redis_server.port, "LRANGE", listed, "0", "-1") == "x"
+    session = interface._sessions.current()
+    assert session is not None
+    assert session.sets_if_missing  # a refusal of another kind does not turn it off
+
+    # A server that refused NX with GET (before 7.0) left the session on the script.
+    session.sets_if_missing = False
+    redis_cli(redis_server.port, "CONFIG", "RESETSTAT")
+    assert await ctx.setdefault("three", [3]) == [3]
+    assert await ctx.setdefault("three", 4) == [3]
+    # (Redis counts the SET the script ran among the SETs: one, for the key it wrote)
+    assert (_calls(redis_server.port, "set"), _calls(redis_server.port, "evalsha")) == (1, 2)
+    await interface.aclose()
+
+
+async def test_a_syntax_error_is_told_from_other_refusals(redis_server: RedisServer) -> None:
+    """What Redis 6.2 answers to SET ... NX GET ("ERR syntax error", nothing run), as a
+    real server words it, against a refusal of a command that was run."""
+    from sanic_synchro_ctx.interfaces.redis.aioredis import refused_as_syntax
+
+    client = redis_asyncio.Redis.from_url(redis_server.url)
+    try:
+        with pytest.raises(redis_asyncio.ResponseError) as syntax:
+            await client.execute_command("SET", "syntax-probe", "v", "NX", "XX")
+        await client.rpush("syntax-listed", "x")
+        with pytest.raises(redis_asyncio.ResponseError) as wrong_type:
+            await client.set("syntax-listed", "v", nx=True, get=True)
+    finally:
+        await client.aclose()
+    assert refused_as_syntax(syntax.value)
+    assert not refused_as_syntax(wrong_type.value)
+
+
 async def test_the_two_redis_interfaces_read_each_others_keys(
     redis_server: RedisServer, app_name: str
 ) -> None:

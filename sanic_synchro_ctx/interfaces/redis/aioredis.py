@@ -38,13 +38,19 @@ from ...errors import SynchroConnectionError, SynchroValueError, missing_client
 from ...notifications import Deliver, Listener
 from ...serializer import Serializer
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
-from .interface import IncrementRefused, RedisInterface, RedisSession
+from .interface import IncrementRefused, RedisInterface, RedisSession, SetIfMissingRefused
 from .scripts import SCRIPTS, decode_key, encode_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
 
 __all__ = ["AIORedis"]
+
+
+def refused_as_syntax(error: Exception) -> bool:
+    """Whether Redis refused a command as malformed ("ERR syntax error", which redis-py
+    and valkey-py hand on without "ERR "): it was not run at all."""
+    return str(error).startswith("syntax error")
 
 
 class _Library(NamedTuple):
@@ -266,6 +272,20 @@ class _Session(RedisSession):
 
     def set(self, key: bytes, value: bytes, px: int | None) -> Awaitable[object]:
         return self.run(lambda c: c.set(key, value, px=px))
+
+    sets_if_missing = True
+
+    async def set_if_missing(self, key: bytes, value: bytes, px: int | None) -> bytes | None:
+        try:
+            held: bytes | None = await self.run(
+                lambda c: c.set(key, value, nx=True, get=True, px=px)
+            )
+        except self._errors.ResponseError as exc:
+            if not refused_as_syntax(exc):
+                raise
+            self.sets_if_missing = False  # Redis 6.2 parses NX with GET as a syntax error
+            raise SetIfMissingRefused from None
+        return held
 
     async def incrby(self, key: bytes, by: int) -> int:
         try:

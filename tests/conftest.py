@@ -50,6 +50,31 @@ def _no_server_left_running() -> Iterator[None]:
     assert running == [], f"servers left running: {running}"
 
 
+#: How many servers had been started when a test's setup began.
+_SERVERS_BEFORE = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_SERVERS_BEFORE] = len(STARTED)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the log of every server it started, and of those
+    still running (a module's shared server): a server's log lives in a temporary directory
+    that later runs delete, and a request that got no answer says nothing about why."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    first = item.stash.get(_SERVERS_BEFORE, len(STARTED))
+    for index, server in enumerate(STARTED):
+        running = server.process is not None and server.process.poll() is None
+        if index >= first or running:
+            report.sections.append((f"log of server on port {server.port}", server.log()))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_sanic_registry() -> Iterator[None]:
     Sanic._app_registry.clear()

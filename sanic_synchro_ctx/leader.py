@@ -135,8 +135,11 @@ class Leadership:
         finally:
             if not job.done():
                 job.cancel()
+                # Bounded by the lease: a job whose cancellation a client lost (redis-py
+                # 8.1, redis/redis-py#2551) would hold this task, and the server's stop,
+                # for ever; past the lease another process may lead anyway.
                 with contextlib.suppress(BaseException):
-                    await job
+                    await asyncio.wait({job}, timeout=self.ttl)
 
     async def _keep(self, lock: AsyncLock) -> None:
         """After the job returned: keep the lease (no other process runs it again) until

@@ -62,6 +62,10 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+#: Longest wait in release() for the cancelled renewal task to end.
+RENEWER_STOP_WAIT = 1.0
+
+
 def _new_owner() -> str:
     return f"{os.getpid()}:{secrets.token_hex(12)}"
 
@@ -233,8 +237,12 @@ class AsyncLock(_LockBase):
         renewer, self._renewer = self._renewer, None
         if renewer is not None:
             renewer.cancel()
+            # Bounded: a client that loses the cancellation (redis-py 8.1's asyncio client
+            # does at random, redis/redis-py#2551) would keep the renewer, and an unbounded
+            # wait here, going for ever. Past the bound it ends by itself: it stops as soon
+            # as the lock is no longer this object's (below).
             with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+                await asyncio.wait({renewer}, timeout=RENEWER_STOP_WAIT)
         lost = self._lost
         owner = self._forget()
         if not await self._interface.release_lock(self._name, owner) or lost:

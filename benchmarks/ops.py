@@ -79,6 +79,11 @@ def context(name: str, interface: Any) -> Any:
     return app.ctx.synchro
 
 
+async def wrap(value: object) -> object:
+    """A Store call's result as an awaitable, as the facade's operations are."""
+    return value
+
+
 async def store_pairs(ctx: Any, store: Any) -> dict[str, tuple[Op, Op]]:
     """InMemory / SyncManager: the raw side calls the very same Store methods."""
     p = ctx.interface.prefix
@@ -92,9 +97,6 @@ async def store_pairs(ctx: Any, store: Any) -> dict[str, tuple[Op, Op]]:
     async def ours_lock() -> None:
         async with ctx.lock("L"):
             pass
-
-    async def wrap(value: object) -> object:
-        return value
 
     rate_key = RATE_MARK + p + "r"
     return {
@@ -331,9 +333,6 @@ async def memory_floor(ctx: Any, *, count: int) -> list[Ratio]:
     interface = ctx.interface
     store, prefix, serializer = interface._store, interface.prefix, interface._serializer
     await ctx.set("v", DOC)
-
-    async def wrap(value: object) -> object:
-        return value
 
     async def least_get(key: str) -> object:
         data = store.get(prefix + check_key(key))

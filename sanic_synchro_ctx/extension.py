@@ -566,9 +566,20 @@ class Synchro:
             await asyncio.gather(binding.reporter, return_exceptions=True)
             binding.reporter = None
         tasks, binding.leaders = binding.leaders, []
+        if not tasks:
+            return
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # A cancelled leader waits at most its lease for its job, then as long to release
+        # the lease: past that, a task that lost its cancellation is left, not waited for.
+        bound = 2 * max(ttl for _, ttl, _ in self._leader_jobs) + 1
+        done, running = await asyncio.wait(tasks, timeout=bound)
+        for task in done:
+            error = None if task.cancelled() else task.exception()
+            if error is not None:  # it had stopped leading for good: say why
+                _log.error("Synchro %r: %s had failed", self.name, task, exc_info=error)
+        for task in running:
+            _log.warning("Synchro %r: %s did not stop within %s s", self.name, task, bound)
 
     # -- registration ---------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .checks import check_key, check_lease
+from .deadlines import bounded
 from .errors import LockNotOwned, LockTimeout, SynchroError
 from .locks import AsyncLock
 
@@ -89,7 +90,7 @@ class Leadership:
             finally:
                 self.leading = False
                 with contextlib.suppress(SynchroError, asyncio.TimeoutError):
-                    await asyncio.wait_for(lock.release(), self.ttl)
+                    await bounded(lock.release(), self.ttl)
             if failed:
                 await asyncio.sleep(self.ttl)
 
@@ -118,7 +119,7 @@ class Leadership:
                     return True
                 sent = time.monotonic()
                 try:
-                    await asyncio.wait_for(lock.extend(), max(0.001, lease_end - margin - sent))
+                    await bounded(lock.extend(), max(0.001, lease_end - margin - sent))
                 except LockNotOwned:
                     _log.warning("leader task %r: lease taken over; cancelling", self.name)
                     return True

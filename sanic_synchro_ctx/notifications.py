@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .deadlines import bounded
 from .errors import SynchroError, SynchroValueError
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class Mailbox:
                     if left <= 0:
                         return None
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(future, left)
+                        await bounded(future, left)
             finally:
                 with self._lock:
                     if self._waiter is not None and self._waiter[1] is future:

@@ -148,3 +148,66 @@ async def test_cancelled_pipelines_apply_each_operation_at_most_once(
         assert await ctx.increment("n") == final + 1  # the interface still answers
     finally:
         await ctx.interface.aclose()
+
+
+def _stop_cases() -> list[Any]:
+    cases = [pytest.param(kind, {}, id=kind) for kind in INTERFACES]
+    cases += [pytest.param(kind, {"batching": False}, id=f"{kind}-unbatched") for kind in NETWORK]
+    return cases
+
+
+#: How long a cancelled task may take to end: far more than any operation here takes; a
+#: task that lost its cancellation loops on and never ends.
+STOP_BOUND = 5.0
+
+
+@pytest.mark.parametrize(("kind", "options"), _stop_cases())
+async def test_a_cancelled_task_always_ends(
+    kind: str,
+    options: dict[str, Any],
+    make_interface: Callable[..., BaseSynchroInterface],
+    app_name: str,
+) -> None:
+    """Tasks that loop over operations (alone, two side by side, in pipelines), cancelled
+    after a random 0-5 ms, all end: the cancellation reaches them wherever it lands. A
+    client that loses it (CPython < 3.12's asyncio.wait_for returns the inner result and
+    drops a cancellation that arrives as the inner one finishes, python/cpython#86296;
+    redis-py awaits every send through it when socket_timeout is set) keeps a lock's
+    renewer, a leader's job or a request's handler running after Sanic cancelled it."""
+    app = Sanic(app_name)
+    Synchro(app, interface=make_interface(kind, **options))
+    ctx = app.ctx.synchro
+
+    # Each pass yields once: an interface that answers without suspending (InMemory)
+    # would otherwise never let the loop run, as any loop that awaits nothing real.
+    async def increments() -> None:
+        while True:
+            await ctx.increment("n")
+            await asyncio.sleep(0)
+
+    async def pipelines() -> None:
+        while True:
+            async with ctx.pipeline() as pipe:
+                pipe.increment("n")
+                pipe.get("n")
+            await asyncio.sleep(0)
+
+    try:
+        await ctx.set("n", 0)
+        for workload, width in [(increments, 1), (increments, 2), (pipelines, 1)]:
+            for round_ in range(40):
+                tasks = [asyncio.create_task(workload()) for _ in range(width)]
+                await asyncio.sleep(random.uniform(0, 0.005))
+                for task in tasks:
+                    task.cancel()
+                done, running = await asyncio.wait(tasks, timeout=STOP_BOUND)
+                if running:  # cancel again (it may stop this time) before failing
+                    for task in running:
+                        task.cancel()
+                    await asyncio.wait(running, timeout=STOP_BOUND)
+                assert not running, f"{workload.__name__} x{width}, round {round_}: kept running"
+                for task in done:
+                    assert task.cancelled(), task.exception()
+        assert await ctx.increment("n") == await ctx.get("n")  # still answers
+    finally:
+        await ctx.interface.aclose()

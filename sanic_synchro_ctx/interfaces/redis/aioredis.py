@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ... import cancellation
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...checks import check_timeout
 from ...deadlines import bounded
@@ -193,16 +194,23 @@ class _Session(RedisSession):
         return self._send_one(command) if wait else self._send_alone(command)
 
     async def _send_alone(self, command: _Command) -> Any:
-        """``command`` on its own, with no WAIT (reads that cannot go in a pipeline)."""
+        """``command`` on its own, with no WAIT (reads that cannot go in a pipeline); a
+        cancellation redis-py lost while it wrote the command is raised here (see
+        ``cancellation``)."""
         waited = 0.0
+        before = cancellation.mark()
         while True:
             try:
-                return await command(self.client)
+                reply = await command(self.client)
             except self._busy as exc:
                 waited = await self._wait_for_a_connection(waited, exc)
+                continue
+            cancellation.keep(before)
+            return reply
 
     async def _send_many(self, commands: list[_Command]) -> list[Outcome]:
         waited = 0.0
+        before = cancellation.mark()
         while True:
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
@@ -215,6 +223,7 @@ class _Session(RedisSession):
             except self._busy as exc:
                 waited = await self._wait_for_a_connection(waited, exc)
                 continue
+            cancellation.keep(before)
             if replicas:
                 acknowledged = replies.pop()
                 if not isinstance(acknowledged, int) or acknowledged < replicas:

@@ -402,7 +402,7 @@ class _SubscriptionListener(Listener):
         while not self._live.done():
             await publish()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._live), _PROBE_EVERY)
+                await bounded(asyncio.shield(self._live), _PROBE_EVERY)
         self._live.result()  # raises if the connection was lost meanwhile
 
     async def _read(self, subscription: Any) -> None:
@@ -479,7 +479,7 @@ class AsyncioRedis(RedisInterface):
     async def _connecting(self, creating: Awaitable[T]) -> T:
         """``creating`` (a pool or a connection), bounded by the connect timeout."""
         try:
-            return await asyncio.wait_for(creating, self._connect_timeout)
+            return await bounded(creating, self._connect_timeout)
         except asyncio.TimeoutError:
             raise ConnectionRefusedError(
                 f"no Redis at {self._options['host']}:{self._options['port']} "

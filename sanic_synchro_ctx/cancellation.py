@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["keep", "mark"]
+__all__ = ["COUNTED", "keep", "mark"]
 
-_COUNTED = hasattr(asyncio.Task, "cancelling")  # Python >= 3.11
+#: Whether tasks count their cancellations (``cancelling``/``uncancel``: Python >= 3.11).
+COUNTED = hasattr(asyncio.Task, "cancelling")
 
 #: The current task and how many cancellations it had been asked for (or None).
 Mark = tuple[Any, int]
@@ -35,7 +36,7 @@ _NOT_COUNTED: Mark = (None, 0)
 
 def mark() -> Mark:
     """Where the current task's count of cancellations stands, before a client call."""
-    task: Any = asyncio.current_task() if _COUNTED else None
+    task: Any = asyncio.current_task() if COUNTED else None
     return _NOT_COUNTED if task is None else (task, task.cancelling())
 
 

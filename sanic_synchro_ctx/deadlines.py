@@ -20,6 +20,8 @@ from asyncio import events, tasks
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from .cancellation import COUNTED
+
 __all__ = ["bounded"]
 
 T = TypeVar("T")
@@ -96,9 +98,6 @@ def _deadlines(loop: asyncio.AbstractEventLoop) -> _Deadlines:
     return table
 
 
-_UNCANCEL = hasattr(asyncio.Task, "uncancel")  # Python >= 3.11
-
-
 async def bounded(awaitable: Awaitable[T], timeout: float | None) -> T:
     """Await ``awaitable`` for at most ``timeout`` seconds (None: no bound); TimeoutError
     (cancelling it) when it takes longer."""
@@ -106,7 +105,7 @@ async def bounded(awaitable: Awaitable[T], timeout: float | None) -> T:
         return await awaitable
     loop = events.get_running_loop()
     task: Any = tasks.current_task(loop)  # Any: Task.uncancel is Python >= 3.11
-    if task is None or not _UNCANCEL:  # Python 3.10: no way to tell whose cancellation
+    if task is None or not COUNTED:  # Python 3.10: no way to tell whose cancellation
         return await asyncio.wait_for(awaitable, timeout)
     table = _deadlines(loop)
     wait = _Wait(task, loop.time() + timeout)

@@ -136,9 +136,9 @@ class Leadership:
         finally:
             if not job.done():
                 job.cancel()
-                # Bounded by the lease: a job whose cancellation a client lost (redis-py
-                # 8.1, redis/redis-py#2551) would hold this task, and the server's stop,
-                # for ever; past the lease another process may lead anyway.
+                # Bounded by the lease: a job whose cancellation was lost (see
+                # ``cancellation``; or a job that catches it) would hold this task, and
+                # the server's stop, for ever; past the lease another process may lead.
                 with contextlib.suppress(BaseException):
                     await asyncio.wait({job}, timeout=self.ttl)
 

@@ -237,10 +237,10 @@ class AsyncLock(_LockBase):
         renewer, self._renewer = self._renewer, None
         if renewer is not None:
             renewer.cancel()
-            # Bounded: a client that loses the cancellation (redis-py 8.1's asyncio client
-            # does at random, redis/redis-py#2551) would keep the renewer, and an unbounded
-            # wait here, going for ever. Past the bound it ends by itself: it stops as soon
-            # as the lock is no longer this object's (below).
+            # Bounded: a renewer whose cancellation a client lost (see ``cancellation``:
+            # AIORedis gives it back; a client we do not know may not) would keep an
+            # unbounded wait here going for ever. Past the bound it ends by itself: it
+            # stops as soon as the lock is no longer this object's (below).
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait({renewer}, timeout=RENEWER_STOP_WAIT)
         lost = self._lost

@@ -115,16 +115,14 @@ class SanicServer:
         return cls([*args, "--no-motd", *extra], log_dir, env=env)
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-6000:]
-        except OSError:
-            return "<no log>"
+        """The log's last 6,000 characters (what a failure message shows)."""
+        return self.full_log(missing="<no log>")[-6000:]
 
-    def full_log(self) -> str:
+    def full_log(self, missing: str = "") -> str:
         try:
             return self.log_path.read_text(errors="replace")
         except OSError:
-            return ""
+            return missing
 
     def library_tracebacks(self) -> list[str]:
         """Every traceback in the whole log that passes through this library's code."""

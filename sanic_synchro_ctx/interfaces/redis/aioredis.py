@@ -364,8 +364,10 @@ class _Session(RedisSession):
         pipe = self.client.pipeline(transaction=False)
         for source in SCRIPTS.values():
             pipe.script_load(source)
+        before = cancellation.mark()
         await pipe.execute()
         self._loaded = True
+        cancellation.keep(before)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -389,10 +391,12 @@ class _PubSubListener(Listener):
     async def start(self, channels: list[bytes], sharded: bool, timeout: float) -> None:
         """Subscribe, and return once Redis confirmed every channel (live from then on)."""
         pubsub = self._pubsub
+        before = cancellation.mark()
         if sharded:
             await bounded(pubsub.ssubscribe(*channels), timeout)
         else:
             await bounded(pubsub.subscribe(*channels), timeout)
+        cancellation.keep(before)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         confirmed = 0

@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .checks import check_key, check_lease
-from .deadlines import bounded
 from .errors import LockNotOwned, LockTimeout, SynchroError
 from .locks import AsyncLock
 
@@ -90,7 +89,7 @@ class Leadership:
             finally:
                 self.leading = False
                 with contextlib.suppress(SynchroError, asyncio.TimeoutError):
-                    await bounded(lock.release(), self.ttl)
+                    await asyncio.wait_for(lock.release(), self.ttl)
             if failed:
                 await asyncio.sleep(self.ttl)
 
@@ -119,7 +118,7 @@ class Leadership:
                     return True
                 sent = time.monotonic()
                 try:
-                    await bounded(lock.extend(), max(0.001, lease_end - margin - sent))
+                    await asyncio.wait_for(lock.extend(), max(0.001, lease_end - margin - sent))
                 except LockNotOwned:
                     _log.warning("leader task %r: lease taken over; cancelling", self.name)
                     return True

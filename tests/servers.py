@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -85,6 +86,37 @@ def sanic_signal_crossed_replies(log: str) -> bool:
     )
 
 
+#: Frames of Sanic's main process that call the worker-state proxy from its SIGINT handler
+#: or from the monitor loop the handler interrupts (as faulthandler prints them).
+_HANDLER_FRAMES = (" in shutdown_signal", " in _sync_states")
+
+
+def sanic_signal_hung_on_worker_state(log: str) -> bool:
+    """Whether ``log`` shows Sanic's main process hung for good after SIGINT, waiting for a
+    worker-state proxy reply, with nothing of this library on its stack.
+
+    The other face of the race in :func:`sanic_signal_crossed_replies`: when the signal
+    lands while the main thread is part-way through reading a reply, the handler's own
+    proxy call reads the rest of it as a new message, and one of the two waits for bytes
+    that never come (the reproduction without Sanic hangs this way within a few hundred
+    calls). It is judged on the main thread's stack, which :meth:`SanicServer.stop` has the
+    hung process write to the log (faulthandler, on SIGABRT) before killing it: after the
+    SIGINT line, the "Current thread" block must hold a frame of the handler or of the
+    monitor loop, then multiprocessing's ``_callmethod`` (a proxy call waiting for its
+    reply), and no frame of ``sanic_synchro_ctx``.
+    """
+    _, started, after = log.partition(_SHUTDOWN_STARTED)
+    _, dumped, stack = after.rpartition("\nCurrent thread ")
+    if not (started and dumped):
+        return False
+    frames = [line for line in stack.split("\n\n")[0].splitlines() if "File " in line]
+    return (
+        any(name in frame for frame in frames for name in _HANDLER_FRAMES)
+        and any(frame.endswith(" in _callmethod") for frame in frames)
+        and not any("sanic_synchro_ctx" in frame for frame in frames)
+    )
+
+
 class SanicServer:
     """``python <args>`` serving on 127.0.0.1:<free port>; logs go to ``log_dir``."""
 
@@ -102,6 +134,9 @@ class SanicServer:
         self.args = [arg.replace("{port}", str(self.port)) for arg in args]
         self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **(env or {})}
         self.env["PYTHONUNBUFFERED"] = "1"
+        # A hung server is made to write every thread's stack to its log before it is
+        # killed (SIGABRT, see _kill_hung): the one evidence of where it hung.
+        self.env["PYTHONFAULTHANDLER"] = "1"
         self.cwd = cwd
         self.log_path = log_dir / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -258,10 +293,16 @@ class SanicServer:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
+                self._kill_hung(process)
                 log = self.log()
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)  # its workers too (own session)
-                process.wait()
+                if sanic_signal_hung_on_worker_state(self.full_log()):
+                    warnings.warn(
+                        f"Sanic's main process hung in its SIGINT shutdown on a worker_state"
+                        f" proxy reply (its signal handler and its monitor loop share one"
+                        f" proxy); killed:\n{log}",
+                        stacklevel=2,
+                    )
+                    return process.returncode
                 if second_interrupt_after is not None and log.count(_SHUTDOWN_STARTED) >= 2:
                     warnings.warn(
                         f"Sanic's main process hung in its own shutdown (sanic-org/sanic#2997,"
@@ -274,18 +315,33 @@ class SanicServer:
 
     def terminate(self, timeout: float = 30.0) -> int:
         """Stop through the app's /terminate route (Sanic's monitor message, race-free, see
-        tests/apps/workers_app.py), then wait. Returns the exit code."""
+        tests/apps/workers_app.py), then wait. Returns the exit code (at once if the server
+        had already exited)."""
         process = self.process
         assert process is not None, "the server was never started"
-        assert process.poll() is None, "the server is not running"
+        if process.poll() is not None:
+            return process.returncode
         self.get("/terminate")
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            self._kill_hung(process)
             raise AssertionError(f"server did not stop in {timeout} s:\n{self.log()}") from None
         return process.returncode
+
+    @staticmethod
+    def _kill_hung(process: subprocess.Popen[bytes]) -> None:
+        """SIGABRT to the main process first: faulthandler (PYTHONFAULTHANDLER) writes every
+        thread's stack to the log before it dies (no core file: its core limit is set to 0);
+        then SIGKILL to its process group, its workers too (own session)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            resource.prlimit(process.pid, resource.RLIMIT_CORE, (0, 0))
+            process.send_signal(signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def __enter__(self) -> SanicServer:
         return self.start()

@@ -21,6 +21,7 @@ from .servers import (
     SanicServer,
     assert_stopped_cleanly,
     manager_processes_watching,
+    sanic_signal_hung_on_worker_state,
     values_of,
     wait_for,
 )
@@ -92,14 +93,20 @@ def test_lock_held_by_one_worker_excludes_the_others(four_workers: SanicServer) 
 
 
 def test_one_manager_runs_and_stops_with_the_server(tmp_path: Path) -> None:
-    server = SanicServer.cli(tmp_path, "--workers", "2").start()
-    try:
-        server.wait_workers(2)
-        assert server.process is not None
-        main_pid = server.process.pid
-        assert len(manager_processes_watching(main_pid)) == 1
-    finally:
-        code = server.stop()
+    """Stopped as a user stops it, with SIGINT (Ctrl-C). When Sanic's main process hangs in
+    its own SIGINT handler (sanic_signal_hung_on_worker_state: it is killed, so this run
+    cannot show the stop), a second server is started and stopped once more."""
+    for _ in range(2):
+        server = SanicServer.cli(tmp_path, "--workers", "2").start()
+        try:
+            server.wait_workers(2)
+            assert server.process is not None
+            main_pid = server.process.pid
+            assert len(manager_processes_watching(main_pid)) == 1
+        finally:
+            code = server.stop()
+        if not sanic_signal_hung_on_worker_state(server.full_log()):
+            break
     assert_stopped_cleanly(server, code, main_pid)
 
 

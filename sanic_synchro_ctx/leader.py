@@ -24,7 +24,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .cancellation import wait_cancelled
 from .checks import check_key, check_lease
+from .deadlines import bounded
 from .errors import LockNotOwned, LockTimeout, SynchroError
 from .locks import AsyncLock
 
@@ -89,7 +91,7 @@ class Leadership:
             finally:
                 self.leading = False
                 with contextlib.suppress(SynchroError, asyncio.TimeoutError):
-                    await asyncio.wait_for(lock.release(), self.ttl)
+                    await bounded(lock.release(), self.ttl)
             if failed:
                 await asyncio.sleep(self.ttl)
 
@@ -118,7 +120,7 @@ class Leadership:
                     return True
                 sent = time.monotonic()
                 try:
-                    await asyncio.wait_for(lock.extend(), max(0.001, lease_end - margin - sent))
+                    await bounded(lock.extend(), max(0.001, lease_end - margin - sent))
                 except LockNotOwned:
                     _log.warning("leader task %r: lease taken over; cancelling", self.name)
                     return True
@@ -138,8 +140,10 @@ class Leadership:
                 # Bounded by the lease: a job whose cancellation was lost (see
                 # ``cancellation``; or a job that catches it) would hold this task, and
                 # the server's stop, for ever; past the lease another process may lead.
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait({job}, timeout=self.ttl)
+                # This task's own cancellation meanwhile is raised once the job ended.
+                cancelled = await wait_cancelled(job, self.ttl)
+                if cancelled is not None:
+                    raise cancelled
 
     async def _keep(self, lock: AsyncLock) -> None:
         """After the job returned: keep the lease (no other process runs it again) until

@@ -29,6 +29,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .cancellation import wait_cancelled
 from .checks import check_key, check_lease, check_timeout
 from .errors import (
     LockNotOwned,
@@ -235,17 +236,22 @@ class AsyncLock(_LockBase):
     async def release(self) -> None:
         """Release the lock; LockNotOwned if its lease was lost and it is not ours any more."""
         renewer, self._renewer = self._renewer, None
+        cancelled = None
         if renewer is not None:
             renewer.cancel()
             # Bounded: a renewer whose cancellation a client lost (see ``cancellation``:
             # AIORedis gives it back; a client we do not know may not) would keep an
             # unbounded wait here going for ever. Past the bound it ends by itself: it
             # stops as soon as the lock is no longer this object's (below).
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({renewer}, timeout=RENEWER_STOP_WAIT)
+            cancelled = await wait_cancelled(renewer, RENEWER_STOP_WAIT)
         lost = self._lost
         owner = self._forget()
-        if not await self._interface.release_lock(self._name, owner) or lost:
+        try:
+            released = await self._interface.release_lock(self._name, owner)
+        finally:
+            if cancelled is not None:  # cancelled while the renewer ended: released, then raised
+                raise cancelled
+        if not released or lost:
             raise self._not_owned()
 
     async def __aenter__(self) -> AsyncLock:

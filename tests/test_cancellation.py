@@ -109,6 +109,31 @@ async def test_cancelled_overflowing_increments_leave_the_counter_as_it_was(
         await interface.aclose()
 
 
+@pytest.mark.parametrize("kind", INTERFACES)
+async def test_a_release_cancelled_while_its_renewer_ends_releases_then_is_cancelled(
+    kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
+) -> None:
+    """An async lock's release() first stops its renewal task and waits for it; a
+    cancellation of the releasing task meanwhile is not swallowed: the lock is released,
+    then the task ends cancelled."""
+    interface = make_interface(kind)
+    app = Sanic(app_name)
+    Synchro(app, interface=interface)
+    ctx = app.ctx.synchro
+    try:
+        lock = ctx.lock("renewed", ttl=5, auto_renew=True)
+        await lock.acquire()
+        releasing = asyncio.create_task(lock.release())
+        await asyncio.sleep(0)  # one loop pass: release() runs up to its wait for the renewer
+        assert not releasing.done()
+        releasing.cancel()
+        await asyncio.wait({releasing}, timeout=5)
+        assert releasing.cancelled()
+        assert not await ctx.locked("renewed")
+    finally:
+        await interface.aclose()
+
+
 @pytest.mark.parametrize("kind", NETWORK)
 async def test_cancelled_pipelines_apply_each_operation_at_most_once(
     kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str

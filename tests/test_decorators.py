@@ -334,6 +334,47 @@ async def test_a_failing_job_runs_again_after_ttl(attached: BaseSynchroInterface
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_leader_cancelled_while_its_job_ends_ends_as_cancelled(
+    attached: BaseSynchroInterface,
+) -> None:
+    """The lease lapses (the job holds the event loop past it), so the leader cancels its
+    job and waits for it; the leader task is cancelled during the job's cleanup. It must end,
+    cancelled: a leader that swallowed that cancellation led again for ever."""
+    ttl = 0.5
+    # Past the lease: memcached removes one up to 3 s after it was written (ttl_resolution 1)
+    hold = 2 * ttl + 3 * attached.ttl_resolution
+    runs = 0
+    cleaning = asyncio.Event()
+    let_go = asyncio.Event()
+
+    async def job() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            time.sleep(hold)  # noqa: ASYNC251 (holds the loop: no renewal, the lease lapses)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cleaning.set()
+            await let_go.wait()
+            raise
+
+    leadership = Leadership(attached, "lapsing", job, ttl=ttl)
+    task = asyncio.create_task(leadership.run())
+    try:
+        await until(cleaning.is_set)  # the lease was lost: the leader is waiting for its job
+        task.cancel()
+        let_go.set()
+        done, _ = await asyncio.wait({task}, timeout=5 * ttl)
+    finally:  # on a failure too: the job ends, the leader task is stopped
+        let_go.set()
+        task.cancel()
+        await asyncio.wait({task}, timeout=5 * ttl)
+    assert task in done, f"the leader task went on; runs of the job: {runs}"
+    assert task.cancelled()
+    assert runs == 1
+
+
 async def test_a_job_that_returned_keeps_the_lead(attached: BaseSynchroInterface) -> None:
     ttl = 0.5
     done: list[int] = []

@@ -92,6 +92,28 @@ async def _stop_after(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventL
         loop.stop()
 
 
+#: Longest wait, when a private loop closes, for the tasks still on it to end.
+_TASKS_END_WAIT = 1.0
+
+
+async def _close_clients(closers: list[Any]) -> None:
+    """Run the closers of the clients opened on this private loop (best effort: the loop is
+    going away), then end the tasks still on it as ``asyncio.run`` does, cancelled and
+    waited for (bounded): a client's reader whose connection a closer just closed needs a
+    pass or two more to see it, and a task still pending when its loop is closed is
+    destroyed pending ("Task was destroyed but it is pending!": asyncio_redis's reader,
+    once per full test run, from a blocking pipeline run in a thread)."""
+    for closer in closers:
+        with contextlib.suppress(Exception):
+            await closer()
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=_TASKS_END_WAIT)
+
+
 class Bridge:
     """A private event loop per calling thread, for blocking callers of network interfaces."""
 
@@ -165,13 +187,8 @@ class Bridge:
         if loop.is_running() or loop.is_closed():
             return
 
-        async def close_all() -> None:
-            for closer in closers:
-                with contextlib.suppress(Exception):  # best effort: the loop is going away
-                    await closer()
-
         try:
-            self._run_aside(loop, close_all())
+            self._run_aside(loop, _close_clients(closers))
         finally:
             loop.close()
 
@@ -191,14 +208,8 @@ class Bridge:
         for loop, closers in ended:
             if loop.is_running() or loop.is_closed():
                 continue
-
-            async def close_all(closers: list[Any] = closers) -> None:
-                for closer in closers:
-                    with contextlib.suppress(Exception):  # best effort: the process ends
-                        await closer()
-
             with contextlib.suppress(Exception):
-                self._run_aside(loop, close_all())
+                self._run_aside(loop, _close_clients(closers))
             with contextlib.suppress(Exception):
                 loop.close()
 

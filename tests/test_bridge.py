@@ -157,3 +157,21 @@ def test_closing_the_bridge_closes_its_clients_and_it_reopens_on_demand(
     wait_until(lambda: clients_of(private_redis) == 0)  # its closer closed the client first
     assert interface.run_blocking(interface.get("k")) == 1
     interface.close()
+
+
+def test_closing_the_bridge_ends_the_tasks_left_on_its_loop() -> None:
+    """A client's reader task left on a private loop (its connection closed, or its client
+    never closed) is cancelled and waited for when the loop closes, never destroyed pending
+    ("Task was destroyed but it is pending!")."""
+    left: list[asyncio.Task[Any]] = []
+
+    async def leave_a_task() -> None:
+        left.append(asyncio.get_running_loop().create_task(asyncio.Event().wait()))
+
+    bridge.run(leave_a_task())
+    loop = bridge.loop
+    assert loop is not None
+    assert not left[0].done()
+    bridge.close()
+    assert loop.is_closed()
+    assert left[0].cancelled()

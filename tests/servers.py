@@ -55,6 +55,9 @@ STARTED: list[SanicServer] = []
 #: the first shutdown never finished (else it says "Shutdown interrupted. Killing.").
 _SHUTDOWN_STARTED = "Received signal SIGINT. Shutting down."
 
+#: How much of a server's log (its end) a failure message shows.
+_SHOWN = 6000
+
 #: What Sanic's main process logs when its serve loop ended in an exception.
 _SERVE_FAILED = "Experienced exception while trying to serve"
 
@@ -150,8 +153,8 @@ class SanicServer:
         return cls([*args, "--no-motd", *extra], log_dir, env=env)
 
     def log(self) -> str:
-        """The log's last 6,000 characters (what a failure message shows)."""
-        return self.full_log(missing="<no log>")[-6000:]
+        """The log's last _SHOWN characters (what a failure message shows)."""
+        return self.full_log(missing="<no log>")[-_SHOWN:]
 
     def full_log(self, missing: str = "") -> str:
         try:
@@ -294,8 +297,9 @@ class SanicServer:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._kill_hung(process)
-                log = self.log()
-                if sanic_signal_hung_on_worker_state(self.full_log()):
+                full = self.full_log(missing="<no log>")  # read once: judged whole, shown cut
+                log = full[-_SHOWN:]
+                if sanic_signal_hung_on_worker_state(full):
                     warnings.warn(
                         f"Sanic's main process hung in its SIGINT shutdown on a worker_state"
                         f" proxy reply (its signal handler and its monitor loop share one"

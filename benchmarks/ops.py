@@ -31,7 +31,8 @@ from sanic_synchro_ctx import (
 )
 from sanic_synchro_ctx.checks import check_key
 from sanic_synchro_ctx.interfaces.base import RATE_MARK
-from sanic_synchro_ctx.interfaces.redis.scripts import COMPARE_AND_SET, LOCK_RELEASE
+from sanic_synchro_ctx.interfaces.memcache.keys import KeyMap
+from sanic_synchro_ctx.interfaces.redis.scripts import COMPARE_AND_SET, LOCK_RELEASE, encode_key
 from sanic_synchro_ctx.interfaces.syncmanager.client import BlockingClient
 from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 
@@ -352,6 +353,61 @@ async def memory_floor(ctx: Any, *, count: int) -> list[Ratio]:
     return await compare(group, pairs, count=count, target=None)
 
 
+def network_floor_pairs(
+    ctx: Any, issue: Issue, encode: Callable[[str], Any]
+) -> dict[str, tuple[Op, Op]]:
+    """get, set and increment written by hand over a raw client, doing only what any
+    facade must: check the key, add the namespace and encode it, JSON with the interface's
+    own serializer, the raw call (``issue(command, key, data)``); against the bare call
+    of the rows (``encode``: the raw side's own key, prepared ahead)."""
+    prefix, serializer = ctx.interface.prefix, ctx.interface._serializer
+
+    async def least_get(key: str) -> object:
+        data = await issue("get", encode(prefix + check_key(key)), None)
+        return None if data is None else serializer.loads(data)
+
+    async def least_set(key: str, value: object) -> None:
+        await issue("set", encode(prefix + check_key(key)), serializer.dumps(value))
+
+    async def least_increment(key: str) -> object:
+        return await issue("increment", encode(prefix + check_key(key)), None)
+
+    bare = {name: encode(prefix + name) for name in ("v", "w", "n")}
+    return {
+        "get": (lambda: least_get("v"), lambda: issue("get", bare["v"], None)),
+        "set": (lambda: least_set("w", DOC), lambda: issue("set", bare["w"], DOC_BYTES)),
+        "increment": (lambda: least_increment("n"), lambda: issue("increment", bare["n"], None)),
+    }
+
+
+#: A raw call of a floor row: (command, key, data) -> the client's awaitable.
+Issue = Callable[[str, Any, bytes | None], Awaitable[object]]
+
+
+def issued_by(get: Any, set_: Any, increment: Any) -> Issue:
+    """A floor row's raw call over one client's get, set and increment-by-one."""
+
+    def issue(command: str, key: Any, data: bytes | None) -> Awaitable[object]:
+        if command == "get":
+            return get(key)
+        if command == "set":
+            return set_(key, data)
+        return increment(key, 1)
+
+    return issue
+
+
+async def network_floor(
+    group: str, ctx: Any, issue: Issue, encode: Callable[[str], Any], *, count: int
+) -> list[Ratio]:
+    """What a network group's get, set and increment rows can reach at most (no
+    statistics, batching, cancellation checks, or front end): see :func:`network_floor_pairs`."""
+    await issue("set", encode(ctx.interface.prefix + "v"), DOC_BYTES)
+    await issue("set", encode(ctx.interface.prefix + "n"), b"0")
+    title = f"{group} floor: key check + JSON + raw call (the rows' floor)"
+    return await compare(title, network_floor_pairs(ctx, issue, encode), count=count, target=None)
+
+
 async def raw_pipeline_vs_separate(url: str, *, count: int) -> Ratio:
     """What the pipeline row can reach at most on Redis: redis.asyncio itself, run to
     completion on an event loop of the calling thread as the blocking front end does, one
@@ -563,6 +619,13 @@ async def run(
         target="<= 1.10x",
         targets=NETWORK_TARGETS,
     )
+    results += await network_floor(
+        "AIORedis",
+        aioredis,
+        issued_by(client.get, client.set, client.incrby),
+        encode_key,
+        count=calls,
+    )
     results.append(await blocking_vs_async("AIORedis", aioredis, count=calls))
     results.append(await pipeline_vs_separate("AIORedis", aioredis, count=calls // 5))
     results.append(await raw_pipeline_vs_separate(redis_url, count=calls // 5))
@@ -591,6 +654,13 @@ async def run(
         target="<= 1.10x",
         targets=NETWORK_TARGETS,
     )
+    results += await network_floor(
+        "AsyncioRedis",
+        other,
+        issued_by(pool.get, pool.set, pool.incrby),
+        encode_key,
+        count=calls,
+    )
     results.append(await blocking_vs_async("AsyncioRedis", other, count=calls))
     unbatched_other = context(
         f"{tag}_asyncio_redis_off",
@@ -609,6 +679,14 @@ async def run(
         count=calls,
         target="<= 1.10x",
         targets=NETWORK_TARGETS,
+    )
+    keys = KeyMap(mc.interface.prefix)  # data keys as in one generation, never changed
+    results += await network_floor(
+        "Memcache",
+        mc,
+        issued_by(raw_mc.get, raw_mc.set, raw_mc.incr),
+        lambda full: keys.data_key(full, b"0"),
+        count=calls,
     )
     results.append(await blocking_vs_async("Memcache", mc, count=calls))
     unbatched_mc = context(

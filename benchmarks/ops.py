@@ -353,13 +353,31 @@ async def memory_floor(ctx: Any, *, count: int) -> list[Ratio]:
     return await compare(group, pairs, count=count, target=None)
 
 
+#: A raw call of a floor row: (command, key, data) -> the client's awaitable.
+Issue = Callable[[str, Any, bytes | None], Awaitable[object]]
+
+
+def issued_by(get: Any, set_: Any, increment: Any) -> Issue:
+    """A floor row's raw call over one client's get, set and increment-by-one."""
+
+    def issue(command: str, key: Any, data: bytes | None) -> Awaitable[object]:
+        if command == "get":
+            return get(key)
+        if command == "set":
+            return set_(key, data)
+        return increment(key, 1)
+
+    return issue
+
+
 def network_floor_pairs(
     ctx: Any, issue: Issue, encode: Callable[[str], Any]
 ) -> dict[str, tuple[Op, Op]]:
     """get, set and increment written by hand over a raw client, doing only what any
     facade must: check the key, add the namespace and encode it, JSON with the interface's
-    own serializer, the raw call (``issue(command, key, data)``); against the bare call
-    of the rows (``encode``: the raw side's own key, prepared ahead)."""
+    own serializer, the raw call (``issue(command, key, data)``); against the bare raw
+    call. ``encode`` maps a full key to the client's key (the bare side's are encoded
+    ahead)."""
     prefix, serializer = ctx.interface.prefix, ctx.interface._serializer
 
     async def least_get(key: str) -> object:
@@ -378,23 +396,6 @@ def network_floor_pairs(
         "set": (lambda: least_set("w", DOC), lambda: issue("set", bare["w"], DOC_BYTES)),
         "increment": (lambda: least_increment("n"), lambda: issue("increment", bare["n"], None)),
     }
-
-
-#: A raw call of a floor row: (command, key, data) -> the client's awaitable.
-Issue = Callable[[str, Any, bytes | None], Awaitable[object]]
-
-
-def issued_by(get: Any, set_: Any, increment: Any) -> Issue:
-    """A floor row's raw call over one client's get, set and increment-by-one."""
-
-    def issue(command: str, key: Any, data: bytes | None) -> Awaitable[object]:
-        if command == "get":
-            return get(key)
-        if command == "set":
-            return set_(key, data)
-        return increment(key, 1)
-
-    return issue
 
 
 async def network_floor(

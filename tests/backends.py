@@ -6,12 +6,13 @@ A missing server binary fails the run (``make test`` installs them); it is never
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from .ports import free_port
 
 
 def require(binary: str) -> str:
@@ -21,24 +22,6 @@ def require(binary: str) -> str:
     return path
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_pair() -> int:
-    """A free port P whose cluster bus port P + 10000 is free too."""
-    for _ in range(200):
-        port = random.randint(20_000, 40_000)
-        if _bindable(port) and _bindable(port + 10_000):
-            return port
-    raise RuntimeError("no free port pair found")
-
-
 def _answers(port: int, command: bytes, expect: bytes) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
@@ -46,6 +29,36 @@ def _answers(port: int, command: bytes, expect: bytes) -> bool:
             return expect in sock.recv(4096)
     except OSError:
         return False
+
+
+def _own_pid(port: int, command: bytes, field: bytes) -> int | None:
+    """The process id the server on ``port`` reports after ``field`` (None: no answer)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(command)
+            reply = b""
+            while field not in reply or b"\r\n" not in reply.split(field, 1)[1]:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return None
+                reply += chunk
+    except OSError:
+        return None
+    return int(reply.split(field, 1)[1].split(b"\r\n", 1)[0])
+
+
+def _wait_own(
+    process: subprocess.Popen[bytes], port: int, command: bytes, field: bytes, what: str
+) -> None:
+    """Wait until ``process`` itself answers on ``port``: a server that lost its port to
+    another one (which would answer in its place) exits, and that fails the start."""
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} on {port} exited with {process.returncode}")
+        return _own_pid(port, command, field) == process.pid
+
+    _wait(answering, f"{what} on {port}")
 
 
 def _wait(check: object, what: str, timeout: float = 20.0) -> None:
@@ -71,7 +84,7 @@ class RedisServer:
     """One ``redis-server`` without persistence; can be killed and started again."""
 
     def __init__(self, directory: Path, *, cluster: bool = False, port: int | None = None) -> None:
-        self.port = port or free_port_pair()
+        self.port = port or free_port(with_bus=True)
         self.directory = directory
         self.cluster = cluster
         self.process: subprocess.Popen[bytes] | None = None
@@ -102,7 +115,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
-        _wait(lambda: _answers(self.port, b"PING\r\n", b"+PONG"), f"redis on {self.port}")
+        _wait_own(self.process, self.port, b"INFO server\r\n", b"process_id:", "redis")
         return self
 
     def kill(self) -> None:
@@ -169,7 +182,7 @@ class RedisSentinels:
         self.directory = directory
         self.master = RedisServer(directory)
         self.replica = RedisServer(directory)
-        self.sentinel_ports = [free_port_pair() for _ in range(3)]
+        self.sentinel_ports = [free_port(with_bus=True) for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -245,7 +258,7 @@ class MemcachedServer:
     """One ``memcached`` on a free loopback port; can be killed and started again."""
 
     def __init__(self, *, port: int | None = None) -> None:
-        self.port = port or free_port_pair()
+        self.port = port or free_port(with_bus=True)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MemcachedServer:
@@ -254,7 +267,7 @@ class MemcachedServer:
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
-        _wait(lambda: _answers(self.port, b"version\r\n", b"VERSION"), f"memcached on {self.port}")
+        _wait_own(self.process, self.port, b"stats\r\n", b"STAT pid ", "memcached")
         return self
 
     def kill(self) -> None:

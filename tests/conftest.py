@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -24,7 +25,7 @@ from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 from .backends import MemcachedServer, RedisCluster, RedisSentinels, RedisServer
 from .frontends import BlockingAsAsync
 from .registry import INTERFACES, KINDS, SHARED
-from .servers import STARTED
+from .servers import STARTED, TOLERATED
 
 # sanic-ext is installed for the injection tests (tests/test_injection.py), whose apps turn
 # it on themselves; every other app of the suite, here and in the processes it starts, is a
@@ -50,24 +51,62 @@ def _no_server_left_running() -> Iterator[None]:
     assert running == [], f"servers left running: {running}"
 
 
-#: How many servers had been started when a test's setup began.
+#: How many servers had been started, and Sanic failures tolerated, when a test began.
 _SERVERS_BEFORE = pytest.StashKey[int]()
+_TOLERATED_BEFORE = pytest.StashKey[int]()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     item.stash[_SERVERS_BEFORE] = len(STARTED)
+    item.stash[_TOLERATED_BEFORE] = len(TOLERATED)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line counting the failures of Sanic's own stop that tests let pass (see
+    tests/servers.py, TOLERATED), with the tests they happened in."""
+    seen = [
+        (report.nodeid, value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", ())
+        if name == "tolerated"
+    ]
+    where = "; ".join(f"{nodeid}: {what}" for nodeid, what in seen)
+    terminalreporter.write_line(
+        f"Sanic failures at server stop tolerated: {len(seen)}" + (f" ({where})" if seen else "")
+    )
+
+
+#: The seed of a test's ``rng`` (reported when the test fails).
+_SEED = pytest.StashKey[int]()
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> random.Random:
+    """The test's source of randomness: seeded from SYNCHRO_TEST_SEED when set (to replay a
+    failure), else from the system; a failed test's report names the seed."""
+    seed = int(os.environ.get("SYNCHRO_TEST_SEED") or random.SystemRandom().getrandbits(32))
+    request.node.stash[_SEED] = seed
+    return random.Random(seed)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test's report carries the log of every server it started, and of those
-    still running (a module's shared server): a server's log lives in a temporary directory
-    that later runs delete, and a request that got no answer says nothing about why."""
+    """A failed test's report carries the seed of its randomness and the log of every server
+    it started, and of those still running (a module's shared server): a server's log lives
+    in a temporary directory that later runs delete, and a request that got no answer says
+    nothing about why."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "teardown":  # what the test and its fixtures let pass, reported once
+        for what in TOLERATED[item.stash.get(_TOLERATED_BEFORE, len(TOLERATED)) :]:
+            report.user_properties.append(("tolerated", what))
     if not report.failed:
         return
+    if _SEED in item.stash:
+        seed = item.stash[_SEED]
+        report.sections.append(("random seed", f"{seed} (replay: SYNCHRO_TEST_SEED={seed})"))
     first = item.stash.get(_SERVERS_BEFORE, len(STARTED))
     for index, server in enumerate(STARTED):
         running = server.process is not None and server.process.poll() is None

@@ -39,22 +39,23 @@ class AsyncLockView:
     """A blocking lock or semaphore with the async shape: its waits and round trips run on a
     worker thread, as a threaded blocking caller would run them; properties read through."""
 
-    def __init__(self, lock: BlockingLock | BlockingSemaphore) -> None:
+    def __init__(self, lock: BlockingLock | BlockingSemaphore, interface: Any) -> None:
         self.lock = lock
+        self.interface = interface  # whose per-thread clients the pool threads close
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.lock, name)
 
     async def acquire(self) -> None:
-        await _in_thread(self.lock.acquire, self.lock._interface)
+        await _in_thread(self.lock.acquire, self.interface)
 
     async def release(self) -> None:
-        await _in_thread(self.lock.release, self.lock._interface)
+        await _in_thread(self.lock.release, self.interface)
 
     async def extend(self, ttl: float | None = None) -> None:
         lock = self.lock
         assert isinstance(lock, BlockingLock)
-        await _in_thread(lambda: lock.extend(ttl), lock._interface)
+        await _in_thread(lambda: lock.extend(ttl), self.interface)
 
     async def __aenter__(self) -> AsyncLockView:
         await self.acquire()
@@ -125,10 +126,10 @@ class BlockingAsAsync:
         return self.sync.interface
 
     def lock(self, *args: Any, **kwargs: Any) -> AsyncLockView:
-        return AsyncLockView(self.sync.lock(*args, **kwargs))
+        return AsyncLockView(self.sync.lock(*args, **kwargs), self.sync.interface)
 
     def semaphore(self, *args: Any, **kwargs: Any) -> AsyncLockView:
-        return AsyncLockView(self.sync.semaphore(*args, **kwargs))
+        return AsyncLockView(self.sync.semaphore(*args, **kwargs), self.sync.interface)
 
     def scan(self, *args: Any, **kwargs: Any) -> AsyncIterator[str]:
         keys = self.sync.scan(*args, **kwargs)  # arguments checked now, as the async one does
@@ -156,9 +157,9 @@ class BlockingAsAsync:
                 return bound(*args, **kwargs)
 
             return call
-        return self._read(name)
+        return self.read(name)
 
-    def _read(self, name: str) -> Awaitable[Any]:
+    def read(self, name: str) -> Awaitable[Any]:
         class Read:
             def __await__(inner: Any) -> Any:
                 async def read() -> Any:

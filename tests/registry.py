@@ -81,6 +81,12 @@ REGISTRY: list[Kind] = [
 KINDS = {kind.name: kind for kind in REGISTRY}
 #: Every interface the contract suite runs against.
 INTERFACES = [kind.name for kind in REGISTRY]
+#: Interfaces that list keys (keys(), scan()); the others raise SynchroUnsupported there.
+LISTING = [kind.name for kind in REGISTRY if kind.lists_keys]
+UNLISTING = [kind.name for kind in REGISTRY if not kind.lists_keys]
+#: Interfaces with publish/subscribe; the others raise SynchroUnsupported there.
+NOTIFYING = [kind.name for kind in REGISTRY if kind.notifies]
+SILENT = [kind.name for kind in REGISTRY if not kind.notifies]
 #: Interfaces whose backend is a server several apps can share.
 SHARED = [kind.name for kind in REGISTRY if kind.shared]
 #: Interfaces that talk to their backend over connections (and batch).

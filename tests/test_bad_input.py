@@ -13,13 +13,17 @@ from typing import Any
 import pytest
 
 from sanic_synchro_ctx import (
+    Synchro,
     SynchroError,
     SynchroSerializationError,
     SynchroTypeError,
     SynchroValueError,
 )
 from sanic_synchro_ctx.checks import MAX_KEY_LENGTH, MAX_TTL
+from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 from sanic_synchro_ctx.serializer import MAX_DEPTH
+
+from .frontends import BlockingAsAsync
 
 BEFORE = {"counter": 5, "text": "hello", "doc": {"a": [1, 2]}, "nothing": None}
 HUGE = "x" * 1_100_000
@@ -173,27 +177,41 @@ async def snapshot(ctx: Any) -> tuple[list[str], dict[str, Any], dict[str, Any]]
     return keys, values, expiries
 
 
-def test_there_are_at_least_thirty_cases() -> None:
-    assert len(CASES) >= 30
+#: The cases whose error depends on what is stored: they reach the backend, on every
+#: interface and front end. Every other case is refused by the checks every interface
+#: shares, before any backend call (test_invalid_input_never_reaches_the_backend): those
+#: run on one interface, both front ends.
+STORED = {
+    "increment of a str",
+    "increment of a dict",
+    "increment of a stored None",
+    "result over 64 bits",
+}
+VALIDATION = [case for case in CASES if case[0] not in STORED]
+ON_STORED_DATA = [case for case in CASES if case[0] in STORED]
 
 
-@pytest.mark.parametrize(
-    ("operation", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
-async def test_bad_input_raises_typed_error_and_changes_nothing(
+def _cases(cases: list[tuple[str, Op, type[SynchroError]]]) -> Any:
+    return pytest.mark.parametrize(
+        ("operation", "expected"), [c[1:] for c in cases], ids=[c[0] for c in cases]
+    )
+
+
+async def _attempt(operation: Op, ctx: Any) -> None:
+    result = operation(ctx)  # lock() raises at once; operations raise when awaited
+    if hasattr(result, "__await__"):
+        await result
+
+
+async def _raises_and_changes_nothing(
     ctx: Any, operation: Op, expected: type[SynchroError]
 ) -> None:
     await ctx.update(BEFORE)
     before = await snapshot(ctx)
     assert before[1] == BEFORE
 
-    async def attempt() -> None:
-        result = operation(ctx)  # lock() raises at once; operations raise when awaited
-        if hasattr(result, "__await__"):
-            await result
-
     with pytest.raises(expected) as raised:
-        await attempt()
+        await _attempt(operation, ctx)
     assert type(raised.value) is expected
     assert await snapshot(ctx) == before
     # no rate was counted, no lock or semaphore place taken
@@ -201,6 +219,54 @@ async def test_bad_input_raises_typed_error_and_changes_nothing(
     assert not await ctx.locked("l")
     async with ctx.semaphore("s", 1, timeout=0):
         pass
+
+
+@pytest.mark.parametrize("interface", ["inmemory"], indirect=True)
+@_cases(VALIDATION)
+async def test_bad_input_raises_typed_error_and_changes_nothing(
+    ctx: Any, operation: Op, expected: type[SynchroError]
+) -> None:
+    await _raises_and_changes_nothing(ctx, operation, expected)
+
+
+@_cases(ON_STORED_DATA)
+async def test_bad_stored_data_raises_typed_error_and_changes_nothing(
+    ctx: Any, operation: Op, expected: type[SynchroError]
+) -> None:
+    await _raises_and_changes_nothing(ctx, operation, expected)
+
+
+async def test_invalid_input_never_reaches_the_backend(
+    app: Any, make_interface: Callable[..., BaseSynchroInterface]
+) -> None:
+    """Every validation case is refused before any primitive runs (the docs' example
+    interface, each ``raw_*`` primitive watched); the stored-data cases do reach one."""
+    interface = make_interface("example-dict")
+    calls: list[str] = []
+
+    def watched(name: str, primitive: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return primitive(*args, **kwargs)
+
+        return call
+
+    for name in dir(interface):
+        if name.startswith("raw_"):
+            setattr(interface, name, watched(name, getattr(interface, name)))
+    Synchro(app, interface=interface)
+    ctx = app.ctx.synchro
+    await ctx.update(BEFORE)
+    for front_end in (ctx, BlockingAsAsync(ctx.sync)):
+        for name, operation, expected in CASES:
+            calls.clear()
+            with pytest.raises(expected):
+                await _attempt(operation, front_end)
+            if name in STORED:
+                assert calls, name
+            else:
+                assert calls == [], (name, calls)
+    await interface.aclose()
 
 
 def test_error_classes_are_also_the_builtin_kinds() -> None:

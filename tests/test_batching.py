@@ -189,14 +189,13 @@ async def test_a_caller_cancelled_while_its_batch_is_in_flight_has_its_result_dr
 
 async def test_a_lost_round_trip_fails_its_batch_only() -> None:
     backend = Backend()
-    batcher = backend.batcher()
     lost = ConnectionResetError("lost")
 
     async def failing_many(ops: list[Any]) -> list[Outcome]:
         backend.trips.append(list(ops))
         raise lost
 
-    batcher._send_many = failing_many
+    batcher = Batcher(asyncio.get_running_loop(), backend.send_one, failing_many, 128)
     first, waiting = await queue_behind_a_round_trip(backend, batcher, list(range(3)))
     backend.gate.set()
     assert await first == ("done", "first")

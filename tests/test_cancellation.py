@@ -25,12 +25,15 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.mark.parametrize("kind", NETWORK)
 async def test_a_thousand_cancelled_operations_leave_every_later_read_correct(
-    kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
+    kind: str,
+    make_interface: Callable[..., BaseSynchroInterface],
+    app_name: str,
+    rng: random.Random,
 ) -> None:
     interface = make_interface(kind)
     Synchro(Sanic(app_name), interface=interface)
     try:
-        values = {f"key{i}": {"n": i, "pad": "x" * random.randint(0, 3000)} for i in range(100)}
+        values = {f"key{i}": {"n": i, "pad": "x" * rng.randint(0, 3000)} for i in range(100)}
         await interface.update(values)
         await interface.set("counter", 0)
 
@@ -45,7 +48,7 @@ async def test_a_thousand_cancelled_operations_leave_every_later_read_correct(
 
         for round_ in range(3):  # cancellations land at different points each round
             tasks = [asyncio.create_task(work(i)) for i in range(1_000)]
-            for _ in range(round_ * 2 + random.randint(1, 3)):
+            for _ in range(round_ * 2 + rng.randint(1, 3)):
                 await asyncio.sleep(0)
             cancelled = sum(task.cancel() for task in tasks)
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -57,7 +60,7 @@ async def test_a_thousand_cancelled_operations_leave_every_later_read_correct(
             # Every later read answers (a dead connection would never answer: bounded
             # here), and answers with its own key's data.
             async def reads() -> None:
-                for name in random.sample(list(values), 100):
+                for name in rng.sample(list(values), 100):
                     assert await interface.get(name) == values[name]
                 assert await interface.get_many(list(values)) == values
                 counter = await interface.get("counter")
@@ -68,23 +71,26 @@ async def test_a_thousand_cancelled_operations_leave_every_later_read_correct(
         await interface.aclose()
 
 
-async def _cancelled_at_random(call: Callable[[], Any], times: int) -> None:
+async def _cancelled_at_random(call: Callable[[], Any], times: int, rng: random.Random) -> None:
     """``times`` calls, each cancelled after a random 0-2 ms (some finish first)."""
     for _ in range(times):
         with contextlib.suppress(asyncio.TimeoutError, SynchroTypeError, SynchroValueError):
-            await asyncio.wait_for(call(), random.uniform(0, 0.002))
+            await asyncio.wait_for(call(), rng.uniform(0, 0.002))
 
 
 @pytest.mark.parametrize("kind", NETWORK)
 async def test_cancelling_calls_answered_with_an_error_keeps_every_connection(
-    kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
+    kind: str,
+    make_interface: Callable[..., BaseSynchroInterface],
+    app_name: str,
+    rng: random.Random,
 ) -> None:
     """The issue's 40 of 40 reads that hung: an error reply to a cancelled caller."""
     interface = make_interface(kind)
     Synchro(Sanic(app_name), interface=interface)
     try:
         await interface.set("s", "abc")
-        await _cancelled_at_random(lambda: interface.increment("s"), 200)
+        await _cancelled_at_random(lambda: interface.increment("s"), 200, rng)
 
         async def reads() -> None:
             for _ in range(40):
@@ -97,13 +103,16 @@ async def test_cancelling_calls_answered_with_an_error_keeps_every_connection(
 
 @pytest.mark.parametrize("kind", INTERFACES)
 async def test_cancelled_overflowing_increments_leave_the_counter_as_it_was(
-    kind: str, make_interface: Callable[..., BaseSynchroInterface], app_name: str
+    kind: str,
+    make_interface: Callable[..., BaseSynchroInterface],
+    app_name: str,
+    rng: random.Random,
 ) -> None:
     interface = make_interface(kind)
     Synchro(Sanic(app_name), interface=interface)
     try:
         await interface.set("n", 2**63 - 6)
-        await _cancelled_at_random(lambda: interface.increment("n", 10), 300)
+        await _cancelled_at_random(lambda: interface.increment("n", 10), 300, rng)
         assert await asyncio.wait_for(interface.get("n"), 20) == 2**63 - 6
     finally:
         await interface.aclose()
@@ -192,6 +201,7 @@ async def test_a_cancelled_task_always_ends(
     options: dict[str, Any],
     make_interface: Callable[..., BaseSynchroInterface],
     app_name: str,
+    rng: random.Random,
 ) -> None:
     """Tasks that loop over operations (alone, two side by side, in pipelines), cancelled
     after a random 0-5 ms, all end: the cancellation reaches them wherever it lands. A
@@ -222,7 +232,7 @@ async def test_a_cancelled_task_always_ends(
         for workload, width in [(increments, 1), (increments, 2), (pipelines, 1)]:
             for round_ in range(40):
                 tasks = [asyncio.create_task(workload()) for _ in range(width)]
-                await asyncio.sleep(random.uniform(0, 0.005))
+                await asyncio.sleep(rng.uniform(0, 0.005))
                 for task in tasks:
                     task.cancel()
                 done, running = await asyncio.wait(tasks, timeout=STOP_BOUND)

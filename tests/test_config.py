@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from sanic import Sanic
 
 from sanic_synchro_ctx import (
@@ -51,8 +52,8 @@ async def smoke(interface: BaseSynchroInterface, app_name: str) -> None:
 async def test_manager_url_is_the_embedded_default(app_name: str) -> None:
     made = interface_from_url("manager://?timeout=2&batching=false")
     assert isinstance(made, SyncManager)
-    assert made._timeout == 2.0
-    assert made._max_batch is None
+    assert made.timeout == 2.0
+    assert made.max_batch is None
     made.attach(None)  # no main process here: the store lives in this process
     await smoke(made, app_name)
 
@@ -79,8 +80,8 @@ async def test_memory_url(app_name: str) -> None:
 async def test_redis_url(app_name: str, redis_server: Any) -> None:
     made = interface_from_url(redis_server.url + "?timeout=3&max_batch=16&max_connections=7")
     assert isinstance(made, AIORedis)
-    assert made._max_batch == 16
-    pool = made._template.connection_pool
+    assert made.max_batch == 16
+    pool = made.client.connection_pool
     assert pool.max_connections == 7
     assert pool.connection_kwargs["socket_timeout"] == 3.0
     await smoke(made, app_name)
@@ -90,7 +91,7 @@ async def test_redis_cluster_url(app_name: str, redis_cluster: Any) -> None:
     url = redis_cluster.url.replace("redis://", "redis+cluster://")
     made = interface_from_url(url)
     assert isinstance(made, AIORedis)
-    assert made._cluster
+    assert isinstance(made.client, redis.asyncio.RedisCluster)
     await smoke(made, app_name)
 
 
@@ -247,9 +248,7 @@ def test_a_bad_configured_url_fails_at_set_up(app_name: str) -> None:
 
 def _counter_app(tmp_path: Path, env: dict[str, str]) -> SanicServer:
     tmp_path.mkdir()
-    args = ["-m", "sanic", "examples.counter:app", "--host", "127.0.0.1", "--port", "{port}"]
-    args += ["--no-access-logs", "--no-motd", "--workers", "2"]
-    return SanicServer(args, tmp_path, env=env)
+    return SanicServer.wrapping("examples.counter:app", tmp_path, "--workers", "2", env=env)
 
 
 def test_sanic_synchro_url_switches_a_running_app_to_redis(
@@ -262,19 +261,21 @@ def test_sanic_synchro_url_switches_a_running_app_to_redis(
     try:
         server = _counter_app(tmp_path / "redis", env).start()
         try:
+            server.wait_main_monitoring()
             bodies = server.hammer("/inc", 200, concurrency=20)
             assert sorted(int(body) for body in bodies) == list(range(1, 201))
             stored = list(raw.scan_iter(match=f"cfg{os.getpid()}*"))
             assert len(stored) == 1
             assert raw.get(stored[0]) == b"200"
         finally:
-            server.stop(second_interrupt_after=10)
+            server.stop()
         server = _counter_app(tmp_path / "manager", {}).start()
         try:
+            server.wait_main_monitoring()
             bodies = server.hammer("/inc", 50, concurrency=10)
             assert sorted(int(body) for body in bodies) == list(range(1, 51))
             assert raw.get(stored[0]) == b"200"  # untouched: the manager holds this one
         finally:
-            server.stop(second_interrupt_after=10)
+            server.stop()
     finally:
         raw.close()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
@@ -115,7 +116,7 @@ def test_every_app_sample_runs_as_shown_and_serves_a_request(
     server = SanicServer([*args, "--single-process", "--no-motd"], tmp_path, env=env, cwd=tmp_path)
     server.start(ready=routes[0])
     try:
-        response = httpx.get(server.base_url + routes[0], timeout=30)
+        response = server.request(routes[0])
         assert response.status_code < 500, (where, response.status_code, server.log())
         assert server.library_tracebacks() == [], server.log()
     finally:
@@ -128,22 +129,17 @@ def test_every_literalinclude_names_an_example() -> None:
             assert (document.parent / target).resolve().is_file(), (document, target)
 
 
-class Example(SanicServer):
-    """An example app under `sanic --workers 2`, stopped even inside Sanic's ack window."""
-
-    def __enter__(self) -> Example:
-        return self  # started by example(), with its own readiness path
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop(second_interrupt_after=10)
-
-
-def example(log_dir: Path, module: str, env: dict[str, str], ready: str) -> Example:
-    args = ["-m", "sanic", f"examples.{module}:app", "--host", "127.0.0.1", "--port", "{port}"]
-    args += ["--no-access-logs", "--no-motd", "--workers", "2"]
-    server = Example(args, log_dir, env=env)
+@contextlib.contextmanager
+def example(log_dir: Path, module: str, env: dict[str, str], ready: str) -> Iterator[SanicServer]:
+    """An example app under `sanic --workers 2`, stopped once Sanic's main process can take
+    a SIGINT."""
+    server = SanicServer.wrapping(f"examples.{module}:app", log_dir, "--workers", "2", env=env)
     server.start(ready=ready)
-    return server
+    try:
+        server.wait_main_monitoring()
+        yield server
+    finally:
+        server.stop()
 
 
 def test_factory_example(tmp_path: Path) -> None:
@@ -171,20 +167,19 @@ def test_memcache_flags_example(tmp_path: Path, memcached_server: MemcachedServe
     env = {"MEMCACHED_PORT": str(memcached_server.port)}
     with example(tmp_path, "memcache_flags", env, "/checkout") as server:
         assert server.get_fresh("/checkout") == '{"flow":"classic"}'
-        httpx.post(server.base_url + "/flags/new_checkout/on").raise_for_status()
+        server.request("/flags/new_checkout/on", method="POST").raise_for_status()
         assert {server.get_fresh("/checkout") for _ in range(10)} == {'{"flow":"new"}'}
 
 
 def test_rate_limit_example(tmp_path: Path) -> None:
     with example(tmp_path, "rate_limit", {}, "/quota") as server:
-        answers = [httpx.get(server.base_url + "/", headers={"x-client": "ada"}) for _ in range(8)]
+        answers = [server.request("/", headers={"x-client": "ada"}) for _ in range(8)]
         assert [a.status_code for a in answers] == [200] * 5 + [429] * 3  # both workers
         assert [a.headers["RateLimit-Remaining"] for a in answers[:5]] == ["4", "3", "2", "1", "0"]
         assert 1 <= int(answers[5].headers["Retry-After"]) <= 12  # one request per 12 s
-        assert httpx.get(server.base_url + "/", headers={"x-client": "bob"}).status_code == 200
+        assert server.request("/", headers={"x-client": "bob"}).status_code == 200
         exports = [
-            httpx.get(server.base_url + "/export", headers={"x-client": "ada"}).status_code
-            for _ in range(3)
+            server.request("/export", headers={"x-client": "ada"}).status_code for _ in range(3)
         ]
         assert exports == [200, 200, 429]
 
@@ -205,7 +200,7 @@ def test_notifications_example(tmp_path: Path) -> None:
 
         # both workers answer from their own cache once they read it
         wait_for(lambda: len({p["pid"] for p in prices() if p["cached"]}) == 2)
-        told = httpx.post(server.base_url + "/price/tea/300").json()
+        told = server.request("/price/tea/300", method="POST").json()
         assert told["workers_told"] == 2
         # every worker dropped its copy (without the message, its cache would answer 250
         # for ever): soon no answer is the old price any more
@@ -214,12 +209,12 @@ def test_notifications_example(tmp_path: Path) -> None:
 
 def test_locks_example(tmp_path: Path) -> None:
     with example(tmp_path, "locks", {}, "/downloads") as server:
-        first = httpx.post(server.base_url + "/nightly").json()
-        second = httpx.post(server.base_url + "/nightly-sync").json()
+        first = server.request("/nightly", method="POST").json()
+        second = server.request("/nightly-sync", method="POST").json()
         assert first["ran"]
         assert second["ran"]
         assert second["runs"] == first["runs"] + 1
-        reports = [httpx.post(server.base_url + "/report", timeout=30).json() for _ in range(3)]
+        reports = [server.request("/report", method="POST").json() for _ in range(3)]
         assert [r["written"] for r in reports] == [True] * 3
         tokens = [r["token"] for r in reports]
         assert tokens == sorted(set(tokens))
@@ -228,10 +223,10 @@ def test_locks_example(tmp_path: Path) -> None:
 
 def test_pipelines_example(tmp_path: Path) -> None:
     with example(tmp_path, "pipelines", {}, "/report") as server:
-        first = httpx.post(server.base_url + "/visit/home").json()
+        first = server.request("/visit/home", method="POST").json()
         assert first == {"page": 1, "total": 1, "first": "home"}
         for page in ["docs", "home", "docs", "docs"]:
-            httpx.post(server.base_url + f"/visit/{page}").raise_for_status()
+            server.request(f"/visit/{page}", method="POST").raise_for_status()
         report = json.loads(server.get_fresh("/report"))
         assert report == {"views:docs": 3, "views:home": 2, "views:total": 5}
 
@@ -293,5 +288,13 @@ def _incrby_calls(port: int) -> int:
     return int(stats.get("cmdstat_incrby", {}).get("calls", 0))
 
 
-def test_free_port_helper_is_loopback() -> None:
-    assert 0 < free_port() < 65_536
+def test_the_servers_tests_start_listen_on_loopback_only(tmp_path: Path) -> None:
+    """Load goes to loopback only: the harness's ports are free on 127.0.0.1 and every
+    server it builds is told to listen there, and is asked there."""
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # free on loopback
+    server = SanicServer.cli(tmp_path)
+    assert server.args[server.args.index("--host") + 1] == "127.0.0.1"
+    assert server.env["HOST"] == "127.0.0.1"
+    assert server.base_url == f"http://127.0.0.1:{server.port}"

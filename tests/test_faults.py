@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import valkey.asyncio
 from sanic import Sanic
 
 from sanic_synchro_ctx import (
@@ -39,7 +40,7 @@ from .backends import MemcachedServer, RedisServer, wait_stopped
 pytestmark = pytest.mark.timeout(180)
 
 #: Interfaces whose backend is a process a test can freeze, each with a 1 s timeout.
-FREEZABLE = ["syncmanager", "aioredis", "asyncio_redis", "memcache"]
+FREEZABLE = ["syncmanager", "aioredis", "aioredis-valkey", "asyncio_redis", "memcache"]
 TIMEOUT = 1.0
 
 
@@ -99,6 +100,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield Backend(
             server.process.pid,
             lambda: AIORedis.from_url(url, socket_timeout=TIMEOUT),
+        )
+    elif kind == "aioredis-valkey":  # valkey-py retries like redis-py: AIORedis turns it off
+        yield Backend(
+            server.process.pid,
+            lambda: AIORedis(valkey.asyncio.Valkey.from_url(url, socket_timeout=TIMEOUT)),
         )
     else:
         yield Backend(server.process.pid, lambda: AsyncioRedis(port=port, timeout=TIMEOUT))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -9,12 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from sanic_synchro_ctx import AIORedis, Memcache, SyncManager
 from sanic_synchro_ctx.report import add_up
 
+from .httpclient import TransportError, request
 from .servers import SanicServer, free_port, values_of, wait_for
 from .test_workers import worker_env
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.timeout(180)
 
 def ask(port: int) -> Any:
     """The Inspector's answer to the ``synchro`` action, over its HTTP API."""
-    reply = httpx.post(f"http://127.0.0.1:{port}/synchro", timeout=5.0)
+    reply = request(port, "/synchro", method="POST", timeout=5.0)
     reply.raise_for_status()
     return reply.json()["result"]
 
@@ -52,7 +53,7 @@ def test_inspect_synchro_shows_every_worker_and_their_operations(
             """Both workers' reports, once both wrote one after ``moment``."""
             try:
                 found = ask(port).get("synchro")
-            except httpx.HTTPError:
+            except TransportError:
                 return None  # the Inspector is still starting
             if not found or len(found["workers"]) != 2:
                 return None
@@ -134,20 +135,46 @@ def test_endpoints_never_show_a_password() -> None:
     assert manager.endpoint == "manager://127.0.0.1:5999"
 
 
+async def _started(app: Any) -> Any:
+    """``app`` served in this process (no Sanic worker manager) up to after_server_start."""
+    server = await app.create_server(host="127.0.0.1", port=free_port(), return_asyncio_server=True)
+    assert server is not None
+    await server.startup()
+    await server.before_start()
+    await server.after_start()
+    return server
+
+
+async def _stopped(server: Any) -> None:
+    await server.before_stop()
+    server.close()
+    await server.wait_closed()
+    await server.after_stop()
+
+
 @pytest.mark.parametrize("interval", ["soon", -1, float("inf"), True])
 async def test_a_bad_report_interval_is_refused(app: Any, interval: Any) -> None:
     from sanic_synchro_ctx import InMemory, Synchro, SynchroValueError
 
-    synchro = Synchro(app, interface=InMemory())
+    Synchro(app, interface=InMemory())
     app.config.SYNCHRO_REPORT_INTERVAL = interval
+    server = await app.create_server(host="127.0.0.1", port=free_port(), return_asyncio_server=True)
+    assert server is not None
+    await server.startup()
+    await server.before_start()
     with pytest.raises(SynchroValueError, match="SYNCHRO_REPORT_INTERVAL"):
-        synchro._start_reporting(app)
+        await server.after_start()
+    await _stopped(server)
 
 
 async def test_no_reports_without_sanics_worker_manager(app: Any) -> None:
-    """A single process (no multiplexer, no Inspector): nothing is started."""
+    """A single process (no multiplexer, no Inspector): no report task runs."""
     from sanic_synchro_ctx import InMemory, Synchro
 
-    synchro = Synchro(app, interface=InMemory())
-    synchro._start_reporting(app)
-    assert synchro._binding(app).reporter is None
+    Synchro(app, interface=InMemory())
+    server = await _started(app)
+    try:
+        running = {task.get_name() for task in asyncio.all_tasks()}
+        assert not any(name.startswith("synchro report") for name in running), running
+    finally:
+        await _stopped(server)

@@ -122,7 +122,9 @@ while True:
 """
 
 
-def test_a_writer_killed_mid_write_loses_no_acknowledged_increment(tmp_path: Path) -> None:
+def test_a_writer_killed_mid_write_loses_no_acknowledged_increment(
+    tmp_path: Path, rng: random.Random
+) -> None:
     """20 times: SIGKILL a process in a tight increment loop. The store opens, holds every
     increment the process acknowledged (the one in flight may or may not be there), and a
     new writer is not blocked by the dead one's lock."""
@@ -134,7 +136,7 @@ def test_a_writer_killed_mid_write_loses_no_acknowledged_increment(tmp_path: Pat
         )
         assert writer.stdout is not None
         writer.stdout.readline()  # it is writing
-        time.sleep(random.uniform(0, 0.05))  # kill it at a random point of its loop
+        time.sleep(rng.uniform(0, 0.05))  # kill it at a random point of its loop
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
         acknowledged = [int(line) for line in writer.stdout.read().split()]
@@ -162,10 +164,15 @@ def test_fork_start_method(tmp_path: Path) -> None:
 
 
 def test_the_private_directory_lives_as_long_as_the_app(tmp_path: Path) -> None:
-    env = {"SYNCHRO_INTERFACE": "lmdb"}
-    before = set(os.listdir("/tmp"))
+    """LMDB() without a path makes its directory in the temporary directory (TMPDIR, here
+    one of this test's own, so nothing else writes there) and removes it at shutdown."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {"SYNCHRO_INTERFACE": "lmdb", "TMPDIR": str(temporary)}
     with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
         server.wait_workers(2)
-        made = {name for name in set(os.listdir("/tmp")) - before if "lmdb" in name}
-        assert len(made) == 1
-    wait_for(lambda: not os.path.exists(os.path.join("/tmp", made.pop())), what="removed")
+        made = [name for name in os.listdir(temporary) if "lmdb" in name]
+        assert len(made) == 1, made
+        assert (temporary / made[0] / "data.mdb").exists()
+    (directory,) = made
+    wait_for(lambda: not (temporary / directory).exists(), what="removed")

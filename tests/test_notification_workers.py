@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from sanic_synchro_ctx import AIORedis, AsyncioRedis, SyncManager
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.timeout(300)
 
 def subscribers(server: SanicServer) -> int:
     """How many subscribers a message reaches now (-1 while the backend is unreachable)."""
-    response = httpx.get(server.base_url + "/probe", timeout=30)
+    response = server.request("/probe")
     return int(response.text) if response.status_code == 200 else -1
 
 

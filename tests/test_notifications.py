@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -21,21 +21,26 @@ from sanic_synchro_ctx import (
     SynchroUnsupported,
     SynchroValueError,
 )
+from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 
-from .registry import KINDS
+from .registry import NOTIFYING, SHARED, SILENT
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def notifies(ctx: Any) -> bool:
-    return KINDS[ctx.interface.test_kind].notifies
+@pytest.fixture(params=NOTIFYING)
+async def interface(
+    request: pytest.FixtureRequest, make_interface: Callable[..., BaseSynchroInterface]
+) -> AsyncIterator[BaseSynchroInterface]:
+    """Here the interfaces that notify (those that cannot are tested for refusing)."""
+    made = make_interface(request.param)
+    yield made
+    await made.aclose()
 
 
 @pytest.fixture
 def pubsub(ctx: Any) -> Any:
-    """The context, on an interface that notifies (the others are tested for refusing)."""
-    if not notifies(ctx):
-        pytest.skip("this interface refuses publish/subscribe: see test_unsupported_*")
+    """The context, on an interface that notifies."""
     return ctx
 
 
@@ -51,9 +56,8 @@ async def receive(subscription: Any, count: int, timeout: float = 10.0) -> list[
     return got
 
 
+@pytest.mark.parametrize("interface", SILENT, indirect=True)
 async def test_unsupported_interfaces_refuse_publish_and_subscribe(ctx: Any) -> None:
-    if notifies(ctx):
-        pytest.skip("this interface notifies: the other tests cover it")
     with pytest.raises(SynchroUnsupported):
         await ctx.publish("news", 1)
     with pytest.raises(SynchroUnsupported):
@@ -187,10 +191,11 @@ async def test_publish_is_counted_in_stats(pubsub: Any) -> None:
     assert pubsub.interface.stats()["operations"]["publish"]["calls"] == 1
 
 
+@pytest.mark.parametrize(
+    "shared_backend", [kind for kind in SHARED if kind in NOTIFYING], indirect=True
+)
 async def test_channels_are_namespaced_like_keys(shared_backend: Callable[..., Any]) -> None:
     mine, theirs = shared_backend("a"), shared_backend("b")
-    if not KINDS[mine.interface.test_kind].notifies:
-        pytest.skip("this interface refuses publish/subscribe")
     async with mine.subscribe("news") as subscription:
         assert await theirs.publish("news", "for b only") == 0
         assert await mine.publish("news", "for a") == 1

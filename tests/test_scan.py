@@ -10,24 +10,27 @@ import pytest
 
 from sanic_synchro_ctx import SynchroTypeError, SynchroUnsupported, SynchroValueError
 
-from .registry import KINDS
+from .registry import LISTING, SHARED, UNLISTING
 
 pytestmark = pytest.mark.timeout(120)
+
+#: Where the interfaces can list keys (the others are tested for refusing).
+listing = pytest.mark.parametrize("interface", LISTING, indirect=True)
 
 
 async def scanned(ctx: Any, *args: Any, **kwargs: Any) -> list[str]:
     return [key async for key in ctx.scan(*args, **kwargs)]
 
 
-def lists_keys(ctx: Any) -> bool:
-    return KINDS[ctx.interface.test_kind].lists_keys
+@pytest.mark.parametrize("interface", UNLISTING, indirect=True)
+async def test_scan_is_unsupported_where_keys_cannot_be_listed(ctx: Any) -> None:
+    await ctx.set("k", 1)
+    with pytest.raises(SynchroUnsupported):
+        await scanned(ctx)
 
 
+@listing
 async def test_scan_yields_every_key_of_the_namespace_once(ctx: Any) -> None:
-    if not lists_keys(ctx):
-        with pytest.raises(SynchroUnsupported):
-            await scanned(ctx)
-        return
     keys = [f"k{i}" for i in range(1_234)] + ["ünï ✓", "*", "x" * 1_000]
     await ctx.update({key: 1 for key in keys})
     found = await scanned(ctx, count=100)
@@ -35,14 +38,13 @@ async def test_scan_yields_every_key_of_the_namespace_once(ctx: Any) -> None:
     assert await scanned(ctx, count=5_000) != []
 
 
+@listing
 async def test_scan_of_an_empty_namespace_yields_nothing(ctx: Any) -> None:
-    if lists_keys(ctx):
-        assert await scanned(ctx) == []
+    assert await scanned(ctx) == []
 
 
+@listing
 async def test_match_is_a_glob_on_the_key_as_written(ctx: Any) -> None:
-    if not lists_keys(ctx):
-        return
     await ctx.update({"user:1": 1, "user:22": 2, "users": 3, "u*": 4, "user:[x]": 5, "a?b": 6})
     assert sorted(await scanned(ctx, "user:*")) == ["user:1", "user:22", "user:[x]"]
     assert sorted(await scanned(ctx, "user:?")) == ["user:1"]
@@ -54,10 +56,9 @@ async def test_match_is_a_glob_on_the_key_as_written(ctx: Any) -> None:
     assert await scanned(ctx, "[!u]?b") == ["a?b"]
 
 
+@pytest.mark.parametrize("shared_pair", [k for k in SHARED if k in LISTING], indirect=True)
 async def test_scan_never_reaches_another_namespace(shared_pair: tuple[Any, Any]) -> None:
     first, second = shared_pair
-    if not KINDS[first.interface.test_kind].lists_keys:
-        return
     await first.set("mine", 1)
     await second.set("theirs", 2)
     assert [key async for key in first.scan()] == ["mine"]
@@ -73,11 +74,10 @@ async def test_bad_scan_arguments_raise_before_reading(ctx: Any) -> None:
         ctx.scan(match=b"user:*")
 
 
+@listing
 async def test_keys_present_throughout_come_once_while_others_change(ctx: Any) -> None:
     """10,000 stable keys scanned in pages of 500 while two writers add and delete other
     keys: every stable key exactly once."""
-    if not lists_keys(ctx):
-        return
     stable = [f"stable:{i}" for i in range(10_000)]
     for start in range(0, len(stable), 1_000):
         await ctx.update({key: i for i, key in enumerate(stable[start : start + 1_000])})

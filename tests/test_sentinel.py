@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 
 from sanic_synchro_ctx import AIORedis, SynchroConnectionError, SynchroValueError
@@ -211,13 +210,12 @@ def test_failover_under_http_load_of_two_workers(
         done = threading.Event()
 
         def load() -> None:
-            with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=15) as client:
-                while not done.is_set():
-                    reply = client.get("/inc")
-                    if reply.status_code == 200:
-                        acknowledged.append(int(reply.text.split()[0]))
-                    else:
-                        failed.append((time.monotonic(), reply.status_code))
+            while not done.is_set():
+                reply = server.request("/inc", timeout=15)
+                if reply.status_code == 200:
+                    acknowledged.append(int(reply.text.split()[0]))
+                else:
+                    failed.append((time.monotonic(), reply.status_code))
 
         with ThreadPoolExecutor(4) as pool:
             loads = [pool.submit(load) for _ in range(4)]

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from .registry import KINDS, WORKERS
@@ -94,19 +93,18 @@ def test_lock_held_by_one_worker_excludes_the_others(four_workers: SanicServer) 
 
 def test_one_manager_runs_and_stops_with_the_server(tmp_path: Path) -> None:
     """Stopped as a user stops it, with SIGINT (Ctrl-C). When Sanic's main process hangs in
-    its own SIGINT handler (sanic_signal_hung_on_worker_state: it is killed, so this run
-    cannot show the stop), a second server is started and stopped once more."""
-    for _ in range(2):
-        server = SanicServer.cli(tmp_path, "--workers", "2").start()
-        try:
-            server.wait_workers(2)
-            assert server.process is not None
-            main_pid = server.process.pid
-            assert len(manager_processes_watching(main_pid)) == 1
-        finally:
-            code = server.stop()
-        if not sanic_signal_hung_on_worker_state(server.full_log()):
-            break
+    its own SIGINT handler (sanic_signal_hung_on_worker_state: it is killed and tolerated),
+    this run cannot show the stop: the test says so as a skip."""
+    server = SanicServer.cli(tmp_path, "--workers", "2").start()
+    try:
+        server.wait_workers(2)
+        assert server.process is not None
+        main_pid = server.process.pid
+        assert len(manager_processes_watching(main_pid)) == 1
+    finally:
+        code = server.stop()
+    if sanic_signal_hung_on_worker_state(server.full_log()):
+        pytest.skip("Sanic's main process hung in its own SIGINT handler: no stop to check")
     assert_stopped_cleanly(server, code, main_pid)
 
 
@@ -201,6 +199,9 @@ def test_fork_start_method_with_a_network_client(
 # -- coordination across real workers ----------------------------------------------------------
 
 LEADER_TTL = 2.0
+#: The coordination test does not wait for the leader's lease: a long one keeps a leader
+#: that the busy machine starves of CPU for a moment from losing it (a second run).
+STEADY_LEADER_TTL = 10.0
 
 
 def runs_of(server: SanicServer) -> list[dict[str, Any]]:
@@ -214,7 +215,7 @@ def test_coordination_across_four_workers(
 ) -> None:
     """Rate limits, semaphores, renewed locks, fencing tokens and a leader task, on every
     interface, with four real workers."""
-    env = {**worker_env(kind, request, app_name), "SYNCHRO_LEADER": str(LEADER_TTL)}
+    env = {**worker_env(kind, request, app_name), "SYNCHRO_LEADER": str(STEADY_LEADER_TTL)}
     with SanicServer.cli(tmp_path, "--workers", "4", env=env) as server:
         server.wait_workers(4)
 
@@ -250,7 +251,7 @@ def test_coordination_across_four_workers(
         assert server.get("/limited").status_code == 200
 
         # A handler's own HTTP error keeps the rate-limit headers.
-        teapot = httpx.get(server.base_url + "/raise-teapot", timeout=30)
+        teapot = server.request("/raise-teapot")
         assert teapot.status_code == 418
         assert teapot.headers["RateLimit-Limit"] == "1000"
 
@@ -263,7 +264,7 @@ def test_coordination_across_four_workers(
 
         # A lock renewed automatically, held for three times its ttl, stays exclusive.
         with ThreadPoolExecutor(1) as pool:
-            hold = pool.submit(httpx.get, server.base_url + "/renewed-hold/3.0", timeout=30)
+            hold = pool.submit(server.request, "/renewed-hold/3.0")
             wait_for(
                 lambda: server.get("/get/renewed_holder").json()["value"] is not None,
                 what="the lock holder inside",
@@ -349,11 +350,8 @@ def test_workers_with_and_without_orjson_agree_on_compare_and_set(tmp_path: Path
             answers 409 and does nothing."""
 
             def attempt() -> Any:
-                response = httpx.post(
-                    f"{server.base_url}/json/{operation}",
-                    json={"fast": fast, **body},
-                    headers={"Connection": "close"},
-                    timeout=30,
+                response = server.request(
+                    f"/json/{operation}", method="POST", json_body={"fast": fast, **body}
                 )
                 if response.status_code == 409:
                     return None

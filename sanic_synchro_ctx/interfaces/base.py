@@ -139,6 +139,9 @@ class BaseSynchroInterface(ABC):
     connection_errors: tuple[type[BaseException], ...] = ()
     #: Most operations per batched round trip; None where operations are not batched.
     _max_batch: int | None = None
+    #: The interface's own bound on each wait for its backend, in seconds; None where it
+    #: sets none (operations that never wait; a client that bounds its own waits).
+    _timeout: float | None = None
 
     def __init__(
         self,
@@ -277,6 +280,25 @@ class BaseSynchroInterface(ABC):
         where they are not counted (operations that never leave the process; a network
         interface with batching off, whose operations each go out alone)."""
         return None if self._max_batch is None else self.batch_sizes
+
+    @property
+    def serializer(self) -> Serializer:
+        """What turns values into the bytes stored (the ``serializer`` option; default
+        :class:`~sanic_synchro_ctx.serializer.JSONSerializer`)."""
+        return self._serializer
+
+    @property
+    def max_batch(self) -> int | None:
+        """Most operations per batched round trip; None where operations are not batched
+        (``batching=False``, or an interface whose operations never leave the process)."""
+        return self._max_batch
+
+    @property
+    def timeout(self) -> float | None:
+        """The interface's own bound on each wait for its backend, in seconds (the
+        ``timeout`` option); None where it sets none (AIORedis: the client's
+        ``socket_timeout`` bounds its waits)."""
+        return self._timeout
 
     @property
     def endpoint(self) -> str:

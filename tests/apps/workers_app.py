@@ -41,6 +41,7 @@ from sanic_synchro_ctx import (
 )
 from sanic_synchro_ctx.context import BlockingSynchroContext, SynchroContext
 from sanic_synchro_ctx.serializer import JSONSerializer
+from tests.apps.readiness import add_main_ready
 
 if os.environ.get("SYNCHRO_FORK") == "1":
     Sanic.start_method = "fork"
@@ -123,22 +124,12 @@ async def seed(app: Sanic) -> None:
     await ctx.increment("workers_started")
 
 
+add_main_ready(app)
+
+
 @app.get("/pid")
 async def pid(request: Request):
     return text(str(os.getpid()))
-
-
-@app.get("/main-ready")
-async def main_ready(request: Request):
-    """Ask Sanic's main process to "scale" to the current worker count: a no-op it handles
-    (and logs) only once it finished waiting for the workers' acks. Signals sent before
-    that hang Sanic's main process (sanic-org/sanic#2997), so tests wait for it."""
-    multiplexer = getattr(request.app, "multiplexer", None)
-    if multiplexer is None:
-        return text("single-process")
-    servers = sum(1 for state in multiplexer.workers.values() if state.get("server"))
-    multiplexer.scale(servers)
-    return text(str(servers))
 
 
 @app.get("/terminate")
@@ -454,7 +445,7 @@ async def json_operation(request: Request, operation: str):
     """Runs only in a worker whose serializer uses orjson as ``fast`` asks (409 elsewhere,
     untouched). Values travel as JSON text, decoded here by the standard library."""
     body = request.json
-    fast = request.app.ctx.synchro.interface._serializer.fast
+    fast = request.app.ctx.synchro.interface.serializer.fast
     if fast != body["fast"]:
         return json({"fast": fast}, status=409)
     ctx = request.ctx.synchro

@@ -732,6 +732,12 @@ class AIORedis(RedisInterface):
         host, port = options.get("host", "localhost"), options.get("port", 6379)
         return f"{scheme}://{host}:{port}/{options.get('db', 0)}"
 
+    @property
+    def client(self) -> Any:
+        """The client this interface was built from (given, or made from a URL): the
+        template of the clients it opens, one per event loop, with the same settings."""
+        return self._template
+
     def __repr__(self) -> str:
         kind = type(self._template).__name__
         return f"AIORedis({kind})"

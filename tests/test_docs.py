@@ -253,7 +253,7 @@ def test_standalone_manager_example(tmp_path: Path) -> None:
 def test_testing_example(backend: str, request: pytest.FixtureRequest) -> None:
     """examples/testing.py, on memory:// and, through the plugin's --synchro-url, on a real
     Redis that keeps nothing of the test's namespace afterwards."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0"]
     command.append("examples/testing.py")
     increments_before = 0
     if backend == "redis":

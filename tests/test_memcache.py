@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -30,7 +29,6 @@ from sanic_synchro_ctx import (
 )
 
 from .backends import MemcachedServer
-from .servers import SanicServer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -282,24 +280,6 @@ async def test_memcached_restarted_mid_run(app_name: str) -> None:
     finally:
         await interface.aclose()
         server.stop()
-
-
-def test_workers_share_exact_counters_on_memcached(
-    memcached_server: MemcachedServer, tmp_path: Path, app_name: str
-) -> None:
-    env = {
-        "SYNCHRO_INTERFACE": "memcache",
-        "SYNCHRO_MEMCACHED": str(memcached_server.port),
-        "SYNCHRO_PREFIX": f"{app_name}:",
-    }
-    with SanicServer.cli(tmp_path, "--workers", "4", env=env) as server:
-        server.wait_workers(4)
-        bodies = server.hammer_paths(["/inc", "/inc-def"] * 1_000, concurrency=50)
-        assert sorted(int(body.split()[0]) for body in bodies) == list(range(1, 2_001))
-        assert set(server.counts_by_worker(4).values()) == {"2000"}
-        # negative steps crossing zero: 2000 + 1000 * (-5) + 1000 * 2 = -1000
-        server.hammer_paths(["/add/-5", "/add/2"] * 1_000, concurrency=50)
-        assert set(server.counts_by_worker(4).values()) == {"-1000"}
 
 
 async def _store_raw(port: int, key: bytes, data: bytes, flags: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,7 +157,7 @@ def test_a_manager_subscriber_that_never_reads_holds_nobody_up(
     manager_interface: SyncManager, manager_process: Any
 ) -> None:
     """A subscribed connection whose owner never reads: the manager queues up to
-    QUEUE_LIMIT bytes for it, then drops and counts; publishes stay as fast as before."""
+    QUEUE_LIMIT bytes for it, then drops and counts; no publish waits for it."""
     ctx = SynchroContext(manager_interface)
     channel = manager_interface.channel_name("firehose")
     sock, _, buffer = open_subscription(
@@ -166,11 +165,13 @@ def test_a_manager_subscriber_that_never_reads_holds_nobody_up(
     )
     try:
         message = "x" * 10_000
-        before = _latencies(ctx, "firehose", 200, message)
+        _latencies(ctx, "firehose", 200, message)
         total = 200 + 2_000
         # 20 MB, five times what the manager may queue for it, and the socket's buffers
         after = _latencies(ctx, "firehose", 2_000, message)
-        assert statistics.median(after[-200:]) < 3 * statistics.median(before) + 0.001
+        # none waited for the reader that never reads (a publish held up by its full socket
+        # would wait for ever, or fail at the interface's timeout)
+        assert max(after) < 1.0, max(after)
         # now read everything that was kept for it...
         sock.settimeout(2.0)
         frames = []

@@ -27,7 +27,6 @@ from sanic_synchro_ctx import (
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 
 from .backends import RedisServer, require
-from .servers import SanicServer, values_of
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -314,24 +313,6 @@ async def test_redis_killed_mid_run_then_back(kind: str, tmp_path: Path, app_nam
     finally:
         await interface.aclose()
         server.stop()
-
-
-@pytest.mark.parametrize("kind", REDIS_KINDS)
-def test_workers_share_exact_counters_on_redis(
-    kind: str, redis_server: RedisServer, tmp_path: Path, app_name: str
-) -> None:
-    env = {
-        "SYNCHRO_INTERFACE": kind,
-        "SYNCHRO_REDIS_URL": redis_server.url,
-        "SYNCHRO_PREFIX": f"{app_name}:",
-    }
-    with SanicServer.cli(tmp_path, "--workers", "4", env=env) as server:
-        server.wait_workers(4)
-        # async handlers use the worker's loop; def handlers the blocking bridge
-        bodies = server.hammer_paths(["/inc", "/inc-def"] * 1_000, concurrency=50)
-        assert values_of(bodies) == list(range(1, 2_001))
-        assert set(server.counts_by_worker(4).values()) == {"2000"}
-        assert server.get_fresh("/kinds-def") == "BlockingSynchroContext"
 
 
 @pytest.mark.parametrize("cluster", [False, True], ids=["redis", "cluster"])

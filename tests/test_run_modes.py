@@ -32,7 +32,7 @@ APP_FILE = REPO / "tests" / "apps" / "workers_app.py"
 
 MODES: dict[str, tuple[list[str], dict[str, str], int]] = {
     # name: (arguments after `python`, environment, workers)
-    "app.run(workers=2)": ([str(APP_FILE)], {"WORKERS": "2"}, 2),
+    "app.run(workers=2)": ([str(APP_FILE)], {"WORKERS": "2", "PYTHONPATH": str(REPO)}, 2),
     "sanic --workers 2": (["--workers", "2"], {}, 2),
     "sanic --single-process": (["--single-process"], {}, 1),
     'start_method = "fork"': (["--workers", "2"], {"SYNCHRO_FORK": "1"}, 2),

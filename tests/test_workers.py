@@ -8,7 +8,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,34 +28,71 @@ from .servers import (
 pytestmark = pytest.mark.timeout(300)
 
 
+#: The leader task's lease on the shared servers. Their tests do not wait for it: a long
+#: one keeps a leader that the busy machine starves of CPU for a moment from losing it.
+STEADY_LEADER_TTL = 10.0
+
+
 @pytest.fixture(scope="module")
-def four_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SanicServer]:
-    server = SanicServer.cli(tmp_path_factory.mktemp("logs"), "--workers", "4")
-    with server:
-        server.wait_workers(4)
-        yield server
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], SanicServer]]:
+    """One ``--workers 4`` server per interface, started on first use and shared by the
+    tests of this module that only send it requests (each on keys of its own, or reading
+    counts relative to where they start), with the leader task "recorder" running. At the
+    end each stops through Sanic's monitor message: exit code 0, no traceback through this
+    library."""
+    started: dict[str, SanicServer] = {}
+
+    def server_of(kind: str) -> SanicServer:
+        if kind not in started:
+            env = worker_env(kind, request, f"served-{kind}")
+            env["SYNCHRO_LEADER"] = str(STEADY_LEADER_TTL)
+            log_dir = tmp_path_factory.mktemp(f"served-{kind}")
+            server = started[kind] = SanicServer.cli(log_dir, "--workers", "4", env=env)
+            server.start()
+            server.wait_workers(4)
+        return started[kind]
+
+    try:
+        yield server_of
+        for server in started.values():
+            assert server.terminate() == 0, server.log()  # the leader task stopped cleanly
+            assert server.library_tracebacks() == []
+    finally:
+        for server in started.values():
+            server.stop()
 
 
-@pytest.mark.parametrize("workers", [2, 4])
-def test_2000_concurrent_increments_are_exact(tmp_path: Path, workers: int) -> None:
-    with SanicServer.cli(tmp_path, "--workers", str(workers)) as server:
-        server.wait_workers(workers)
-        bodies = server.hammer("/inc", 2_000, concurrency=50)
-        assert values_of(bodies) == list(range(1, 2_001))  # every value handed out once
-        assert server.get("/count").text == "2000"
-        # Every worker, asked on a fresh connection, sees the same total.
-        assert set(server.counts_by_worker(workers).values()) == {"2000"}
+@pytest.fixture(params=WORKERS)
+def served(request: pytest.FixtureRequest, servers: Callable[[str], SanicServer]) -> SanicServer:
+    """The shared server of one interface (see ``servers``)."""
+    server = servers(request.param)
+    server.kind = request.param  # type: ignore[attr-defined]
+    return server
 
 
-def test_async_and_def_handlers_share_one_counter(four_workers: SanicServer) -> None:
-    start = int(four_workers.get("/count").text)
-    bodies = four_workers.hammer_paths(["/inc", "/inc-def"] * 500, concurrency=40)
+#: The tests below that need no particular interface use the default one.
+on_the_default = pytest.mark.parametrize("served", ["syncmanager"], indirect=True)
+
+
+def test_concurrent_increments_are_exact(served: SanicServer) -> None:
+    """async handlers (on the worker's loop) and def handlers (the blocking front end)
+    of four workers on one counter: every value handed out once, every worker sees the
+    total; negative steps crossing zero too."""
+    start = int(served.get("/count").text)
+    bodies = served.hammer_paths(["/inc", "/inc-def"] * 500, concurrency=50)
     assert values_of(bodies) == list(range(start + 1, start + 1_001))
-    assert four_workers.get("/count").text == str(start + 1_000)
+    assert set(served.counts_by_worker(4).values()) == {str(start + 1_000)}
+    # 500 * (-5) + 500 * 2 = -1500: from start + 1000 to start - 500
+    served.hammer_paths(["/add/-5", "/add/2"] * 500, concurrency=50)
+    assert set(served.counts_by_worker(4).values()) == {str(start - 500)}
+    assert served.get_fresh("/kinds-def") == "BlockingSynchroContext"
 
 
-def test_set_default_in_every_worker_lands_once(four_workers: SanicServer) -> None:
-    seeds = four_workers.get("/seeds").json()
+@on_the_default
+def test_set_default_in_every_worker_lands_once(served: SanicServer) -> None:
+    seeds = served.get("/seeds").json()
     assert seeds["started"] == 4
     assert len(seeds["seen"]) == 4, seeds  # four workers each ran set_default ...
     assert set(seeds["seen"].values()) == {seeds["seed"]}  # ... and all saw the first one's
@@ -64,31 +101,33 @@ def test_set_default_in_every_worker_lands_once(four_workers: SanicServer) -> No
     assert seeds["early_starts"] == 4
 
 
-def test_a_value_set_by_one_worker_is_read_by_another(four_workers: SanicServer) -> None:
-    writer = four_workers.get("/set/shared-key/written-once").text
+@on_the_default
+def test_a_value_set_by_one_worker_is_read_by_another(served: SanicServer) -> None:
+    writer = served.get("/set/shared-key/written-once").text
 
     def read_from_another_worker() -> dict[str, object] | None:
-        reply = four_workers.get("/get/shared-key").json()
+        reply = served.get("/get/shared-key").json()
         return reply if str(reply["pid"]) != writer else None
 
     reply = wait_for(read_from_another_worker, what="a read served by another worker")
     assert reply["value"] == "written-once"
 
 
-def test_lock_held_by_one_worker_excludes_the_others(four_workers: SanicServer) -> None:
+@on_the_default
+def test_lock_held_by_one_worker_excludes_the_others(served: SanicServer) -> None:
     # Control: without the lock the critical sections overlap, and the counters show it.
-    four_workers.get("/reset-locks")
-    four_workers.hammer("/unlocked", 300, concurrency=30)
-    control = four_workers.get("/lock-stats").json()
+    served.get("/reset-locks")
+    served.hammer("/unlocked", 300, concurrency=30)
+    control = served.get("/lock-stats").json()
     assert control["violations"] > 0, control
 
-    four_workers.get("/reset-locks")
-    four_workers.hammer("/locked", 300, concurrency=30)
-    assert four_workers.get("/lock-stats").json() == {"violations": 0, "entered": 300, "inside": 0}
+    served.get("/reset-locks")
+    served.hammer("/locked", 300, concurrency=30)
+    assert served.get("/lock-stats").json() == {"violations": 0, "entered": 300, "inside": 0}
 
-    four_workers.get("/reset-locks")
-    four_workers.hammer("/locked-def", 200, concurrency=20)
-    assert four_workers.get("/lock-stats").json() == {"violations": 0, "entered": 200, "inside": 0}
+    served.get("/reset-locks")
+    served.hammer("/locked-def", 200, concurrency=20)
+    assert served.get("/lock-stats").json() == {"violations": 0, "entered": 200, "inside": 0}
 
 
 def test_one_manager_runs_and_stops_with_the_server(tmp_path: Path) -> None:
@@ -137,51 +176,6 @@ def from_every_worker(server: SanicServer, path: str, workers: int) -> dict[int,
     return seen
 
 
-@pytest.mark.parametrize("kind", WORKERS)
-def test_every_operation_is_shared_between_workers(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, app_name: str
-) -> None:
-    """set/get, set_default, compare_and_set, lock exclusion, expire/ttl, keys/clear, on
-    every interface, across two real workers."""
-    env = worker_env(kind, request, app_name)
-    with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
-        server.wait_workers(2)
-        # set in one worker, get in both
-        server.get("/set/shared/written-once")
-        answers = from_every_worker(server, "/get/shared", 2)
-        assert {reply["value"] for reply in answers.values()} == {"written-once"}
-        # set_default in both workers' after_server_start: both saw the first one's value
-        seeds = server.get("/seeds").json()
-        assert set(seeds["seen"].values()) == {seeds["seed"]}
-        # compare_and_set from both workers at once: no append lost
-        server.hammer_paths([f"/cas-append/{i}" for i in range(100)], concurrency=20)
-        assert sorted(server.get("/get/appended").json()["value"]) == list(range(100))
-        # a lock excludes across workers
-        server.get("/reset-locks")
-        server.hammer("/locked", 100, concurrency=20)
-        assert server.get("/lock-stats").json() == {"violations": 0, "entered": 100, "inside": 0}
-        # an expiry set in one worker is seen, and honoured, by both
-        server.get("/set-ttl/brief/soon-gone/30")
-        ttls = from_every_worker(server, "/ttl/brief", 2)
-        assert all(25 < reply["ttl"] <= 31 for reply in ttls.values()), ttls
-        server.get("/set-ttl/brief/soon-gone/0.5")
-        wait_for(
-            lambda: all(
-                r["value"] is None for r in from_every_worker(server, "/get/brief", 2).values()
-            ),
-            what="the expired key gone in both workers",
-        )
-        # keys and clear
-        if KINDS[kind].lists_keys:
-            listed = from_every_worker(server, "/keys", 2)
-            assert all("shared" in reply["keys"] for reply in listed.values())
-        server.get("/clear")
-        cleared = from_every_worker(server, "/get/shared", 2)
-        assert {reply["value"] for reply in cleared.values()} == {None}
-        assert server.terminate() == 0, server.log()
-        assert server.library_tracebacks() == []
-
-
 def test_fork_start_method_with_a_network_client(
     request: pytest.FixtureRequest, tmp_path: Path, app_name: str
 ) -> None:
@@ -199,9 +193,6 @@ def test_fork_start_method_with_a_network_client(
 # -- coordination across real workers ----------------------------------------------------------
 
 LEADER_TTL = 2.0
-#: The coordination test does not wait for the leader's lease: a long one keeps a leader
-#: that the busy machine starves of CPU for a moment from losing it (a second run).
-STEADY_LEADER_TTL = 10.0
 
 
 def runs_of(server: SanicServer) -> list[dict[str, Any]]:
@@ -209,95 +200,88 @@ def runs_of(server: SanicServer) -> list[dict[str, Any]]:
     return runs
 
 
-@pytest.mark.parametrize("kind", WORKERS)
-def test_coordination_across_four_workers(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, app_name: str
-) -> None:
+def test_coordination_across_four_workers(served: SanicServer) -> None:
     """Rate limits, semaphores, renewed locks, fencing tokens and a leader task, on every
     interface, with four real workers."""
-    env = {**worker_env(kind, request, app_name), "SYNCHRO_LEADER": str(STEADY_LEADER_TTL)}
-    with SanicServer.cli(tmp_path, "--workers", "4", env=env) as server:
-        server.wait_workers(4)
+    server = served
 
-        # A daily budget of 100 (nothing refills during the test): exactly 100 of 400 pass,
-        # each remaining count is handed out once.
-        burst_started = time.monotonic()
-        answers = server.responses("/limited-day", 400, concurrency=50)
-        burst = time.monotonic() - burst_started
-        allowed = [a for a in answers if a.status_code == 200]
-        refused = [a for a in answers if a.status_code == 429]
-        assert (len(allowed), len(refused)) == (100, 300), {a.status_code for a in answers}
-        # one budget for all: every worker refuses now, those that let none pass included
-        assert set(server.statuses_by_worker("/limited-day", 4).values()) == {429}
-        remaining = sorted(int(a.headers["RateLimit-Remaining"]) for a in allowed)
-        assert remaining == list(range(100))
-        assert {a.headers["RateLimit-Limit"] for a in answers} == {"100"}
-        # the next slot of a 100/day budget is 864 s after the first request (86400/100),
-        # less what passed since: each refused answer asks for about that, never less
-        waits = sorted({int(a.headers["Retry-After"]) for a in refused})
-        assert 864 - math.ceil(burst) - 1 <= waits[0] <= waits[-1] <= 864, (waits, burst)
+    # A daily budget of 100 (nothing refills during the test): exactly 100 of 400 pass,
+    # each remaining count is handed out once.
+    burst_started = time.monotonic()
+    answers = server.responses("/limited-day", 400, concurrency=50)
+    burst = time.monotonic() - burst_started
+    allowed = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code == 429]
+    assert (len(allowed), len(refused)) == (100, 300), {a.status_code for a in answers}
+    # one budget for all: every worker refuses now, those that let none pass included
+    assert set(server.statuses_by_worker("/limited-day", 4).values()) == {429}
+    remaining = sorted(int(a.headers["RateLimit-Remaining"]) for a in allowed)
+    assert remaining == list(range(100))
+    assert {a.headers["RateLimit-Limit"] for a in answers} == {"100"}
+    # the next slot of a 100/day budget is 864 s after the first request (86400/100),
+    # less what passed since: each refused answer asks for about that, never less
+    waits = sorted({int(a.headers["Retry-After"]) for a in refused})
+    assert 864 - math.ceil(burst) - 1 <= waits[0] <= waits[-1] <= 864, (waits, burst)
 
-        # 100 per 10 s refills one request every 0.1 s: 100 pass, plus what refilled while
-        # the burst ran; a refused request's Retry-After, waited, admits the next one.
-        started = time.monotonic()
-        answers = server.responses("/limited", 400, concurrency=100)
-        elapsed = time.monotonic() - started
-        passed = sum(a.status_code == 200 for a in answers)
-        assert 100 <= passed <= 100 + math.ceil(elapsed / 0.1), (passed, elapsed)
-        refused = [a for a in answers if a.status_code == 429]
-        assert refused
-        assert {a.headers["Retry-After"] for a in refused} == {"1"}
-        time.sleep(int(refused[-1].headers["Retry-After"]))  # the wait the answer asks for
-        assert server.get("/limited").status_code == 200
+    # 100 per 10 s refills one request every 0.1 s: 100 pass, plus what refilled while
+    # the burst ran; a refused request's Retry-After, waited, admits the next one.
+    started = time.monotonic()
+    answers = server.responses("/limited", 400, concurrency=100)
+    elapsed = time.monotonic() - started
+    passed = sum(a.status_code == 200 for a in answers)
+    assert 100 <= passed <= 100 + math.ceil(elapsed / 0.1), (passed, elapsed)
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused
+    assert {a.headers["Retry-After"] for a in refused} == {"1"}
+    time.sleep(int(refused[-1].headers["Retry-After"]))  # the wait the answer asks for
+    assert server.get("/limited").status_code == 200
 
-        # A handler's own HTTP error keeps the rate-limit headers.
-        teapot = server.request("/raise-teapot")
-        assert teapot.status_code == 418
-        assert teapot.headers["RateLimit-Limit"] == "1000"
+    # A handler's own HTTP error keeps the rate-limit headers.
+    teapot = server.request("/raise-teapot")
+    assert teapot.status_code == 418
+    assert teapot.headers["RateLimit-Limit"] == "1000"
 
-        # A semaphore of 3, 60 requests from four workers: 3 inside at once, never 4.
-        server.hammer("/semaphore", 60, concurrency=30)
-        levels = server.get("/get/pool_level:3").json()["value"]
-        assert levels is not None
-        assert levels > 0
-        assert server.get("/get/pool_level:4").json()["value"] is None
+    # A semaphore of 3, 60 requests from four workers: 3 inside at once, never 4.
+    server.hammer("/semaphore", 60, concurrency=30)
+    levels = server.get("/get/pool_level:3").json()["value"]
+    assert levels is not None
+    assert levels > 0
+    assert server.get("/get/pool_level:4").json()["value"] is None
 
-        # A lock renewed automatically, held for three times its ttl, stays exclusive.
-        with ThreadPoolExecutor(1) as pool:
-            hold = pool.submit(server.request, "/renewed-hold/3.0")
-            wait_for(
-                lambda: server.get("/get/renewed_holder").json()["value"] is not None,
-                what="the lock holder inside",
-            )
-            contended = []
-            while not hold.done():
-                contended.append(server.get("/renewed-contend").json())
-            held = hold.result().json()
-        assert held["lost"] is False
-        assert len(contended) > 10
-        assert {c["result"] for c in contended[:-1]} == {"busy"}, contended  # the last
-        # attempt may have come after the release
-        assert len({c["pid"] for c in contended}) > 1
-        after = server.get("/renewed-contend").json()
-        assert after["result"] == "taken"
-        assert after["holder_inside"] is None
+    # A lock renewed automatically, held for three times its ttl, stays exclusive.
+    with ThreadPoolExecutor(1) as pool:
+        hold = pool.submit(server.request, "/renewed-hold/3.0")
+        wait_for(
+            lambda: server.get("/get/renewed_holder").json()["value"] is not None,
+            what="the lock holder inside",
+        )
+        contended = []
+        while not hold.done():
+            contended.append(server.get("/renewed-contend").json())
+        held = hold.result().json()
+    assert held["lost"] is False
+    assert len(contended) > 10
+    assert {c["result"] for c in contended[:-1]} == {"busy"}, contended  # the last
+    # attempt may have come after the release
+    assert len({c["pid"] for c in contended}) > 1
+    after = server.get("/renewed-contend").json()
+    assert after["result"] == "taken"
+    assert after["holder_inside"] is None
 
-        # Fencing tokens strictly increase over 1,000 acquisitions from four workers.
-        bodies = server.hammer("/fenced", 1_000, concurrency=40)
-        ordered = sorted(tuple(map(int, body.split())) for body in bodies)
-        assert [order for order, _ in ordered] == list(range(1, 1_001))
-        tokens = [token for _, token in ordered]
-        assert all(a < b for a, b in itertools.pairwise(tokens))
+    # Fencing tokens strictly increase over 400 acquisitions from four workers.
+    bodies = server.hammer("/fenced", 400, concurrency=40)
+    ordered = sorted(tuple(map(int, body.split())) for body in bodies)
+    assert [order for order, _ in ordered] == list(range(1, 401))
+    tokens = [token for _, token in ordered]
+    assert all(a < b for a, b in itertools.pairwise(tokens))
 
-        # The leader task ran in one worker only, all along.
-        runs = runs_of(server)
-        assert len(runs) == 1, runs
-        assert server.terminate() == 0, server.log()  # the leader task stopped cleanly
-        assert server.library_tracebacks() == []
+    # The leader task ran in one worker only, all along.
+    runs = runs_of(server)
+    assert len(runs) == 1, runs
 
 
 @pytest.mark.parametrize("kind", WORKERS)
-def test_leader_task_moves_to_another_worker_when_its_worker_dies(
+def test_leader_task_moves_to_another_worker_when_its_worker_dies_and_a_clear_is_seen(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path, app_name: str
 ) -> None:
     env = {**worker_env(kind, request, app_name), "SYNCHRO_LEADER": str(LEADER_TTL)}
@@ -323,6 +307,15 @@ def test_leader_task_moves_to_another_worker_when_its_worker_dies(
         assert successor["start"] - killed_at <= LEADER_TTL + 1.0 + late, (successor, killed_at)
         assert successor["start"] >= runs[0]["last"]  # never beside the dead leader's run
         assert len(runs) == 2, runs
+
+        # keys (where the backend lists them) and a clear, seen by every worker left
+        server.get("/set/shared/written-once")
+        if KINDS[kind].lists_keys:
+            listed = from_every_worker(server, "/keys", 3)
+            assert all("shared" in reply["keys"] for reply in listed.values())
+        server.get("/clear")
+        cleared = from_every_worker(server, "/get/shared", 3)
+        assert {reply["value"] for reply in cleared.values()} == {None}
 
 
 #: Values whose bytes orjson and the standard encoder could write differently: the two
@@ -373,3 +366,36 @@ def test_workers_with_and_without_orjson_agree_on_compare_and_set(tmp_path: Path
         # and a value that differs only as JSON does (1.0 is not 1) does not swap
         assert on(True, "set", key="one", value="[1.0]")
         assert on(False, "compare_and_set", key="one", expected="[1]", new="[2]") is False
+
+
+def test_every_operation_is_shared_between_workers(served: SanicServer) -> None:
+    """set/get, set_default, compare_and_set, lock exclusion, expire/ttl, keys/clear, on
+    every interface, across four real workers."""
+    server = served
+    # set in one worker, get in all
+    server.get("/set/shared/written-once")
+    answers = from_every_worker(server, "/get/shared", 4)
+    assert {reply["value"] for reply in answers.values()} == {"written-once"}
+    # set_default in every worker's after_server_start: all saw the first one's value
+    seeds = server.get("/seeds").json()
+    assert set(seeds["seen"].values()) == {seeds["seed"]}
+    # compare_and_set from all workers at once: no append lost
+    server.hammer_paths([f"/cas-append/{i}" for i in range(100)], concurrency=20)
+    assert sorted(server.get("/get/appended").json()["value"]) == list(range(100))
+    # a lock excludes across workers
+    server.get("/reset-locks")
+    server.hammer("/locked", 100, concurrency=20)
+    assert server.get("/lock-stats").json() == {"violations": 0, "entered": 100, "inside": 0}
+    # an expiry set in one worker is seen, and honoured, by all
+    server.get("/set-ttl/brief/soon-gone/30")
+    ttls = from_every_worker(server, "/ttl/brief", 4)
+    assert all(25 < reply["ttl"] <= 31 for reply in ttls.values()), ttls
+    server.get("/set-ttl/brief/soon-gone/0.5")
+    wait_for(
+        lambda: all(
+            r["value"] is None for r in from_every_worker(server, "/get/brief", 4).values()
+        ),
+        what="the expired key gone in every worker",
+    )
+    # keys and clear: in the leader test below, on a server of its own (a clear here would
+    # end the shared server's leader lease under the other tests)

@@ -24,7 +24,7 @@ from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 
 from .backends import MemcachedServer, RedisCluster, RedisSentinels, RedisServer
 from .frontends import BlockingAsAsync
-from .registry import INTERFACES, KINDS, SHARED
+from .registry import INTERFACES, KINDS, SHARED, WORKERS
 from .servers import STARTED, TOLERATED
 
 # sanic-ext is installed for the injection tests (tests/test_injection.py), whose apps turn
@@ -140,6 +140,16 @@ LANES = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # tests/test_workers.py's shared servers run one at a time: its tests on one, by
+    # interface (their places in the run kept, their order among themselves changed)
+    def served(item: pytest.Item) -> str:
+        callspec = getattr(item, "callspec", None)
+        return "" if callspec is None else str(callspec.params.get("served", ""))
+
+    places = [index for index, item in enumerate(items) if served(item)]
+    shared = sorted((items[i] for i in places), key=lambda item: WORKERS.index(served(item)))
+    for place, item in zip(places, shared, strict=True):
+        items[place] = item
     for item in items:
         lanes = [prefix for prefix in LANES if item.nodeid.startswith(prefix)]
         if lanes:

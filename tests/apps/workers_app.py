@@ -373,7 +373,7 @@ if os.environ.get("SYNCHRO_LEADER"):
         while True:
             record["last"] = time.time()
             await ctx.set(f"run:{run}", record)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
 
 
 @app.get("/runs")

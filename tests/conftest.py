@@ -114,34 +114,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((f"log of server on port {server.port}", server.log()))
 
 
-#: Tests that start real multi-process servers (each worker a whole interpreter), in two
-#: lanes: under pytest-xdist (``--dist loadgroup``) each lane runs on one worker, so at most
-#: two such servers load the CPU at once while the other workers run in-process tests, and
-#: a lane's module-scoped servers (tests/test_workers.py, ``served``) are shared by its
-#: tests. The longest prefix of a test's id names its lane; the two are about even.
-LANES = {
-    "tests/test_workers.py": "servers-a",
-    "tests/test_workers.py::test_leader_task": "servers-b",
-    "tests/test_workers.py::test_one_manager": "servers-b",
-    "tests/test_workers.py::test_fork_start": "servers-b",
-    "tests/test_workers.py::test_workers_with_and_without": "servers-b",
-    "tests/test_notification_workers.py": "servers-a",
-    "tests/test_sentinel.py": "servers-a",
-    "tests/test_run_modes.py": "servers-a",
-    "tests/test_lmdb.py": "servers-a",
-    "tests/test_docs.py": "servers-b",
-    "tests/test_reliability.py": "servers-b",
-    "tests/test_inspector.py": "servers-b",
-    "tests/test_compat.py": "servers-b",
-    "tests/test_config.py::test_sanic_synchro_url": "servers-b",
-    "tests/test_redis.py::test_a_missing_client_is_reported": "servers-b",
-    "tests/test_harness.py": "servers-b",
-}
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # tests/test_workers.py's shared servers run one at a time: its tests on one, by
-    # interface (their places in the run kept, their order among themselves changed)
+    # tests/test_workers.py's shared servers run one at a time (one per interface, see
+    # ``servers`` there): its tests on one, by interface (their places in the run kept,
+    # their order among themselves changed)
     def served(item: pytest.Item) -> str:
         callspec = getattr(item, "callspec", None)
         return "" if callspec is None else str(callspec.params.get("served", ""))
@@ -150,10 +126,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     shared = sorted((items[i] for i in places), key=lambda item: WORKERS.index(served(item)))
     for place, item in zip(places, shared, strict=True):
         items[place] = item
+    # Under pytest-xdist (--dist loadgroup) the tests of one shared server run on one
+    # worker; so do those on a Redis Cluster and on Sentinels (each xdist worker starts the
+    # session's servers it needs: three cluster nodes, or two servers and three Sentinels
+    # pinging each other, which cost CPU all along).
     for item in items:
-        lanes = [prefix for prefix in LANES if item.nodeid.startswith(prefix)]
-        if lanes:
-            item.add_marker(pytest.mark.xdist_group(LANES[max(lanes, key=len)]))
+        callspec = getattr(item, "callspec", None)
+        kinds = {str(value) for value in callspec.params.values()} if callspec else set()
+        if served(item):
+            item.add_marker(pytest.mark.xdist_group(f"served-{served(item)}"))
+        elif "aioredis-sentinel" in kinds:
+            item.add_marker(pytest.mark.xdist_group("sentinels"))
+        elif "aioredis-cluster" in kinds:
+            item.add_marker(pytest.mark.xdist_group("cluster"))
 
 
 @pytest.fixture(autouse=True)

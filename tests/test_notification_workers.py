@@ -19,22 +19,10 @@ from sanic_synchro_ctx.interfaces.syncmanager.push import QUEUE_LIMIT
 from sanic_synchro_ctx.interfaces.syncmanager.wire import take_messages
 
 from .backends import RedisServer
-from .registry import NOTIFYING_WORKERS
 from .servers import SanicServer, manager_processes_watching, wait_for
-from .test_workers import worker_env
+from .test_workers import heard, subscribers
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def subscribers(server: SanicServer) -> int:
-    """How many subscribers a message reaches now (-1 while the backend is unreachable)."""
-    response = server.request("/probe")
-    return int(response.text) if response.status_code == 200 else -1
-
-
-def heard(server: SanicServer) -> dict[str, Any]:
-    found: dict[str, Any] = server.get("/heard").json()
-    return found
 
 
 def publish_ten_to_both(server: SanicServer) -> dict[str, Any]:
@@ -48,30 +36,6 @@ def both_heard_all_ten(server: SanicServer, reply: dict[str, Any]) -> bool:
     """Both workers' records end with the last of the 10 messages of ``reply``."""
     records = list(heard(server).values())
     return len(records) == 2 and all(r["last"].get(reply["publisher"]) == 9 for r in records)
-
-
-@pytest.mark.parametrize("kind", NOTIFYING_WORKERS)
-def test_every_worker_hears_every_message_once_in_order(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest, app_name: str
-) -> None:
-    env = {**worker_env(kind, request, app_name), "SYNCHRO_MESSAGES": "1"}
-    with SanicServer.cli(tmp_path, "--workers", "4", env=env) as server:
-        server.wait_workers(4)
-        # the handlers subscribe once their server started: wait until all four listen
-        wait_for(lambda: subscribers(server) == 4, what="4 subscribed workers")
-        reply = server.get("/publish/1000").json()
-        assert reply["receivers"] == [4]  # each of the 1,000 reached four subscribers
-
-        def all_heard() -> dict[str, Any] | None:
-            found = heard(server)
-            done = len(found) == 4 and all(r["count"] == 1000 for r in found.values())
-            return found if done else None
-
-        found = wait_for(all_heard, what="1,000 messages heard by each of the 4 workers")
-        for record in found.values():  # (each worker's pid is its key)
-            assert record["in_order"] is True
-            assert record["last"] == {reply["publisher"]: 999}
-        assert server.library_tracebacks() == []
 
 
 @pytest.mark.parametrize("kind", ["aioredis", "asyncio_redis"])

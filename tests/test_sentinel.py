@@ -64,6 +64,13 @@ class IncrementLoad:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
+    async def running(self, count: int = 50, timeout: float = 30.0) -> None:
+        """Return once ``count`` increments were acknowledged."""
+        deadline = time.monotonic() + timeout
+        while len(self.acknowledged) < count:
+            assert time.monotonic() < deadline, f"{len(self.acknowledged)} increments"
+            await asyncio.sleep(0.01)
+
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -135,7 +142,7 @@ async def test_after_a_failover_operations_reach_the_new_master(
     acknowledged, failures, reasons = load.acknowledged, load.failures, load.reasons
     try:
         load.start()
-        await asyncio.sleep(0.5)
+        await load.running()  # before the failover
         started = time.monotonic()
         new_master = await asyncio.to_thread(fail_over, sentinels)
         named = time.monotonic()
@@ -172,7 +179,7 @@ async def test_without_wait_replicas_writes_follow_the_master_the_sentinels_name
     load = IncrementLoad(interface)
     try:
         load.start()
-        await asyncio.sleep(0.3)
+        await load.running()  # before the failover
         started = time.monotonic()
         new_master = await asyncio.to_thread(fail_over, sentinels)
         named = time.monotonic()

@@ -61,7 +61,8 @@ def servers(
         stop_current()
         env = worker_env(kind, request, f"served-{kind}")
         env["SYNCHRO_LEADER"] = str(STEADY_LEADER_TTL)
-        env["SYNCHRO_MESSAGES"] = "1"
+        if KINDS[kind].notifies:
+            env["SYNCHRO_MESSAGES"] = "1"
         log_dir = tmp_path_factory.mktemp(f"served-{kind}")
         server = SanicServer.cli(log_dir, "--workers", "4", env=env)
         server.kind = kind  # type: ignore[attr-defined]

@@ -32,8 +32,11 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
+## pytest: the suite writes bytecode even where PYTHONDONTWRITEBYTECODE is set: every server
+## it starts is a few fresh interpreters (over 300 in a run), each of which would compile the
+## package and the test app from source again, and each xdist worker its assertion rewrites
 pytest: $(STAMP) servers
-	$(BIN)/pytest
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest
 
 ## bench: side-by-side benchmarks; prints a table and writes benchmarks/RESULTS.md
 bench: $(STAMP)

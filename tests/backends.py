@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .ports import bindable as _bindable
 from .ports import free_port
 
 
@@ -47,14 +48,27 @@ def _own_pid(port: int, command: bytes, field: bytes) -> int | None:
     return int(reply.split(field, 1)[1].split(b"\r\n", 1)[0])
 
 
+class PortTaken(RuntimeError):
+    """A server exited at start on a port it was free to leave (see ``movable``)."""
+
+
 def _wait_own(
-    process: subprocess.Popen[bytes], port: int, command: bytes, field: bytes, what: str
+    process: subprocess.Popen[bytes],
+    port: int,
+    command: bytes,
+    field: bytes,
+    what: str,
+    server: RedisServer | MemcachedServer,
 ) -> None:
     """Wait until ``process`` itself answers on ``port``: a server that lost its port to
-    another one (which would answer in its place) exits, and that fails the start."""
+    another one (which would answer in its place) exits, and that fails the start, or moves
+    a server whose port was chosen for it (PortTaken)."""
 
     def answering() -> bool:
         if process.poll() is not None:
+            process.wait()
+            if server.movable and not _bindable(port):
+                raise PortTaken(f"{what}: port {port} taken")
             raise RuntimeError(f"{what} on {port} exited with {process.returncode}")
         return _own_pid(port, command, field) == process.pid
 
@@ -85,6 +99,9 @@ class RedisServer:
 
     def __init__(self, directory: Path, *, cluster: bool = False, port: int | None = None) -> None:
         self.port = port or free_port(with_bus=True)
+        #: A port chosen here and never served on may be taken before the server binds it
+        #: (another test run on this machine): the first start then moves to another one.
+        self.movable = port is None
         self.directory = directory
         self.cluster = cluster
         self.process: subprocess.Popen[bytes] | None = None
@@ -94,6 +111,14 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, *, replica_of: int | None = None) -> RedisServer:
+        for _ in range(3):
+            try:
+                return self._start(replica_of)
+            except PortTaken:
+                self.port = free_port(with_bus=True)
+        return self._start(replica_of)
+
+    def _start(self, replica_of: int | None) -> RedisServer:
         command = [
             require("redis-server"),
             "--port", str(self.port),
@@ -115,7 +140,8 @@ class RedisServer:
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
-        _wait_own(self.process, self.port, b"INFO server\r\n", b"process_id:", "redis")
+        _wait_own(self.process, self.port, b"INFO server\r\n", b"process_id:", "redis", self)
+        self.movable = False
         return self
 
     def kill(self) -> None:
@@ -259,15 +285,25 @@ class MemcachedServer:
 
     def __init__(self, *, port: int | None = None) -> None:
         self.port = port or free_port(with_bus=True)
+        self.movable = port is None  # see RedisServer
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MemcachedServer:
+        for _ in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                self.port = free_port(with_bus=True)
+        return self._start()
+
+    def _start(self) -> MemcachedServer:
         command = [require("memcached"), "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]
         command += ["-m", "64", "-u", "root"] if os.getuid() == 0 else ["-m", "64"]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
-        _wait_own(self.process, self.port, b"stats\r\n", b"STAT pid ", "memcached")
+        _wait_own(self.process, self.port, b"stats\r\n", b"STAT pid ", "memcached", self)
+        self.movable = False
         return self
 
     def kill(self) -> None:

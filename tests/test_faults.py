@@ -162,6 +162,7 @@ def test_a_stalled_backend_never_applies_a_blocking_increment_twice(
     ctx = _attach(backend.make(), app_name).sync
     ctx.set("n", 0)
     counts = {"issued": 0, "acknowledged": 0}
+    errors: list[str] = []
     lock = threading.Lock()
     running = threading.Event()
     running.set()
@@ -172,7 +173,8 @@ def test_a_stalled_backend_never_applies_a_blocking_increment_twice(
                 counts["issued"] += 1
             try:
                 ctx.increment("n")
-            except SynchroConnectionError:
+            except SynchroConnectionError as exc:
+                errors.append(str(exc))
                 time.sleep(0.05)
             else:
                 with lock:
@@ -192,6 +194,9 @@ def test_a_stalled_backend_never_applies_a_blocking_increment_twice(
         thread.join()
     final = ctx.get("n")
     assert counts["acknowledged"] <= final <= counts["issued"], (counts, final)
+    assert errors, "no call timed out during the stall"
+    for error in errors:  # the caller is told that the effect of a timed-out call is unknown
+        assert "unknown" in error, error
     ctx.interface.close()
 
 

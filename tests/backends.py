@@ -12,8 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .ports import bindable as _bindable
-from .ports import free_port
+from .ports import PortTaken, free_port, lost_port, start_moving
 
 
 def require(binary: str) -> str:
@@ -48,10 +47,6 @@ def _own_pid(port: int, command: bytes, field: bytes) -> int | None:
     return int(reply.split(field, 1)[1].split(b"\r\n", 1)[0])
 
 
-class PortTaken(RuntimeError):
-    """A server exited at start on a port it was free to leave (see ``movable``)."""
-
-
 def _wait_own(
     process: subprocess.Popen[bytes],
     port: int,
@@ -67,7 +62,7 @@ def _wait_own(
     def answering() -> bool:
         if process.poll() is not None:
             process.wait()
-            if server.movable and not _bindable(port):
+            if lost_port(server.movable, port):
                 raise PortTaken(f"{what}: port {port} taken")
             raise RuntimeError(f"{what} on {port} exited with {process.returncode}")
         return _own_pid(port, command, field) == process.pid
@@ -111,12 +106,10 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, *, replica_of: int | None = None) -> RedisServer:
-        for _ in range(3):
-            try:
-                return self._start(replica_of)
-            except PortTaken:
-                self.port = free_port(with_bus=True)
-        return self._start(replica_of)
+        return start_moving(lambda: self._start(replica_of), self._move)
+
+    def _move(self) -> None:
+        self.port = free_port(with_bus=True)
 
     def _start(self, replica_of: int | None) -> RedisServer:
         command = [
@@ -289,12 +282,10 @@ class MemcachedServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MemcachedServer:
-        for _ in range(3):
-            try:
-                return self._start()
-            except PortTaken:
-                self.port = free_port(with_bus=True)
-        return self._start()
+        return start_moving(self._start, self._move)
+
+    def _move(self) -> None:
+        self.port = free_port(with_bus=True)
 
     def _start(self) -> MemcachedServer:
         command = [require("memcached"), "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]

@@ -24,7 +24,7 @@ from sanic_synchro_ctx.interfaces.syncmanager.process import ManagerProcess
 
 from .backends import MemcachedServer, RedisCluster, RedisSentinels, RedisServer
 from .frontends import BlockingAsAsync
-from .registry import INTERFACES, KINDS, SHARED, WORKERS
+from .registry import INTERFACES, KINDS, SHARED, WORKERS, interface_fixture
 from .servers import STARTED, TOLERATED
 
 # sanic-ext is installed for the injection tests (tests/test_injection.py), whose apps turn
@@ -115,15 +115,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def params(item: pytest.Item) -> dict[str, Any]:
+        callspec = getattr(item, "callspec", None)
+        return {} if callspec is None else dict(callspec.params)
+
     # tests/test_workers.py's shared servers run one at a time (one per interface, see
     # ``servers`` there): its tests on one, by interface (their places in the run kept,
     # their order among themselves changed)
-    def served(item: pytest.Item) -> str:
-        callspec = getattr(item, "callspec", None)
-        return "" if callspec is None else str(callspec.params.get("served", ""))
-
-    places = [index for index, item in enumerate(items) if served(item)]
-    shared = sorted((items[i] for i in places), key=lambda item: WORKERS.index(served(item)))
+    places = [index for index, item in enumerate(items) if "served" in params(item)]
+    shared = sorted(
+        (items[i] for i in places), key=lambda item: WORKERS.index(params(item)["served"])
+    )
     for place, item in zip(places, shared, strict=True):
         items[place] = item
     # Under pytest-xdist (--dist loadgroup) the tests of one shared server run on one
@@ -131,10 +133,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # session's servers it needs: three cluster nodes, or two servers and three Sentinels
     # pinging each other, which cost CPU all along).
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        kinds = {str(value) for value in callspec.params.values()} if callspec else set()
-        if served(item):
-            item.add_marker(pytest.mark.xdist_group(f"served-{served(item)}"))
+        given = params(item)
+        kinds = {str(value) for value in given.values()}
+        if "served" in given:
+            item.add_marker(pytest.mark.xdist_group(f"served-{given['served']}"))
         elif "aioredis-sentinel" in kinds:
             item.add_marker(pytest.mark.xdist_group("sentinels"))
         elif "aioredis-cluster" in kinds:
@@ -218,13 +220,7 @@ def make_interface(request: pytest.FixtureRequest) -> Callable[..., BaseSynchroI
     return make
 
 
-@pytest.fixture(params=INTERFACES)
-async def interface(
-    request: pytest.FixtureRequest, make_interface: Callable[..., BaseSynchroInterface]
-) -> AsyncIterator[BaseSynchroInterface]:
-    made = make_interface(request.param)
-    yield made
-    await made.aclose()
+interface = interface_fixture(INTERFACES)
 
 
 @pytest.fixture(params=FRONT_ENDS)

@@ -113,12 +113,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[Response, bool]:
     return Response(int(parts[1]), headers, body), keep
 
 
-def _encode(path: str, headers: Mapping[str, str], close: bool) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+def _encode(path: str, close: bool) -> bytes:
+    close_header = "Connection: close\r\n" if close else ""
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{close_header}\r\n".encode("latin-1")
 
 
 async def burst(
@@ -128,7 +125,6 @@ async def burst(
     *,
     fresh: bool = False,
     timeout: float = 60.0,
-    headers: Mapping[str, str] | None = None,
     answered: Callable[[int], None] | None = None,
 ) -> list[Response | TransportError]:
     """GET every path, at most ``concurrency`` in flight, each on a connection kept alive
@@ -138,7 +134,6 @@ async def burst(
     ``answered(n)`` is called with the number of responses so far after each one."""
     results: list[Response | TransportError | None] = [None] * len(paths)
     pending = iter(range(len(paths)))
-    extra = dict(headers or {})
     count = 0
 
     async def connection_loop() -> None:
@@ -152,7 +147,7 @@ async def burst(
                             asyncio.open_connection("127.0.0.1", port), timeout
                         )
                     reader, writer = streams
-                    writer.write(_encode(paths[index], extra, fresh))
+                    writer.write(_encode(paths[index], fresh))
                     response, keep = await asyncio.wait_for(_read_response(reader), timeout)
                     results[index] = response
                     count += 1

@@ -12,6 +12,10 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: Ports of worker N: BASE + N * BLOCK ... + BLOCK; a cluster node's bus port is + BUS.
 BASE, BLOCK, BUS, WORKERS = 12_000, 1_000, 10_000, 10
@@ -44,5 +48,22 @@ def free_port(*, with_bus: bool = False) -> int:
     raise RuntimeError(f"no free port in {first}-{first + BLOCK - 1}")
 
 
-#: What a server's log says when its port was taken after all.
-ADDRESS_IN_USE = ("Address already in use", "Errno 98")
+class PortTaken(RuntimeError):
+    """A server exited at its first start on a port chosen for it, which something else
+    holds now: it may move to another one."""
+
+
+def lost_port(movable: bool, port: int) -> bool:
+    """Whether a server that exited at start did so because ``port``, chosen for it
+    (``movable``), was taken meanwhile: something else holds it now."""
+    return movable and not bindable(port)
+
+
+def start_moving(start: Callable[[], T], move: Callable[[], None], tries: int = 3) -> T:
+    """``start()``; on PortTaken, ``move()`` to another port and start again."""
+    for _ in range(tries):
+        try:
+            return start()
+        except PortTaken:
+            move()
+    return start()

@@ -10,11 +10,12 @@ package, one line here, and a server fixture in ``conftest.py`` if it needs a se
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import valkey.asyncio
 
 from sanic_synchro_ctx import LMDB, AIORedis, AsyncioRedis, InMemory, Memcache, SyncManager
@@ -95,3 +96,19 @@ NETWORK = [kind.name for kind in REGISTRY if kind.network]
 WORKERS = [kind.name for kind in REGISTRY if kind.workers]
 #: Interfaces whose workers hear each other's messages (publish/subscribe).
 NOTIFYING_WORKERS = [kind.name for kind in REGISTRY if kind.workers and kind.notifies]
+
+
+def interface_fixture(kinds: list[str]) -> Any:
+    """The ``interface`` fixture over ``kinds``: a new interface of each kind, closed after
+    the test. conftest.py makes it over every interface; a module whose tests apply to
+    fewer (publish/subscribe) defines its own over those."""
+
+    @pytest.fixture(params=kinds, name="interface")
+    async def interface(
+        request: pytest.FixtureRequest, make_interface: Callable[..., BaseSynchroInterface]
+    ) -> AsyncIterator[BaseSynchroInterface]:
+        made = make_interface(request.param)
+        yield made
+        await made.aclose()
+
+    return interface

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from .httpclient import Response, TransportError, burst, request
-from .ports import ADDRESS_IN_USE, free_port
+from .ports import PortTaken, free_port, lost_port, start_moving
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "tests.apps.workers_app:app"
@@ -201,15 +201,10 @@ class SanicServer:
     def start(self, timeout: float = 60.0, ready: str = "/pid") -> SanicServer:
         if self.process is not None and self.process.poll() is None:
             raise AssertionError("this server is already running: start it once")
-        for _ in range(3):
-            try:
-                return self._start(timeout, ready)
-            except AssertionError:
-                lost_port = self.movable and any(s in self.full_log() for s in ADDRESS_IN_USE)
-                if not lost_port or self.process is None or self.process.poll() is None:
-                    raise
-            self._use_port(free_port())
-        return self._start(timeout, ready)
+        return start_moving(lambda: self._start(timeout, ready), self._move)
+
+    def _move(self) -> None:
+        self._use_port(free_port())
 
     def _start(self, timeout: float, ready: str) -> SanicServer:
         log = self.log_path.open("wb")
@@ -228,6 +223,8 @@ class SanicServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if lost_port(self.movable, self.port):
+                    raise PortTaken(f"port {self.port} taken")
                 raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
                 if request(self.port, ready, timeout=2).status_code < 500:
@@ -299,11 +296,8 @@ class SanicServer:
     def bodies_on_fresh_connections(self, path: str, count: int) -> list[str]:
         """The bodies of ``count`` concurrent GETs of ``path`` on fresh connections (each
         answered 200)."""
-        bodies = []
-        for response in self.responses_on_fresh_connections(path, count):
-            assert response.status_code == 200, (response.status_code, response.text)
-            bodies.append(response.text)
-        return bodies
+        paths = [path] * count
+        return _bodies(paths, self._burst(paths, count, fresh=True))
 
     def get_fresh(self, path: str) -> str:
         """GET on a new connection, so the kernel may hand it to any worker."""
@@ -434,11 +428,14 @@ class SanicServer:
 
     def hammer_paths(self, paths: list[str], concurrency: int = 50) -> list[str]:
         """Every path's body, in order; each must be answered 200."""
-        bodies = []
-        for path, response in zip(paths, self._burst(paths, concurrency), strict=True):
-            assert response.status_code == 200, (path, response.status_code, response.text)
-            bodies.append(response.text)
-        return bodies
+        return _bodies(paths, self._burst(paths, concurrency))
+
+
+def _bodies(paths: list[str], responses: list[Response]) -> list[str]:
+    """The bodies of the responses to ``paths``, each of which must be 200."""
+    for path, response in zip(paths, responses, strict=True):
+        assert response.status_code == 200, (path, response.status_code, response.text)
+    return [response.text for response in responses]
 
 
 def assert_stopped_cleanly(

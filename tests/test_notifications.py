@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,21 +21,14 @@ from sanic_synchro_ctx import (
     SynchroUnsupported,
     SynchroValueError,
 )
-from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 
-from .registry import NOTIFYING, SHARED, SILENT
+from .registry import NOTIFYING, SHARED, SILENT, interface_fixture
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=NOTIFYING)
-async def interface(
-    request: pytest.FixtureRequest, make_interface: Callable[..., BaseSynchroInterface]
-) -> AsyncIterator[BaseSynchroInterface]:
-    """Here the interfaces that notify (those that cannot are tested for refusing)."""
-    made = make_interface(request.param)
-    yield made
-    await made.aclose()
+#: Here the interfaces that notify (those that cannot are tested for refusing).
+interface = interface_fixture(NOTIFYING)
 
 
 @pytest.fixture

@@ -39,16 +39,18 @@ def servers(
 ) -> Iterator[Callable[[str], SanicServer]]:
     """One ``--workers 4`` server per interface, shared by the tests of this module that
     only send it requests (each on keys of its own, or reading counts relative to where
-    they start), with the leader task "recorder" running. One runs at a time: asked for
-    another interface, it stops (through Sanic's monitor message: exit code 0, no
-    traceback through this library) and that one starts. tests/conftest.py orders these
-    tests by interface, so that each server starts once (in a shuffled order, as often as
-    the interface changes)."""
-    current: list[SanicServer] = []
+    they start), with the leader task "recorder" and, where the interface notifies, the
+    on_message handler of channel "events" running. One runs at a time: asked for another
+    interface, it stops (through Sanic's monitor message: exit code 0, no traceback
+    through this library) and that one starts. tests/conftest.py orders these tests by
+    interface, so that each server starts once (in a shuffled order, as often as the
+    interface changes)."""
+    current: dict[str, SanicServer] = {}  # at most one: interface -> its server
 
     def stop_current() -> None:
-        if current:
-            server = current.pop()
+        running = list(current.values())
+        current.clear()
+        for server in running:
             try:
                 assert server.terminate() == 0, server.log()  # the leader task stopped
                 assert server.library_tracebacks() == []
@@ -56,17 +58,15 @@ def servers(
                 server.stop()
 
     def server_of(kind: str) -> SanicServer:
-        if current and current[0].kind == kind:  # type: ignore[attr-defined]
-            return current[0]
+        if kind in current:
+            return current[kind]
         stop_current()
         env = worker_env(kind, request, f"served-{kind}")
         env["SYNCHRO_LEADER"] = str(STEADY_LEADER_TTL)
         if KINDS[kind].notifies:
             env["SYNCHRO_MESSAGES"] = "1"
         log_dir = tmp_path_factory.mktemp(f"served-{kind}")
-        server = SanicServer.cli(log_dir, "--workers", "4", env=env)
-        server.kind = kind  # type: ignore[attr-defined]
-        current.append(server)
+        server = current[kind] = SanicServer.cli(log_dir, "--workers", "4", env=env)
         server.start()
         server.wait_workers(4)
         return server

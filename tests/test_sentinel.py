@@ -6,7 +6,7 @@ changes who is master. The contract suite runs on Sentinel too (``aioredis-senti
 from __future__ import annotations
 
 import asyncio
-import subprocess
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +17,7 @@ import pytest
 
 from sanic_synchro_ctx import AIORedis, SynchroConnectionError, SynchroValueError
 
-from .backends import RedisSentinels, require
+from .backends import RedisSentinels
 from .servers import SanicServer, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -35,14 +35,21 @@ def sentinels(tmp_path: Path) -> Iterator[RedisSentinels]:
 
 
 def fail_over(group: RedisSentinels) -> int:
-    """Make the Sentinels promote the replica; the new master's port once they name it."""
+    """Make the Sentinels promote the replica; the new master's port once they name it.
+
+    A Sentinel refuses with ``-NOGOODSLAVE`` until it has read the replica's own INFO
+    (it learns of the replica from the master's INFO first): a refused request did
+    nothing, so it is asked again until accepted."""
     old = group.master_port()
-    subprocess.run(
-        [require("redis-cli"), "-p", str(group.sentinel_ports[0]), "SENTINEL", "FAILOVER", "main"],
-        check=True,
-        capture_output=True,
-        timeout=10,
-    )
+
+    def request() -> bool:
+        with socket.create_connection(("127.0.0.1", group.sentinel_ports[0]), timeout=5) as sock:
+            sock.sendall(b"SENTINEL FAILOVER main\r\n")
+            reply = sock.recv(4096)
+        assert reply.startswith((b"+OK", b"-NOGOODSLAVE")), reply
+        return reply.startswith(b"+OK")
+
+    wait_for(request, timeout=30, what="the Sentinel accepting the failover")
     new: int = wait_for(
         lambda: (port := group.master_port()) != old and port, timeout=30, what="a new master"
     )

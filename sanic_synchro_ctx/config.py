@@ -29,13 +29,13 @@ URL                                    interface
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
 from .errors import SynchroValueError
 from .interfaces.base import BaseSynchroInterface
+from .masking import check_userinfo, mask_password
 
 __all__ = ["DEFAULT_URL", "SCHEMES", "interface_from_url", "mask_password"]
 
@@ -100,19 +100,13 @@ SCHEMES: dict[str, dict[str, Callable[[str], Any]]] = {
     "lmdb": {**_COMMON, "map_size": int, "durable": _boolean},
 }
 
-_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
-
-
-def mask_password(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return _PASSWORD.sub(r"\1***@", url)
-
 
 def interface_from_url(url: str, **options: Any) -> BaseSynchroInterface:
     """The interface ``url`` names (see the module's table), with ``options``."""
     if not isinstance(url, str) or not url.strip():
         raise SynchroValueError("a synchro URL must be a non-empty str, such as 'manager://'")
     shown = mask_password(url)
+    check_userinfo(url)
     try:
         parts = urlsplit(url.strip())
     except ValueError as exc:
@@ -247,7 +241,7 @@ def _redis_sentinel(
             f"{shown!r}: name the service: redis+sentinel://host:port,.../service/db"
         )
     db_text = db_text or "0"
-    if not db_text.isdigit():
+    if not (db_text.isascii() and db_text.isdigit()):
         raise SynchroValueError(f"{shown!r}: the database must be a number, not {db_text!r}")
     _socket_timeouts(options)
     return AIORedis.from_sentinel(sentinels, service, db=int(db_text), **options)
@@ -259,7 +253,7 @@ def _asyncio_redis(
     from .interfaces.redis import AsyncioRedis
 
     db_text = parts.path.strip("/") or "0"
-    if not db_text.isdigit():
+    if not (db_text.isascii() and db_text.isdigit()):
         raise SynchroValueError(f"{shown!r}: the database must be a number, not {db_text!r}")
     password = unquote(parts.password) if parts.password else None
     return AsyncioRedis(

@@ -17,11 +17,16 @@ from typing import Any, NamedTuple
 
 from .errors import SynchroTypeError, SynchroValueError
 
-__all__ = ["RateLimit", "check_rate", "gcra", "parse_rate"]
+__all__ = ["MAX_PER_SECOND", "RateLimit", "check_rate", "gcra", "parse_rate"]
 
 #: The part of one interval (per / limit) a decision tolerates: TATs are sums of floats
 #: on clocks of ~1.8e9 s, and their last bits round (now + 86400 - 86400 may exceed now).
 SLACK = 1e-3
+#: The fastest rate a limit may allow: one request per microsecond. TATs are kept on
+#: clocks of ~1.8e9 s, whose floats step by ~2.4e-7 s: a shorter interval would not move
+#: the TAT at all (no limit), and a limit of 2**63 or more does not fit the integers some
+#: backends compute ``remaining`` in. Refused the same way on every interface.
+MAX_PER_SECOND = 1_000_000
 _UNITS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*")
 
@@ -53,6 +58,11 @@ def check_rate(limit: Any, per: Any, cost: Any) -> tuple[int, float, int]:
         raise SynchroTypeError(f"per must be int or float seconds, got {type(per).__name__}")
     if not 0 < per < 10 * 365 * 86_400 or not math.isfinite(per):
         raise SynchroValueError(f"per must be a positive number of seconds, got {per!r}")
+    if limit > per * MAX_PER_SECOND:
+        raise SynchroValueError(
+            f"a limit of {limit} per {per} s is over {MAX_PER_SECOND:,} per second, "
+            "which the clocks limits are kept in cannot tell apart"
+        )
     return limit, float(per), cost
 
 

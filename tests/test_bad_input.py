@@ -158,6 +158,8 @@ CASES: list[tuple[str, Op, type[SynchroError]]] = [
     ("str rate period", lambda c: c.rate_limit("a", limit=5, per="1"), SynchroTypeError),
     ("cost over the limit", lambda c: c.rate_limit("a", limit=5, per=1, cost=6), SynchroValueError),
     ("zero cost", lambda c: c.rate_limit("a", limit=5, per=1, cost=0), SynchroValueError),
+    ("limit over 2**63", lambda c: c.rate_limit("a", limit=2**63, per=86_400), SynchroValueError),
+    ("limit over 1e6/s", lambda c: c.rate_limit("a", limit=10**6 + 1, per=1), SynchroValueError),
     ("empty rate key", lambda c: c.rate_limit("", limit=5, per=1), SynchroValueError),
     ("zero semaphore limit", lambda c: c.semaphore("s", 0), SynchroValueError),
     ("str semaphore limit", lambda c: c.semaphore("s", "3"), SynchroTypeError),

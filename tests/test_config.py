@@ -212,6 +212,61 @@ def test_a_url_with_a_password_builds_without_showing_it(redis_server: Any) -> N
     assert "s3cr3t-pw" not in repr(interface_from_url("redis://:s3cr3t-pw@127.0.0.1:1/0"))
 
 
+#: Hosts and paths of the schemes whose URLs carry a password (where ``{}`` is the
+#: user information), and ways to get each URL wrong.
+PASSWORD_URLS = [
+    "redis://{}@127.0.0.1:6379/0",
+    "rediss://{}@127.0.0.1:6379/0",
+    "redis+cluster://{}@127.0.0.1:7000",
+    "asyncio-redis://{}@127.0.0.1:6379/0",
+    "redis+sentinel://{}@127.0.0.1:26379,127.0.0.1:26380/main/0",
+]
+MISTAKES = ["", "?bogus=1", "?timeout=soon", ":notaport", "x", "/zero"]
+
+
+@pytest.mark.parametrize("template", PASSWORD_URLS)
+@pytest.mark.parametrize("mark", ["/", "?", "#", "@", "%2F", ":"])
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_no_piece_of_a_password_appears_in_errors_or_reprs(
+    template: str, mark: str, mistake: str
+) -> None:
+    """A password holding a URL delimiter is refused with the fix, never read in pieces (a
+    piece read as a path, query or option name would be shown); one without is masked."""
+    url = template.format(f"user:Alpha1{mark}Bravo2") + mistake
+    try:
+        made = interface_from_url(url)
+    except SynchroValueError as exc:
+        shown = str(exc)
+        if mark in "/?#":
+            assert "percent-encode" in shown
+    else:
+        shown = f"{made!r} {made.endpoint}"
+    assert "Alpha1" not in shown
+    assert "Bravo2" not in shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/notanumber",
+        "redis://127.0.0.1:6379/1/2",
+        "rediss://127.0.0.1:6379/²",
+        "redis+cluster://127.0.0.1:7000/3",
+        "asyncio-redis://127.0.0.1:6379/1/2",
+        "redis+sentinel://127.0.0.1:26379/main/1/2",
+    ],
+)
+def test_a_database_that_is_not_one_number_is_refused(url: str) -> None:
+    with pytest.raises(SynchroValueError, match="database"):
+        interface_from_url(url)
+
+
+def test_aioredis_from_url_refuses_a_database_that_is_not_one_number() -> None:
+    with pytest.raises(SynchroValueError, match="must be a number, not 'notanumber'"):
+        AIORedis.from_url("redis://127.0.0.1:6379/notanumber")
+    assert AIORedis.from_url("redis://127.0.0.1:6379/12").endpoint.endswith("/12")
+
+
 def test_synchro_reads_its_url_and_prefix_from_app_config(app_name: str) -> None:
     app = Sanic(app_name)
     app.config.SYNCHRO_URL = "memory://"

@@ -182,6 +182,8 @@ def test_limit_answers_503_when_the_backend_is_down(
         "1.5/second",
         "/second",
         "",
+        "99999999999999999999999/second",
+        (2**63, 60),
         (0, 10),
         (10, 0),
         (10, -1),

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from sanic_synchro_ctx import SynchroValueError
 from sanic_synchro_ctx.ratelimit import gcra, parse_rate
 
 NOWS = [0.0, 8_644.654, 1_796_026_920.3355052, 2.0**31 + 0.1]
@@ -57,3 +58,22 @@ def test_the_budget_refills_one_interval_at_a_time() -> None:
 )
 def test_rates_parse(rate: object, expected: tuple[int, float]) -> None:
     assert parse_rate(rate) == expected
+
+
+@pytest.mark.parametrize(
+    "rate", ["99999999999999999999999/second", "1000001/second", (2**63, 86_400), (61, 0.00006)]
+)
+def test_rates_faster_than_a_million_per_second_are_refused(rate: object) -> None:
+    with pytest.raises(SynchroValueError, match="per second"):
+        parse_rate(rate)
+
+
+def test_the_fastest_rate_allowed_still_limits() -> None:
+    """A million per second moves the TAT on today's clock: the limit holds."""
+    now = 1.8e9
+    tat, first = gcra(None, now, 1_000_000, 1.0, 1_000_000)
+    assert first.allowed
+    assert tat is not None
+    assert tat > now
+    _, second = gcra(tat, now, 1_000_000, 1.0, 1)
+    assert not second.allowed

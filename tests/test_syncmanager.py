@@ -18,9 +18,11 @@ from sanic import Sanic
 from sanic_synchro_ctx import (
     Synchro,
     SynchroConnectionError,
+    SynchroError,
     SynchroValueError,
     SyncManager,
 )
+from sanic_synchro_ctx.context import SynchroContext
 from sanic_synchro_ctx.interfaces.syncmanager.client import AsyncClient
 from sanic_synchro_ctx.interfaces.syncmanager.process import AUTHKEY_ENV, READY, ManagerProcess
 
@@ -33,6 +35,17 @@ def context(app_name: str, interface: SyncManager) -> Any:
     app = Sanic(app_name)
     Synchro(app, interface=interface)
     return app.ctx.synchro.sync
+
+
+async def test_an_unstarted_manager_says_so_on_both_front_ends() -> None:
+    """Not ``SynchroError: SyncManager: AssertionError:`` on the async front end."""
+    ctx = SynchroContext(SyncManager(prefix="p:"))
+    with pytest.raises(SynchroError, match="SyncManager is not started: attach it"):
+        await ctx.get("a")
+    with pytest.raises(SynchroError, match="SyncManager is not started: attach it"):
+        await ctx.increment("a")
+    with pytest.raises(SynchroError, match="SyncManager is not started: attach it"):
+        ctx.sync.get("a")
 
 
 def test_connects_with_str_or_bytes_authkey(app_name: str, manager_process: ManagerProcess) -> None:

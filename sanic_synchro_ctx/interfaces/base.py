@@ -44,7 +44,7 @@ from ..errors import (
 )
 from ..notifications import DEFAULT_MAX_PENDING, Deliver, Listener, Subscription, check_max_pending
 from ..pipeline import Call, check_calls, in_pipeline, waves
-from ..ratelimit import RateLimit, check_rate
+from ..ratelimit import MAX_PER_SECOND, RateLimit, check_rate
 from ..serializer import JSONSerializer, Serializer
 from ..stats import NullRecorder, Recorder
 
@@ -550,6 +550,7 @@ class BaseSynchroInterface(ABC):
             and 0 < cost <= limit
             and type(per) is float
             and 0.0 < per < MAX_TTL
+            and limit <= per * MAX_PER_SECOND
         ):
             limit, per, cost = check_rate(limit, per, cost)
         started = perf_counter()

@@ -30,12 +30,14 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlsplit
 
 from ... import cancellation
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...checks import check_timeout
 from ...deadlines import bounded
 from ...errors import SynchroConnectionError, SynchroValueError, missing_client
+from ...masking import check_userinfo, mask_password
 from ...notifications import Deliver, Listener
 from ...serializer import Serializer
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
@@ -438,6 +440,23 @@ class _PubSubListener(Listener):
         await super().aclose()
 
 
+def _check_database(url: str, *, cluster: bool) -> None:
+    """SynchroValueError unless ``url``'s path names a database by its number.
+
+    redis-py reads the path by deleting every ``/`` and keeps db 0 when the rest is no
+    number: ``redis://host/notanumber`` would use db 0 and ``redis://host/1/2`` db 12."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "unix":
+        return  # the path is the socket's; the database is ?db=
+    text = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if text and not (text.isascii() and text.isdigit()):
+        raise SynchroValueError(
+            f"{mask_password(url)!r}: the database must be a number, not {text!r}"
+        )
+    if cluster and text and int(text) != 0:
+        raise SynchroValueError(f"{mask_password(url)!r}: a Redis Cluster has database 0 only")
+
+
 class AIORedis(RedisInterface):
     """The context in Redis (or a Redis Cluster, or a Redis watched by Sentinel), through
     ``redis.asyncio``.
@@ -521,6 +540,8 @@ class AIORedis(RedisInterface):
         the client. Defaults: 5 s socket timeouts (every call ends within them); a pool of
         100 connections (a burst of more concurrent operations waits for a connection
         instead of failing). Retries are always off (see the class docstring)."""
+        check_userinfo(url)
+        _check_database(url, cluster=cluster)
         library = _import_library()
         kwargs.setdefault("socket_timeout", DEFAULT_TIMEOUT)
         kwargs.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)

@@ -33,7 +33,7 @@ import threading
 from asyncio import events
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...bridge import run_inline
@@ -190,12 +190,8 @@ class SyncManager(StoreBackedInterface):
         store = self._store
         if store is not None:
             return store
-        client = self._client
-        if client is None:
-            raise SynchroError(
-                "SyncManager is not started: attach it to an app with Synchro(app) (its "
-                "listeners start it), or give it the address= of a running manager"
-            )
+        if self._client is None:
+            _not_started()
         raise AssertionError("SyncManager calls its client through _call")
 
     def _call(self, method: str, *args: Any) -> Awaitable[Any]:
@@ -205,8 +201,10 @@ class SyncManager(StoreBackedInterface):
         if self._blocking.capturing:  # a blocking pipeline collects its operations' calls
             return _Captured((method, args))
         client = self._client
+        if client is None:
+            _not_started()
         batcher = self._batcher()
-        if client is None or batcher is None:  # blocking front end, or no batching
+        if batcher is None:  # blocking front end, or no batching
             self._unbatched += 1
             return run_when_awaited(self._backend_call(method), args)
         if client.connected():
@@ -219,8 +217,7 @@ class SyncManager(StoreBackedInterface):
     def _backend_call(self, method: str) -> Callable[..., Any]:
         client = self._client
         if client is None:
-            self._backend()  # raises: not started
-            raise AssertionError("unreachable")
+            _not_started()
 
         def call(*args: Any) -> Any:
             return client.call(method, *args)
@@ -252,8 +249,7 @@ class SyncManager(StoreBackedInterface):
             return await super().raw_listen(channels, deliver)
         client = self._client
         if client is None:
-            self._backend()  # raises: not started
-            raise AssertionError("unreachable")
+            _not_started()
         loop = asyncio.get_running_loop()
         job = loop.run_in_executor(
             None, open_subscription, client.address, client.authkey, channels, self._timeout
@@ -473,3 +469,12 @@ class SyncManager(StoreBackedInterface):
         else:
             where = "in-process" if self._store is not None else "not started"
         return f"SyncManager({where})"
+
+
+def _not_started() -> NoReturn:
+    """The error of an operation on a SyncManager that is not started, on either front end
+    (the async one said only ``AssertionError`` before)."""
+    raise SynchroError(
+        "SyncManager is not started: attach it to an app with Synchro(app) (its "
+        "listeners start it), or give it the address= of a running manager"
+    )

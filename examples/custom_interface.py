@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from sanic_synchro_ctx import BaseSynchroInterface, SynchroTypeError, SynchroValueError
+from sanic_synchro_ctx.fencing import next_fence
 from sanic_synchro_ctx.ratelimit import gcra
 
 INT64 = range(-(2**63), 2**63)
@@ -31,7 +32,7 @@ class DictInterface(BaseSynchroInterface):
         super().__init__(**options)
         self._data: dict[str, tuple[bytes, float | None]] = {}  # value, deadline
         self._locks: dict[str, tuple[str, float]] = {}  # token, deadline
-        self._fences: dict[str, int] = {}  # the last fencing token given per lock
+        self._fence = 0  # the last fencing token given (to any lock: nothing kept per name)
         self._semaphores: dict[str, dict[str, float]] = {}  # token -> deadline
         self._mutex = threading.Lock()
 
@@ -158,7 +159,7 @@ class DictInterface(BaseSynchroInterface):
             if holder is not None and holder[1] > now:
                 return done((holder[0], 0))
             self._locks[key] = (token, now + ttl)
-            fence = self._fences[key] = self._fences.get(key, 0) + 1
+            fence = self._fence = next_fence(time.time(), self._fence)
             return done((None, fence))
 
     def raw_lock_release(self, key: str, token: str) -> Awaitable[bool]:

@@ -730,6 +730,19 @@ async def test_fencing_tokens_grow_with_every_acquisition(ctx: Any) -> None:
     await second.release()
 
 
+async def test_fencing_tokens_come_from_the_clock(ctx: Any) -> None:
+    """A token is the store's clock in microseconds (or just above the last one): a store
+    that lost everything, or a new app, gives larger tokens than before (a counter restarted
+    at 1, 2, 3). Redis's server and memcached's clients share this machine's clock."""
+    started = int(time.time() * 1_000_000)
+    tokens = []
+    for name in ("a", "a", "b", "a"):
+        async with ctx.lock(name, ttl=5) as lock:
+            tokens.append(lock.token)
+    assert started <= tokens[0] < tokens[1] < tokens[3]
+    assert tokens[-1] <= int(time.time() * 1_000_000) + 1_000
+
+
 async def test_locked_tells_whether_a_lock_is_held(ctx: Any) -> None:
     assert await ctx.locked("job") is False
     async with ctx.lock("job", ttl=5):

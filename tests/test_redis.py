@@ -88,6 +88,30 @@ async def test_keys_and_clear_scan_the_namespace_and_never_flush(
         assert forbidden not in stats
 
 
+async def test_nothing_written_for_coordination_is_kept_without_an_expiry(
+    redis_ctx: Any, redis_server: RedisServer
+) -> None:
+    """300 lock names taken once, semaphores and rate limits: after clear(), every key left
+    of the namespace expires within a minute (fencing tokens were one key per lock name,
+    kept for ever)."""
+    for i in range(300):
+        async with redis_ctx.lock(f"job-{i}", ttl=5):
+            pass
+    async with redis_ctx.semaphore("pool", 2, ttl=5):
+        await redis_ctx.rate_limit("client", limit=5, per=10)
+    await redis_ctx.set("data", 1)
+    await redis_ctx.clear()
+    raw = redis_asyncio.Redis(port=redis_server.port)
+    try:
+        prefix = redis_ctx.interface.prefix.encode()
+        left = [key async for key in raw.scan_iter(count=1_000) if prefix in key]
+        lives = [await raw.pttl(key) for key in left]
+    finally:
+        await raw.aclose()
+    assert len(left) == 301  # each name's last token, for a minute, and the rate's TAT
+    assert all(0 < life <= 60_000 for life in lives), sorted(set(lives))[:5]
+
+
 async def test_a_raw_key_equal_to_the_namespace_head_is_not_listed(
     redis_ctx: Any, redis_server: RedisServer
 ) -> None:

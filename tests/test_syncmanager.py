@@ -120,6 +120,8 @@ def test_manager_killed_then_restarted(app_name: str, tmp_path: Any) -> None:
     first = ManagerProcess.start(watch_pid=os.getpid(), socket_path=socket_path, authkey=authkey)
     ctx = context(app_name, SyncManager(socket_path, authkey))
     assert ctx.increment("n") == 1
+    with ctx.lock("job") as before:
+        pass
     first.process.kill()
     first.process.wait()
     for _ in range(3):  # every call fails fast while it is down
@@ -131,6 +133,8 @@ def test_manager_killed_then_restarted(app_name: str, tmp_path: Any) -> None:
     try:
         assert ctx.increment("n") == 1  # a new manager starts empty; the client reconnected
         assert ctx.get("n") == 1
+        with ctx.lock("job") as after:
+            assert after.token > before.token  # fencing tokens never go back (were 1 again)
     finally:
         second.stop()
 

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from ..checks import INT64_MAX, INT64_MIN
 from ..errors import SynchroError, SynchroTypeError, SynchroValueError, missing_client
+from ..fencing import FENCE_MEMORY, next_fence
 from ..ratelimit import gcra
 from ..serializer import Serializer
 from .base import DEFAULT_MAX_VALUE_SIZE, LOCK_MARK, BaseSynchroInterface
@@ -450,8 +451,8 @@ class LMDB(BaseSynchroInterface):
                 yield stored, record
 
     def _purge_some(self, txn: Any) -> None:
-        """Delete the expired records among the next PURGE_BATCH (locks' leases are records
-        of another form: they are replaced when taken, never purged here)."""
+        """Delete the expired records among the next PURGE_BATCH, leases of locks whose
+        holder never released them included (records of another form)."""
         now = time.time()
         cursor = txn.cursor()
         if not cursor.set_range(self._purge_from):
@@ -460,7 +461,10 @@ class LMDB(BaseSynchroInterface):
         expired = []
         for seen, (stored, record) in enumerate(cursor, 1):
             try:
-                if not stored.startswith(_LOCK_MARK) and not _alive(_parse(record)[0], now):
+                if stored.startswith(_LOCK_MARK):
+                    if _LOCK.unpack_from(record)[0] <= now:
+                        expired.append(stored)
+                elif not _alive(_parse(record)[0], now):
                     expired.append(stored)
             except struct.error:
                 pass  # not a record of ours: leave it alone
@@ -518,9 +522,13 @@ class LMDB(BaseSynchroInterface):
                 if deadline > now:
                     return _done((held[_LOCK.size :].decode("utf-8", "surrogatepass"), 0))
             txn.put(stored, _LOCK.pack(now + ttl) + token.encode("utf-8", "surrogatepass"))
-            counter = txn.get(fence_key)
-            fence = (0 if counter is None else int(_parse(counter)[1])) + 1
-            txn.put(fence_key, _record(str(fence).encode("ascii"), 0.0, None))
+            kept = txn.get(fence_key)
+            last = None
+            if kept is not None:
+                deadline, value, _ = _parse(kept)
+                last = int(value) if _alive(deadline, now) else None
+            fence = next_fence(now, last)
+            txn.put(fence_key, _record(str(fence).encode("ascii"), now + FENCE_MEMORY, None))
         return _done((None, fence))
 
     def raw_lock_release(self, key: str, token: str) -> Awaitable[bool]:

@@ -30,6 +30,7 @@ from ...errors import (
     SynchroValueError,
     missing_client,
 )
+from ...fencing import FENCE_MEMORY, next_fence
 from ...ratelimit import gcra
 from ...serializer import Serializer
 from ..base import DEFAULT_TIMEOUT, LOCK_MARK, RATE_MARK, SEMAPHORE_MARK
@@ -428,16 +429,19 @@ class Memcache(NetworkInterface[_Session]):
             # released between the add and the get: try again
 
     async def _fence(self, client: Any, name: bytes) -> int:
-        """The next fencing token of a lock: ``incr`` of its counter, which starts at the
-        current Unix time in ms, so that tokens keep growing should it ever be evicted."""
+        """The next fencing token of a lock: ``incr`` of its counter, which starts at this
+        machine's clock in microseconds and expires FENCE_MEMORY seconds after it started
+        (``incr`` keeps an item's expiry): the next one starts from the clock again, above
+        every token the old one gave (fencing.py)."""
         refused = self._module.exceptions.ClientException
         for _ in range(SWAP_ATTEMPTS):
             try:
                 return int(await self._rt(client.incr(name)))
             except refused:  # aiomcache raises for NOT_FOUND (and for a non-number)
                 pass
-            start = int(time.time() * 1000)
-            if await self._rt(client.add(name, str(start).encode("ascii"))):
+            start = next_fence(time.time(), None)
+            kept = expiry.lease(FENCE_MEMORY)
+            if await self._rt(client.add(name, str(start).encode("ascii"), kept)):
                 return start
         raise SynchroError(f"memcached: the fencing counter {name!r} is not a number")
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ...batching import Batcher
+from ...fencing import FENCE_MEMORY
 from ...pipeline import in_pipeline
 from ..base import LOCK_MARK
 from ..network import NetworkInterface
@@ -33,8 +34,10 @@ __all__ = ["IncrementRefused", "RedisInterface", "RedisSession", "SetIfMissingRe
 
 #: Keys deleted per DEL by clear().
 _CHUNK = 500
-#: Each lock's fencing counter: the lock's key with this mark instead of LOCK_MARK.
+#: Each lock's last fencing token: the lock's key with this mark instead of LOCK_MARK,
+#: kept FENCE_MEMORY seconds (fencing.py).
 FENCE_MARK = "\x00fence\x00"
+_FENCE_MS = milliseconds(FENCE_MEMORY)
 
 
 class IncrementRefused(Exception):
@@ -255,7 +258,9 @@ class RedisInterface(NetworkInterface[RedisSession]):
     async def raw_lock_acquire(self, key: str, token: str, ttl: float) -> tuple[str | None, int]:
         session = self._sessions.current() or await self.session()
         keys = [encode_key(key), encode_key(FENCE_MARK + key[len(LOCK_MARK) :])]
-        answer = decode_key(await session.script("lock_acquire", keys, [token, milliseconds(ttl)]))
+        answer = decode_key(
+            await session.script("lock_acquire", keys, [token, milliseconds(ttl), _FENCE_MS])
+        )
         if answer[:1] == "+":
             return None, int(answer[1:])
         return answer[1:], 0

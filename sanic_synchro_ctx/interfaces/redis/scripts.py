@@ -155,19 +155,24 @@ end
 return value
 """
 
-# Answers "+<fencing token>" when the lock was taken, else "-<holder's token>". The fencing
-# counter (KEYS[2]) starts at the server's clock in ms, so that tokens keep growing even
-# if the counter is ever lost (evicted): it restarts above every token already given.
-LOCK_ACQUIRE = (
-    _NOW
-    + """
+# Answers "+<fencing token>" when the lock was taken, else "-<holder's token>". The token is
+# the server's clock in microseconds, or one more than the name's last token (KEYS[2], kept
+# ARGV[3] ms) when that is not lower: see fencing.py. string.format: Lua would write a
+# number of 16 digits with an exponent.
+LOCK_ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('SET', KEYS[2], now_ms, 'NX')
-  return '+' .. redis.call('INCR', KEYS[2])
+  local clock = redis.call('TIME')
+  local fence = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+  local last = tonumber(redis.call('GET', KEYS[2]) or '')
+  if last and fence <= last then
+    fence = last + 1
+  end
+  fence = string.format('%d', fence)
+  redis.call('SET', KEYS[2], fence, 'PX', ARGV[3])
+  return '+' .. fence
 end
 return '-' .. (redis.call('GET', KEYS[1]) or '')
 """
-)
 
 LOCK_EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

@@ -18,6 +18,7 @@ from typing import Any
 
 from ...checks import INT64_MAX, INT64_MIN
 from ...errors import SynchroError, SynchroTypeError, SynchroValueError
+from ...fencing import next_fence
 from ...ratelimit import gcra
 from .hub import Hub
 
@@ -75,8 +76,13 @@ class Store:
         self._expiry: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self._locks: dict[str, tuple[str, float]] = {}
-        self._fences: dict[str, int] = {}  # per lock name: the last fencing token given
+        # the last fencing token given, to any name: tokens grow across every name, so
+        # that nothing is kept per name (fencing.py)
+        self._fence = 0
         self._semaphores: dict[str, dict[str, float]] = {}  # name -> {holder: deadline}
+        # (deadline, is a semaphore, name) of every lease given: the leases that ended
+        # without a release are forgotten (a name taken once is not kept for ever)
+        self._leases: list[tuple[float, bool, str]] = []
         # Rate limits: each key's TAT, and a heap holding one (deadline, key) per key (not
         # one per call): a popped key whose TAT moved on goes back with its new TAT.
         self._rates: dict[str, float] = {}
@@ -278,10 +284,28 @@ class Store:
             held = self._locks.get(name)
             if held is not None and held[1] > now and held[0] != token:
                 return held[0], 0
-            fence = self._fences.get(name, 0) + 1
-            self._fences[name] = fence
+            self._forget_ended_leases(now)
+            fence = self._fence = next_fence(time.time(), self._fence)
             self._locks[name] = (token, now + ttl)
+            heapq.heappush(self._leases, (now + ttl, False, name))
             return None, fence
+
+    def _forget_ended_leases(self, now: float) -> None:
+        """Drop the locks and semaphore holders whose lease ended (under the mutex)."""
+        leases = self._leases
+        while leases and leases[0][0] <= now:
+            _, semaphore, name = heapq.heappop(leases)
+            if semaphore:
+                holders = self._semaphores.get(name)
+                if holders is not None:
+                    for gone in [holder for holder, end in holders.items() if end <= now]:
+                        del holders[gone]
+                    if not holders:
+                        del self._semaphores[name]
+            else:
+                held = self._locks.get(name)
+                if held is not None and held[1] <= now:
+                    del self._locks[name]
 
     def lock_release(self, name: str, token: str) -> bool:
         """Release the lock if ``token`` holds a live lease; False otherwise (not the owner)."""
@@ -300,6 +324,7 @@ class Store:
             if held is None or held[0] != token or held[1] <= now:
                 return False
             self._locks[name] = (token, now + ttl)
+            heapq.heappush(self._leases, (now + ttl, False, name))
             return True
 
     def locked(self, name: str) -> bool:
@@ -312,12 +337,14 @@ class Store:
         holder whose lease ended has left)."""
         with self._mutex:
             now = _now()
+            self._forget_ended_leases(now)
             holders = self._semaphores.setdefault(name, {})
             for gone in [holder for holder, deadline in holders.items() if deadline <= now]:
                 del holders[gone]
             if token not in holders and len(holders) >= limit:
                 return False
             holders[token] = now + ttl
+            heapq.heappush(self._leases, (now + ttl, True, name))
             return True
 
     def semaphore_release(self, name: str, token: str) -> bool:

@@ -39,6 +39,7 @@ from .errors import (
     SynchroTypeError,
     SynchroValueError,
 )
+from .giveback import give_back
 
 if TYPE_CHECKING:
     from .interfaces.base import BaseSynchroInterface
@@ -143,6 +144,24 @@ class _LockBase:
         self._lost = False
         return _new_owner(), _Wait(f"lock {self._name!r}", self._timeout)
 
+    async def _attempt(self, owner: str) -> tuple[str | None, int]:
+        """One attempt to take the lock, for both front ends (the blocking one runs it on
+        its private loop): (None, fencing token) if taken, else (holder, 0). An attempt
+        that failed or was cancelled after its request left may have taken the lock, or
+        may take it once the backend gets to it: it is released now, and again in the
+        background until that is sure (giveback), else it would be held by nobody for its
+        whole ttl (the blocking front end's own copy of this step once forgot that)."""
+        interface, name = self._interface, self._name
+        try:
+            return await interface.acquire_lock(name, owner, self._ttl)
+        except BaseException:
+            released = False
+            with contextlib.suppress(Exception):
+                released = await interface.release_lock(name, owner)
+            if not released:  # maybe not taken yet: see giveback
+                give_back(interface, lambda: interface.release_lock(name, owner), self._ttl)
+            raise
+
     def _acquired(self, owner: str, fence: int) -> None:
         self._owner, self._fence = owner, fence
         self._lease_end = time.monotonic() + self._ttl
@@ -188,15 +207,8 @@ class AsyncLock(_LockBase):
     async def acquire(self) -> None:
         """Wait until the lock is ours; LockTimeout once ``timeout`` seconds passed."""
         owner, wait = self._start()
-        interface = self._interface
         while True:
-            try:
-                holder, fence = await interface.acquire_lock(self._name, owner, self._ttl)
-            except BaseException:
-                # Cancelled or failed after the request left: the lock may be ours.
-                with contextlib.suppress(Exception):
-                    await interface.release_lock(self._name, owner)
-                raise
+            holder, fence = await self._attempt(owner)
             if holder is None:
                 self._acquired(owner, fence)
                 if self._auto_renew:
@@ -282,7 +294,7 @@ class BlockingLock(_LockBase):
         run = self._interface.run_blocking
         loop = _running_loop()
         while True:
-            holder, fence = run(self._interface.acquire_lock(self._name, owner, self._ttl))
+            holder, fence = run(self._attempt(owner))
             if holder is None:
                 self._acquired(owner, fence)
                 if self._auto_renew:
@@ -461,6 +473,20 @@ class _SemaphoreBase:
     def held(self) -> bool:
         return self._owner is not None
 
+    async def _attempt(self, owner: str) -> bool:
+        """One attempt to take a place, for both front ends; a failed or cancelled one
+        gives back the place it may have taken (see the lock's)."""
+        interface, name = self._interface, self._name
+        try:
+            return await interface.acquire_semaphore(name, owner, self._limit, self._ttl)
+        except BaseException:
+            released = False
+            with contextlib.suppress(Exception):
+                released = await interface.release_semaphore(name, owner)
+            if not released:  # maybe not taken yet: see giveback
+                give_back(interface, lambda: interface.release_semaphore(name, owner), self._ttl)
+            raise
+
     def _start(self) -> tuple[str, _Wait]:
         if self._owner is not None:
             raise SynchroError(f"semaphore {self._name!r} is already held by this object")
@@ -488,15 +514,8 @@ class AsyncSemaphore(_SemaphoreBase):
 
     async def acquire(self) -> None:
         owner, wait = self._start()
-        interface = self._interface
         while True:
-            try:
-                taken = await interface.acquire_semaphore(self._name, owner, self._limit, self._ttl)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await interface.release_semaphore(self._name, owner)
-                raise
-            if taken:
+            if await self._attempt(owner):
                 self._owner = owner
                 return
             await asyncio.sleep(wait.next_delay())
@@ -521,7 +540,7 @@ class BlockingSemaphore(_SemaphoreBase):
         owner, wait = self._start()
         run = self._interface.run_blocking
         while True:
-            if run(self._interface.acquire_semaphore(self._name, owner, self._limit, self._ttl)):
+            if run(self._attempt(owner)):
                 self._owner = owner
                 return
             time.sleep(wait.next_delay())

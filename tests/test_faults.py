@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +317,46 @@ async def _read_eventually(ctx: Any, key: str) -> Any:
         except SynchroConnectionError:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
+
+
+# -- an attempt to take a lock or a place that timed out --------------------------------------
+
+
+@pytest.mark.parametrize("what", ["lock", "semaphore"])
+@pytest.mark.parametrize("front", ["async", "blocking"])
+async def test_an_acquire_that_timed_out_leaves_nothing_held(
+    backend: Backend, app_name: str, front: str, what: str
+) -> None:
+    """The backend is frozen while an acquire with a 20 s lease is on its way: the attempt
+    fails with "effect unknown", and what it may have taken is given back, on both front
+    ends (the blocking one left the lock held by nobody for its whole ttl: 3 of 3 runs)."""
+    ctx = _attach(backend.make(), app_name)
+    one = ThreadPoolExecutor(1)  # the blocking calls' thread, connected before the freeze
+    loop = asyncio.get_running_loop()
+
+    def take(on: Any, ttl: float, timeout: float | None = None) -> Any:
+        if what == "lock":
+            return on.lock("job", ttl=ttl, timeout=timeout)
+        return on.semaphore("job", 1, ttl=ttl, timeout=timeout)
+
+    async def attempt() -> None:
+        if front == "async":
+            await take(ctx, 20).acquire()
+        else:
+            await loop.run_in_executor(one, take(ctx.sync, 20).acquire)
+
+    try:
+        await ctx.set("warm", 1)
+        await loop.run_in_executor(one, ctx.sync.get, "warm")
+        with backend.frozen(), pytest.raises(SynchroConnectionError):
+            await attempt()
+        await _read_eventually(ctx, "warm")
+        async with take(ctx, 5, timeout=5):  # LockTimeout if the lost attempt still held it
+            pass
+    finally:
+        await loop.run_in_executor(one, ctx.interface.close_thread)
+        one.shutdown()
+        await ctx.interface.aclose()
 
 
 # -- leases lost while the backend was frozen ---------------------------------------------------

@@ -80,6 +80,16 @@ REGISTRY: list[Kind] = [
 # fmt: on
 
 KINDS = {kind.name: kind for kind in REGISTRY}
+#: The class that must serve the workers' app of each multi-worker kind: a worker that
+#: serves another one (a fallback to the default) fails the test.
+SERVED_BY = {
+    "syncmanager": "SyncManager",
+    "aioredis": "AIORedis",
+    "aioredis-cluster": "AIORedis",
+    "asyncio_redis": "AsyncioRedis",
+    "memcache": "Memcache",
+    "lmdb": "LMDB",
+}
 #: Every interface the contract suite runs against.
 INTERFACES = [kind.name for kind in REGISTRY]
 #: Interfaces that list keys (keys(), scan()); the others raise SynchroUnsupported there.
@@ -96,6 +106,7 @@ NETWORK = [kind.name for kind in REGISTRY if kind.network]
 WORKERS = [kind.name for kind in REGISTRY if kind.workers]
 #: Interfaces whose workers hear each other's messages (publish/subscribe).
 NOTIFYING_WORKERS = [kind.name for kind in REGISTRY if kind.workers and kind.notifies]
+assert set(SERVED_BY) == set(WORKERS), "every multi-worker kind names the class serving it"
 
 
 def interface_fixture(kinds: list[str]) -> Any:

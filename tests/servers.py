@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -298,6 +299,25 @@ class SanicServer:
         answered 200)."""
         paths = [path] * count
         return _bodies(paths, self._burst(paths, count, fresh=True))
+
+    def from_every_worker(self, path: str, workers: int) -> dict[int, Any]:
+        """``path`` as each of ``workers`` workers answers it (JSON with a "pid")."""
+        seen: dict[int, Any] = {}
+
+        def all_answered() -> bool:
+            for body in self.bodies_on_fresh_connections(path, 2 * workers):
+                reply = json.loads(body)
+                seen[reply["pid"]] = reply
+            return len(seen) >= workers
+
+        wait_for(all_answered, what=f"{path} from {workers} workers")
+        return seen
+
+    def assert_served_by(self, class_name: str, workers: int) -> None:
+        """Every worker serves with the interface class ``class_name`` (the workers' app
+        reports it at /interface): never the default in its place."""
+        replies = self.from_every_worker("/interface", workers).values()
+        assert {reply["class"] for reply in replies} == {class_name}, self.log()
 
     def get_fresh(self, path: str) -> str:
         """GET on a new connection, so the kernel may hand it to any worker."""

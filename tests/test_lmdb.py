@@ -88,6 +88,8 @@ def test_two_separate_apps_on_one_path_share_a_counter_with_no_manager(tmp_path:
     one = SanicServer.cli(tmp_path, "--single-process", env=env).start()
     two = SanicServer.cli(tmp_path, "--single-process", env=env).start()
     try:
+        one.assert_served_by("LMDB", 1)
+        two.assert_served_by("LMDB", 1)
         paths = ["/inc"] * 500
         bodies = one.hammer_paths(paths, 25) + two.hammer_paths(paths, 25)
         assert values_of(bodies) == list(range(1, 1_001))

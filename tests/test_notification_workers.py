@@ -19,6 +19,7 @@ from sanic_synchro_ctx.interfaces.syncmanager.push import QUEUE_LIMIT
 from sanic_synchro_ctx.interfaces.syncmanager.wire import take_messages
 
 from .backends import RedisServer
+from .registry import SERVED_BY
 from .servers import SanicServer, manager_processes_watching, wait_for
 from .test_workers import heard, subscribers
 
@@ -52,6 +53,7 @@ def test_subscribers_resume_after_redis_restarts_and_the_app_keeps_serving(
     try:
         with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
             server.wait_workers(2)
+            server.assert_served_by(SERVED_BY[kind], 2)
             wait_for(lambda: subscribers(server) == 2, what="2 subscribed workers")
             first = server.get("/publish/10").json()
             wait_for(lambda: sum(r["count"] for r in heard(server).values()) == 20)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .backends import RedisServer
+from .registry import SERVED_BY
 from .servers import SanicServer, manager_processes_watching, pids_of, wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -24,6 +25,7 @@ def test_restarting_all_workers_mid_load_loses_no_increment(
         env["SYNCHRO_REDIS_URL"] = redis_server.url
     with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
         server.wait_workers(2)
+        server.assert_served_by(SERVED_BY[kind], 2)
         before = {server.get_fresh("/pid") for _ in range(10)}
         answered, failed = server.hammer_through(
             "/inc", 1_500, concurrency=20, midway="/restart-workers", after=300

@@ -58,6 +58,7 @@ def test_increments_are_shared_and_exact(tmp_path: Path, mode: str) -> None:
     server = make_server(tmp_path, mode).start()
     try:
         server.wait_workers(workers)
+        server.assert_served_by("SyncManager", workers)
         bodies = server.hammer_paths(["/inc", "/inc-def"] * 300, concurrency=40)
         assert values_of(bodies) == list(range(1, 601)), server.log()
         assert server.get("/count").text == "600"
@@ -194,6 +195,7 @@ def test_uvicorn_workers_share_exactly_or_are_warned(tmp_path: Path, kind: str) 
     with uvicorn_server(tmp_path, {"SYNCHRO_INTERFACE": kind}) as server:
         pids: set[str] = set()
         wait_for(lambda: pids.add(server.get_fresh("/pid")) or len(pids) == 2, what="2 workers")
+        server.assert_served_by({"syncmanager": "SyncManager", "inmemory": "InMemory"}[kind], 2)
         if kind == "inmemory":
             wait_for(lambda: server.log().count("will not share it") == 2, what="warnings")
         else:

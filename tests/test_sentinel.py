@@ -218,6 +218,7 @@ def test_failover_under_http_load_of_two_workers(
     }
     with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
         server.wait_workers(2)
+        server.assert_served_by("AIORedis", 2)
         workers_before = set(server.statuses_by_worker("/pid", 2))
         acknowledged: list[int] = []
         failed: list[tuple[float, int]] = []

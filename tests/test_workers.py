@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .registry import KINDS, NOTIFYING_WORKERS, WORKERS
+from .registry import KINDS, NOTIFYING_WORKERS, SERVED_BY, WORKERS
 from .servers import (
     SanicServer,
     assert_stopped_cleanly,
@@ -69,6 +69,7 @@ def servers(
         server = current[kind] = SanicServer.cli(log_dir, "--workers", "4", env=env)
         server.start()
         server.wait_workers(4)
+        server.assert_served_by(SERVED_BY[kind], 4)
         return server
 
     try:
@@ -181,6 +182,37 @@ def test_one_manager_runs_and_stops_with_the_server(tmp_path: Path) -> None:
 # -- every interface across real workers -------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", WORKERS)
+def test_init_app_in_a_workers_listener_shares_one_store(
+    request: pytest.FixtureRequest, tmp_path: Path, app_name: str, kind: str
+) -> None:
+    """Factory style (``init_app`` inside ``before_server_start``, so no main-process
+    listener runs) on every interface across two real workers: one store, exact counts.
+    LMDB gets a path here; without one it must refuse (the next test)."""
+    env = {**worker_env(kind, request, app_name), "SYNCHRO_FACTORY": "1"}
+    if kind == "lmdb":
+        env["SYNCHRO_LMDB_PATH"] = str(tmp_path / "store")
+    with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
+        server.wait_workers(2)
+        server.assert_served_by(SERVED_BY[kind], 2)
+        bodies = server.hammer_paths(["/inc", "/inc-def"] * 150, concurrency=30)
+        assert values_of(bodies) == list(range(1, 301))
+        assert set(server.counts_by_worker(2).values()) == {"300"}
+
+
+def test_a_worker_given_no_store_refuses_a_private_one(tmp_path: Path) -> None:
+    """``LMDB()`` without a path in factory style: no main process hands a directory over,
+    and a private one per worker would split the state silently (3 workers, 600 increments
+    answered 241 distinct values): the workers refuse to start, saying why."""
+    env = {"SYNCHRO_INTERFACE": "lmdb", "SYNCHRO_FACTORY": "1"}
+    server = SanicServer.cli(tmp_path, "--workers", "2", env=env)
+    with pytest.raises(AssertionError, match=r"(exited|did not answer)"):
+        server.start(timeout=15)
+    log = server.full_log()
+    assert "LMDB() without a path was attached in a worker" in log
+    assert "SynchroError" in log
+
+
 def worker_env(kind: str, request: pytest.FixtureRequest, app_name: str) -> dict[str, str]:
     """What tests/apps/workers_app.py needs to build ``kind`` on the session's servers."""
     env = {"SYNCHRO_INTERFACE": kind, "SYNCHRO_PREFIX": app_name}
@@ -202,20 +234,6 @@ def subscribers(server: SanicServer) -> int:
 def heard(server: SanicServer) -> dict[str, Any]:
     found: dict[str, Any] = server.get("/heard").json()
     return found
-
-
-def from_every_worker(server: SanicServer, path: str, workers: int) -> dict[int, Any]:
-    """``path`` as each of ``workers`` workers answers it (JSON with a "pid")."""
-    seen: dict[int, Any] = {}
-
-    def all_answered() -> bool:
-        for body in server.bodies_on_fresh_connections(path, 2 * workers):
-            reply = json.loads(body)
-            seen[reply["pid"]] = reply
-        return len(seen) >= workers
-
-    wait_for(all_answered, what=f"{path} from {workers} workers")
-    return seen
 
 
 def test_fork_start_method_with_a_network_client(
@@ -357,10 +375,10 @@ def test_leader_task_moves_to_another_worker_when_its_worker_dies_and_a_clear_is
         # keys (where the backend lists them) and a clear, seen by every worker left
         server.get("/set/shared/written-once")
         if KINDS[kind].lists_keys:
-            listed = from_every_worker(server, "/keys", 3)
+            listed = server.from_every_worker("/keys", 3)
             assert all("shared" in reply["keys"] for reply in listed.values())
         server.get("/clear")
-        cleared = from_every_worker(server, "/get/shared", 3)
+        cleared = server.from_every_worker("/get/shared", 3)
         assert {reply["value"] for reply in cleared.values()} == {None}
 
 
@@ -420,7 +438,7 @@ def test_every_operation_is_shared_between_workers(served: SanicServer) -> None:
     server = served
     # set in one worker, get in all
     server.get("/set/shared/written-once")
-    answers = from_every_worker(server, "/get/shared", 4)
+    answers = server.from_every_worker("/get/shared", 4)
     assert {reply["value"] for reply in answers.values()} == {"written-once"}
     # set_default in every worker's after_server_start: all saw the first one's value
     seeds = server.get("/seeds").json()
@@ -434,13 +452,11 @@ def test_every_operation_is_shared_between_workers(served: SanicServer) -> None:
     assert server.get("/lock-stats").json() == {"violations": 0, "entered": 100, "inside": 0}
     # an expiry set in one worker is seen, and honoured, by all
     server.get("/set-ttl/brief/soon-gone/30")
-    ttls = from_every_worker(server, "/ttl/brief", 4)
+    ttls = server.from_every_worker("/ttl/brief", 4)
     assert all(25 < reply["ttl"] <= 31 for reply in ttls.values()), ttls
     server.get("/set-ttl/brief/soon-gone/0.5")
     wait_for(
-        lambda: all(
-            r["value"] is None for r in from_every_worker(server, "/get/brief", 4).values()
-        ),
+        lambda: all(r["value"] is None for r in server.from_every_worker("/get/brief", 4).values()),
         what="the expired key gone in every worker",
     )
     # keys and clear: in the leader test below, on a server of its own (a clear here would

@@ -278,9 +278,23 @@ class LMDB(BaseSynchroInterface):
         return self._path
 
     def attach(self, handover: Any = None, *, group: int | None = None) -> None:
-        if handover is not None and handover != self._path:
-            self.close()
-            self._path = handover
+        """Use the main process's directory; without one, this process's own path. A worker
+        of several (``group``) given no hand-over and no path refuses: a private directory
+        of its own would be a store of its own, split silently from its siblings' (3
+        workers, 600 increments answered 241 distinct values)."""
+        if handover is not None:
+            if handover != self._path:
+                self.close()
+                self._path = handover
+            return
+        if group is not None and self._path is None:
+            raise SynchroError(
+                "LMDB() without a path was attached in a worker that the main process did "
+                "not hand a store to (init_app inside a worker's listener): each worker "
+                "would keep a store of its own. Give LMDB(path=...) a directory, or call "
+                "Synchro(app, interface=LMDB()) at import time, where the main process "
+                "starts it and hands it to every worker"
+            )
 
     def stop(self) -> None:
         """In the main process at the end: remove the private directory it created."""

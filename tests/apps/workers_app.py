@@ -73,11 +73,13 @@ def make_interface():
         return Memcache(port=int(os.environ["SYNCHRO_MEMCACHED"]), prefix=prefix)
     if kind == "lmdb":
         return LMDB(os.environ.get("SYNCHRO_LMDB_PATH"), prefix=prefix)
+    if kind != "syncmanager":  # never the default in its place: the test would not know
+        raise ValueError(f"SYNCHRO_INTERFACE={kind!r}: no such interface in the workers' app")
     if os.environ.get("SYNCHRO_FAST_JSON") == "split":
         ident = os.environ.get("SANIC_WORKER_IDENTIFIER", "")  # "Srv  1" in worker 1
         fast = not ident or int(ident.split()[-1]) % 2 == 0
         return SyncManager(serializer=JSONSerializer(fast=fast))
-    return None
+    return SyncManager()
 
 
 DEFAULTS = {"counter": 0}
@@ -125,6 +127,13 @@ async def seed(app: Sanic) -> None:
 
 
 add_main_ready(app)
+
+
+@app.get("/interface")
+async def interface_class(request: Request):
+    """The class of the interface that serves this worker (tests check it is the one they
+    asked for)."""
+    return json({"pid": os.getpid(), "class": type(request.app.ctx.synchro.interface).__name__})
 
 
 @app.get("/pid")

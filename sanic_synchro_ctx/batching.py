@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextvars import Context, ContextVar, copy_context
 from typing import Any, Generic, TypeVar
 
+from .deadlines import bounded
 from .errors import SynchroValueError
 
 __all__ = ["DEFAULT_MAX_BATCH", "Batcher", "Outcome", "batch_limit", "total_sizes"]
@@ -106,6 +107,7 @@ class Batcher(Generic[Op]):
         "_send_many",
         "_send_one",
         "_sizes",
+        "_timeout",
     )
 
     def __init__(
@@ -114,8 +116,14 @@ class Batcher(Generic[Op]):
         send_one: Callable[[Op], Awaitable[Any]],
         send_many: Callable[[list[Op]], Awaitable[list[Outcome]]],
         max_batch: int,
+        timeout: float | None = None,
     ) -> None:
         self._loop = loop
+        #: Bound on a queued operation's whole wait, from the moment it is issued: the
+        #: round trip in flight ahead of it and its own (else a stall cost it two timeouts:
+        #: 503s took up to 2.2 s with timeout=1). A caller whose bound passes while its
+        #: operation still waits in the queue leaves it there, never sent.
+        self._timeout = timeout
         self._send_one = send_one
         self._send_many = send_many
         self._max = max_batch
@@ -168,7 +176,10 @@ class Batcher(Generic[Op]):
         more loop pass.
         """
         if self._busy or self._issued or not self._calm or self._held:
-            return self._enqueue(op)
+            future = self._enqueue(op)
+            if self._timeout is None or self._held:  # a pipeline's: bounded per round trip
+                return future
+            return bounded(future, self._timeout)
         self._issued = True
         return self._alone(op)
 

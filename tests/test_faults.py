@@ -272,6 +272,30 @@ async def test_a_frozen_backend_fails_every_async_call_within_its_timeout(
     await ctx.interface.aclose()
 
 
+async def test_the_timeout_bounds_a_callers_whole_wait(backend: Backend, app_name: str) -> None:
+    """Calls issued together on a frozen backend: those queued behind the round trip in
+    flight wait for it and then for their own, within one timeout in all, not two (503s
+    took up to 2.2 s with timeout=1)."""
+    ctx = _attach(backend.make(), app_name)
+    await ctx.set("k", "v")
+
+    async def waited(call: Callable[[], Any]) -> float:
+        started = time.monotonic()
+        with pytest.raises(SynchroConnectionError):
+            await call()
+        return time.monotonic() - started
+
+    with backend.frozen():
+        waits = await asyncio.gather(
+            waited(lambda: ctx.get("k")),
+            waited(lambda: ctx.increment("n")),
+            waited(lambda: ctx.get("k")),
+        )
+    assert max(waits) < TIMEOUT + 0.5, waits
+    assert await _read_eventually(ctx, "k") == "v"
+    await ctx.interface.aclose()
+
+
 def test_a_frozen_backend_fails_every_blocking_call_within_its_timeout(
     backend: Backend, app_name: str
 ) -> None:

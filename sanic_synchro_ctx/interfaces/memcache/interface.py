@@ -157,6 +157,7 @@ class Memcache(NetworkInterface[_Session]):
             functools.partial(generation.send_one, client),
             functools.partial(generation.send_many, client),
             self._max_batch,
+            self._timeout,
         )
         return _Session(client, batcher)
 

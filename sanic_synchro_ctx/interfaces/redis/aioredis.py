@@ -164,6 +164,7 @@ class _Session(RedisSession):
         cluster: bool,
         redis: Any,
         replicas: tuple[int, int] = (0, 0),
+        timeout: float | None = None,
     ) -> None:
         self.client = client
         self.cluster = cluster
@@ -178,7 +179,8 @@ class _Session(RedisSession):
         if max_batch is not None:
             # without WAIT, a lone command is _send_alone's: one coroutine layer less each
             send_one = self._send_one if replicas[0] else self._send_alone
-            self.batcher = Batcher(asyncio.get_running_loop(), send_one, self._send_many, max_batch)
+            loop = asyncio.get_running_loop()
+            self.batcher = Batcher(loop, send_one, self._send_many, max_batch, timeout)
 
     async def _send_one(self, command: _Command) -> Any:
         if self._replicas[0]:  # the WAIT must follow on the same connection: a pipeline
@@ -677,7 +679,12 @@ class AIORedis(RedisInterface):
 
     async def open_session(self) -> _Session:
         session = _Session(
-            self._clone(), self._max_batch, self._cluster, self._library.module, self._replicas
+            self._clone(),
+            self._max_batch,
+            self._cluster,
+            self._library.module,
+            self._replicas,
+            self._wait_bound(),
         )
         if self._cluster:
             # Initialize once, here (one opener per loop), not lazily from concurrent

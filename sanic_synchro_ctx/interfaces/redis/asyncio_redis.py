@@ -178,7 +178,7 @@ class _Session(RedisSession):
         self.batcher: Batcher[_Op] | None = None
         if max_batch is not None:
             self.batcher = Batcher(
-                asyncio.get_running_loop(), self._send_one, self._send_many, max_batch
+                asyncio.get_running_loop(), self._send_one, self._send_many, max_batch, timeout
             )
 
     async def _renewed(self) -> Any:

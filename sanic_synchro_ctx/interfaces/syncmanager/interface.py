@@ -305,7 +305,7 @@ class SyncManager(StoreBackedInterface):
             return outcomes
 
         return self._sessions.install(
-            _LoopLink(client, Batcher(loop, send_one, send_many, limit), remote)
+            _LoopLink(client, Batcher(loop, send_one, send_many, limit, self._timeout), remote)
         )
 
     @property

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs pytest servers bench clean
+.PHONY: demo test lint typecheck docs pytest servers bench soak clean
 
 $(STAMP): setup.py setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ docs: $(STAMP)
 ## package and the test app from source again, and each xdist worker its assertion rewrites
 pytest: $(STAMP) servers
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest
+
+## soak: the linearizability and holder checks of every interface under every fault, long:
+## SOAK_OPS operations per client (the suite runs 60); a failure prints its seed to replay
+SOAK_OPS ?= 2000
+soak: $(STAMP) servers
+	SYNCHRO_SOAK_OPS=$(SOAK_OPS) env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest tests/test_linearizability.py -p no:randomly --timeout 0
 
 ## bench: side-by-side benchmarks; prints a table and writes benchmarks/RESULTS.md
 bench: $(STAMP)

@@ -32,7 +32,7 @@ from typing import Any
 from sanic_synchro_ctx import SynchroConnectionError, interface_from_url
 from sanic_synchro_ctx.context import SynchroContext
 
-from .linearizability import MISSING, Op
+from .linearizability import MISSING, Hold, Op
 
 REGISTERS = ["r0", "r1"]
 COUNTERS = ["c0", "c1"]
@@ -94,6 +94,12 @@ class Recorder:
     def no_answer(self, ident: str, why: str) -> None:
         self._write({"id": ident, "at": time.monotonic(), "ok": False, "why": why})
 
+    def hold(self, name: str, start: float, taken: Any) -> None:
+        """A holding of ``name`` from ``start`` until now (just before its release)."""
+        token = getattr(taken, "token", 0)
+        event = {"hold": name, "client": self._client, "start": start, "token": token}
+        self._write({**event, "at": time.monotonic()})
+
     def _write(self, event: dict[str, Any]) -> None:
         os.write(self._fd, (json.dumps(event) + "\n").encode())
 
@@ -144,6 +150,71 @@ async def run_clients(ctx: SynchroContext, spec: dict[str, Any], recorder: Recor
     await asyncio.gather(*(async_client(number) for number in range(spec["tasks"])), thread)
 
 
+#: The lock and the semaphore (of LIMIT places) the holding clients take turns on.
+LOCK, SEMAPHORE, LIMIT = "lock", "pool", 2
+
+
+async def run_holders(ctx: SynchroContext, spec: dict[str, Any], recorder: Recorder) -> None:
+    """``spec["tasks"]`` async clients and one blocking client, each taking the lock or a
+    place of the semaphore ``spec["ops"]`` times and holding it for a moment: each holding
+    recorded from when the acquire returned to when the release was sent (inside the
+    lease, so that two recorded holdings that overlap are two holders at once)."""
+    seed, ops, pause = spec["seed"], spec["ops"], spec.get("pause", 0.0)
+
+    async def async_client(number: int) -> None:
+        rng = random.Random(f"{seed}:{number}")
+        for _ in range(ops):
+            lock = rng.random() < 0.5
+            try:
+                if lock:
+                    taken: Any = ctx.lock(LOCK, ttl=5, timeout=10)
+                else:
+                    taken = ctx.semaphore(SEMAPHORE, LIMIT, ttl=5, timeout=10)
+                async with taken:
+                    start = time.monotonic()
+                    await asyncio.sleep(rng.uniform(0, 2 * pause))
+                    recorder.hold(LOCK if lock else SEMAPHORE, start, taken)
+            except SynchroConnectionError:
+                pass  # not taken, or its release unknown: recorded only once held
+
+    def blocking_client() -> None:
+        rng = random.Random(f"{seed}:blocking")
+        front = ctx.sync
+        try:
+            for _ in range(ops):
+                lock = rng.random() < 0.5
+                try:
+                    if lock:
+                        taken: Any = front.lock(LOCK, ttl=5, timeout=10)
+                    else:
+                        taken = front.semaphore(SEMAPHORE, LIMIT, ttl=5, timeout=10)
+                    with taken:
+                        start = time.monotonic()
+                        time.sleep(rng.uniform(0, 2 * pause))
+                        recorder.hold(LOCK if lock else SEMAPHORE, start, taken)
+                except SynchroConnectionError:
+                    pass
+        finally:
+            ctx.interface.close_thread()
+
+    thread = asyncio.get_running_loop().run_in_executor(None, blocking_client)
+    await asyncio.gather(*(async_client(number) for number in range(spec["tasks"])), thread)
+
+
+def read_holds(paths: list[Path]) -> list[Hold]:
+    """The holdings recorded in ``paths``."""
+    holds = []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            event = json.loads(line)
+            if "hold" in event:
+                token = event["token"]
+                holds.append(
+                    Hold(event["client"], event["hold"], event["start"], event["at"], token)
+                )
+    return holds
+
+
 def read(paths: list[Path]) -> list[Op]:
     """The operations recorded in ``paths``; an invocation with no event after it (its
     process was killed) has no answer."""
@@ -152,7 +223,8 @@ def read(paths: list[Path]) -> list[Op]:
     for path in paths:
         for line in path.read_text().splitlines():
             event = json.loads(line)
-            (ended if "ok" in event else invoked)[event["id"]] = event
+            if "hold" not in event:
+                (ended if "ok" in event else invoked)[event["id"]] = event
     history = []
     for ident, call in invoked.items():
         end = ended.get(ident)
@@ -185,8 +257,9 @@ def main(argv: list[str]) -> None:
     recorder = Recorder(Path(spec["out"]), spec["client"])
 
     async def run() -> None:
+        clients = run_holders if spec.get("mode") == "holds" else run_clients
         try:
-            await run_clients(ctx, spec, recorder)
+            await clients(ctx, spec, recorder)
         finally:
             await ctx.interface.aclose()
 

@@ -76,8 +76,13 @@ def step(state: Any, name: str, args: tuple[Any, ...]) -> tuple[Any, Any]:
     raise ValueError(f"no model for {name!r}")
 
 
-def linearizable(ops: list[Op], initial: Any = MISSING) -> bool:
-    """Whether the history ``ops`` of one key is linearizable."""
+class TooLong(Exception):
+    """The search met more configurations than its budget allowed."""
+
+
+def linearizable(ops: list[Op], initial: Any = MISSING, budget: int | None = None) -> bool:
+    """Whether the history ``ops`` of one key is linearizable (TooLong past ``budget``
+    configurations explored)."""
     ops = sorted(ops, key=lambda op: op.invoke)
     count = len(ops)
     required = 0
@@ -95,6 +100,8 @@ def linearizable(ops: list[Op], initial: Any = MISSING) -> bool:
         if memo in seen:
             continue
         seen.add(memo)
+        if budget is not None and len(seen) > budget:
+            raise TooLong
         # an operation may come next if no pending operation completed before it began
         first_end = math.inf
         for index in range(count):
@@ -139,14 +146,19 @@ def minimal(ops: list[Op], initial: Any = MISSING) -> list[Op]:
         if not prefix[index].known:
             continue
         trial = [*prefix[:index], _forgotten(prefix[index]), *prefix[index + 1 :]]
-        if not linearizable(trial, initial):
-            prefix = trial
+        try:
+            if not linearizable(trial, initial, budget=_SHRINK_BUDGET):
+                prefix = trial
+        except TooLong:  # too costly to tell: the answer stays in the witness
+            pass
     return [op for op in prefix if op.known]
 
 
 #: Longest prefix whose answers minimal() tries to forget one by one (each try is a search
-#: that may explore every order of the forgotten operations).
+#: that may explore every order of the forgotten operations), and the configurations one
+#: try may explore.
 _MOST_TO_SHRINK = 40
+_SHRINK_BUDGET = 20_000
 
 
 @dataclass

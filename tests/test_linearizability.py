@@ -24,7 +24,17 @@ from sanic_synchro_ctx.context import SynchroContext
 from sanic_synchro_ctx.interfaces.memory import InMemory
 
 from .backends import wait_stopped
-from .histories import Recorder, attach, read, run_clients
+from .histories import (
+    LIMIT,
+    LOCK,
+    SEMAPHORE,
+    Recorder,
+    attach,
+    read,
+    read_holds,
+    run_clients,
+    run_holders,
+)
 from .linearizability import MISSING, Hold, Op, check, linearizable, overlaps, tokens_out_of_order
 from .servers import wait_for
 
@@ -33,6 +43,8 @@ pytestmark = pytest.mark.timeout(300)
 REPO = Path(__file__).resolve().parent.parent
 #: Operations per client of a default run (SYNCHRO_SOAK_OPS for `make soak`).
 OPS = int(os.environ.get("SYNCHRO_SOAK_OPS") or 60)
+#: Holdings per client (each waits its turn on one lock).
+HOLD_OPS = int(os.environ.get("SYNCHRO_SOAK_OPS") or 120) // 4
 PROCESSES = 3
 TASKS = 3
 #: Each interface's bound on a wait (the stall lasts longer).
@@ -233,10 +245,10 @@ def _events(paths: list[Path]) -> int:
 
 
 def record_processes(
-    url: str, tmp_path: Path, nemesis: str, pid: int | None, seed: int
-) -> tuple[list[Op], list[str]]:
-    """The history of PROCESSES client processes on ``url`` under ``nemesis``; and what each
-    process wrote to its stderr."""
+    url: str, tmp_path: Path, nemesis: str, pid: int | None, seed: int, mode: str = "ops"
+) -> list[Path]:
+    """Where PROCESSES client processes on ``url`` under ``nemesis`` recorded their events
+    (``mode``: "ops" on keys, or "holds" of a lock and a semaphore)."""
     outs = [tmp_path / f"client{number}.jsonl" for number in range(PROCESSES)]
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
     processes = []
@@ -245,12 +257,13 @@ def record_processes(
             "url": url,
             "prefix": f"lin{seed}:",
             "seed": f"{seed}:{number}",
-            "ops": OPS,
+            "ops": OPS if mode == "ops" else HOLD_OPS,
             "tasks": TASKS,
             "cancel": 0.2 if nemesis == "cancel" else 0.0,
             "pause": PAUSE,
             "out": str(out),
             "client": f"p{number}",
+            "mode": mode,
         }
         processes.append(
             subprocess.Popen(
@@ -284,7 +297,7 @@ def record_processes(
     for number, process in enumerate(processes):
         killed = nemesis == "kill-client" and number == 0
         assert process.returncode == (-signal.SIGKILL if killed else 0), errors[number]
-    return read(outs), errors
+    return outs
 
 
 @pytest.mark.parametrize(("kind", "nemesis"), RUNS, ids=[f"{k}-{n}" for k, n in RUNS])
@@ -305,7 +318,8 @@ async def test_histories_are_linearizable(
         history = read([tmp_path / "inmemory.jsonl"])
     else:
         url, pid = backend_of(kind, request, tmp_path)
-        history, _ = await asyncio.to_thread(record_processes, url, tmp_path, nemesis, pid, seed)
+        outs = await asyncio.to_thread(record_processes, url, tmp_path, nemesis, pid, seed)
+        history = read(outs)
     if nemesis in ("stall", "cancel"):
         unanswered = sum(not one.known for one in history)
         assert unanswered > 0, "the fault left no operation unanswered: it was not exercised"
@@ -315,3 +329,65 @@ async def test_histories_are_linearizable(
     anomalies = await asyncio.to_thread(check, history)
     assert anomalies == [], "\n".join(str(anomaly) for anomaly in anomalies)
     assert len(history) >= (PROCESSES if kind != "inmemory" else 1) * OPS
+
+
+#: The holdings runs: every interface under each fault but cancellation (whose cancelled
+#: acquires are the async front end's own tests').
+HOLDS = [(kind, nemesis) for kind, nemesis in RUNS if nemesis != "cancel"]
+
+
+async def _holds_in_process(ctx: SynchroContext, tmp_path: Path, seed: object) -> list[Hold]:
+    recorder = Recorder(tmp_path / "holds.jsonl", "p0")
+    spec = {"seed": seed, "ops": HOLD_OPS, "tasks": TASKS, "pause": PAUSE}
+    try:
+        await run_holders(ctx, spec, recorder)
+    finally:
+        recorder.close()
+    return read_holds([tmp_path / "holds.jsonl"])
+
+
+class OwnerlessLocks(InMemory):
+    """Broken on purpose: every acquirer is the same owner, so a held lock or place is
+    granted again (a lock that does not check its owner)."""
+
+    async def acquire_lock(self, name: str, owner: str, ttl: float) -> tuple[str | None, int]:
+        return await super().acquire_lock(name, "everyone", ttl)
+
+    async def release_lock(self, name: str, owner: str) -> bool:
+        await super().release_lock(name, "everyone")
+        return True
+
+    async def acquire_semaphore(self, name: str, owner: str, limit: int, ttl: float) -> bool:
+        return await super().acquire_semaphore(name, "everyone", 1, ttl)
+
+    async def release_semaphore(self, name: str, owner: str) -> bool:
+        await super().release_semaphore(name, "everyone")
+        return True
+
+
+async def test_a_lock_that_does_not_check_its_owner_is_caught(tmp_path: Path) -> None:
+    holds = await _holds_in_process(SynchroContext(OwnerlessLocks(prefix="own:")), tmp_path, 1)
+    assert overlaps([hold for hold in holds if hold.name == LOCK]) != []
+
+
+@pytest.mark.parametrize(("kind", "nemesis"), HOLDS, ids=[f"{k}-{n}" for k, n in HOLDS])
+async def test_locks_and_semaphores_never_admit_too_many(
+    request: pytest.FixtureRequest, tmp_path: Path, rng: Any, kind: str, nemesis: str
+) -> None:
+    """Three processes of four clients taking turns on one lock and one semaphore of two
+    places: never two holders of the lock, never three of the semaphore, and the lock's
+    fencing tokens grow in the order it was taken."""
+    seed = rng.getrandbits(32)
+    if kind == "inmemory":
+        holds = await _holds_in_process(attach("memory://", f"hold{seed}:"), tmp_path, seed)
+    else:
+        url, pid = backend_of(kind, request, tmp_path)
+        outs = await asyncio.to_thread(record_processes, url, tmp_path, nemesis, pid, seed, "holds")
+        holds = read_holds(outs)
+    locks = [hold for hold in holds if hold.name == LOCK]
+    places = [hold for hold in holds if hold.name == SEMAPHORE]
+    assert len(locks) > HOLD_OPS // 2
+    assert len(places) > HOLD_OPS // 2
+    assert overlaps(locks) == []
+    assert overlaps(places, limit=LIMIT) == []
+    assert tokens_out_of_order(locks) == []

@@ -42,7 +42,7 @@ pytest: $(STAMP) servers
 ## SOAK_OPS operations per client (the suite runs 60); a failure prints its seed to replay
 SOAK_OPS ?= 2000
 soak: $(STAMP) servers
-	SYNCHRO_SOAK_OPS=$(SOAK_OPS) env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest tests/test_linearizability.py -p no:randomly --timeout 0
+	SYNCHRO_SOAK_OPS=$(SOAK_OPS) env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest tests/test_linearizability.py -p no:randomly
 
 ## bench: side-by-side benchmarks; prints a table and writes benchmarks/RESULTS.md
 bench: $(STAMP)

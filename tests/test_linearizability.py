@@ -38,13 +38,14 @@ from .histories import (
 from .linearizability import MISSING, Hold, Op, check, linearizable, overlaps, tokens_out_of_order
 from .servers import wait_for
 
-pytestmark = pytest.mark.timeout(300)
+#: Operations per client of a default run (SYNCHRO_SOAK_OPS for `make soak`).
+SOAK = os.environ.get("SYNCHRO_SOAK_OPS")
+pytestmark = pytest.mark.timeout(3_600 if SOAK else 300)
 
 REPO = Path(__file__).resolve().parent.parent
-#: Operations per client of a default run (SYNCHRO_SOAK_OPS for `make soak`).
-OPS = int(os.environ.get("SYNCHRO_SOAK_OPS") or 60)
+OPS = int(SOAK or 60)
 #: Holdings per client (each waits its turn on one lock).
-HOLD_OPS = int(os.environ.get("SYNCHRO_SOAK_OPS") or 120) // 4
+HOLD_OPS = int(SOAK or 120) // 4
 PROCESSES = 3
 TASKS = 3
 #: Each interface's bound on a wait (the stall lasts longer).

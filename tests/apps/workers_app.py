@@ -12,6 +12,7 @@ Environment knobs:
     SYNCHRO_FACTORY=1   call init_app inside before_server_start (factory style)
     SYNCHRO_FORK=1      Sanic.start_method = "fork"
     SYNCHRO_LEADER=<s>  run the leader task "recorder" with this ttl (seconds)
+    SYNCHRO_LEADER_LOG  also append "<run> <monotonic time>" to this file at each beat
     SYNCHRO_MESSAGES=1  run the on_message handler of channel "events" in every worker
     SYNCHRO_FAST_JSON=split  (SyncManager) even-numbered workers use orjson, odd ones not
     HOST, PORT, WORKERS when run as a script (app.run)
@@ -371,6 +372,11 @@ async def fenced(request: Request):
     return text(f"{order} {lock.token}")
 
 
+def _beat(log: str, run: str) -> None:
+    with open(log, "a") as handle:
+        handle.write(f"{run} {time.monotonic()}\n")
+
+
 if os.environ.get("SYNCHRO_LEADER"):
 
     @synchro.leader_task("recorder", ttl=float(os.environ["SYNCHRO_LEADER"]))
@@ -379,8 +385,12 @@ if os.environ.get("SYNCHRO_LEADER"):
         ctx = app.ctx.synchro
         run = await ctx.increment("runs")
         record = {"pid": os.getpid(), "start": time.time(), "last": time.time()}
+        log = os.environ.get("SYNCHRO_LEADER_LOG")  # also a file: it outlives any store
+        ident = f"{os.getpid()}-{time.monotonic_ns()}"
         while True:
             record["last"] = time.time()
+            if log:
+                _beat(log, ident)
             await ctx.set(f"run:{run}", record)
             await asyncio.sleep(0.2)
 

@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"file holding the authkey (created if missing); default: ${AUTHKEY_ENV}",
     )
     run.add_argument("--watch-pid", type=int, help="exit when this process exits")
+    run.add_argument(
+        "--lease-grace",
+        action="store_true",
+        help="grant no lock or semaphore lease on a name until as long as the lease asked "
+        "for has passed since start (for a manager started again after one that died: "
+        "a lease the old one granted may still be in use)",
+    )
     run.add_argument("--cleanup", action="append", default=[], help=argparse.SUPPRESS)
     return parser
 
@@ -90,4 +97,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         watch_pid=args.watch_pid,
         announce=announce,
         cleanup=tuple(args.cleanup),
+        lease_grace=args.lease_grace,
     )

@@ -116,6 +116,7 @@ class ManagerProcess:
         socket_path: str | None = None,
         authkey: bytes | None = None,
         cleanup: tuple[str, ...] = (),
+        lease_grace: bool = False,
     ) -> ManagerProcess:
         """Start a manager on ``socket_path`` (default: in a new private directory)."""
         directory = None
@@ -140,6 +141,8 @@ class ManagerProcess:
         ]
         for path in cleanup:
             command += ["--cleanup", path]
+        if lease_grace:
+            command.append("--lease-grace")
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -228,10 +231,13 @@ class SupervisedManager:
         """The running manager's process id."""
         return self._current.pid
 
-    def _launch(self) -> ManagerProcess:
+    def _launch(self, *, lease_grace: bool = False) -> ManagerProcess:
         staging = os.path.join(self._directory, f"next-{secrets.token_hex(4)}.sock")
         manager = ManagerProcess.start(
-            watch_pid=self._watch_pid, socket_path=staging, authkey=self.authkey
+            watch_pid=self._watch_pid,
+            socket_path=staging,
+            authkey=self.authkey,
+            lease_grace=lease_grace,
         )
         try:
             if self._seed is not None:
@@ -260,7 +266,8 @@ class SupervisedManager:
                     with self._lock:
                         if self._stopping.is_set():
                             return
-                        self._current = self._launch()
+                        # a replacement: the leases the old one granted may still run
+                        self._current = self._launch(lease_grace=True)
                         self.restarts += 1
                     break
                 except Exception as exc:  # e.g. it died at once again: retry, slower

@@ -69,8 +69,8 @@ class _Peer:
 class ManagerServer:
     """Serves one Store at ``address`` to clients that know ``authkey``."""
 
-    def __init__(self, address: Address, authkey: bytes) -> None:
-        self.store = Store()
+    def __init__(self, address: Address, authkey: bytes, *, lease_grace: bool = False) -> None:
+        self.store = Store(lease_grace=lease_grace)
         #: New for every manager process: a client that meets an id it did not know is
         #: talking to a new, empty store.
         self.instance = uuid.uuid4().hex
@@ -290,13 +290,14 @@ def serve(
     watch_pid: int | None = None,
     announce: Callable[[Address], None] | None = None,
     cleanup: tuple[str, ...] = (),
+    lease_grace: bool = False,
 ) -> None:
     """Serve a Store until SIGTERM/SIGINT, or until process ``watch_pid`` exits.
 
     ``announce`` is called with the bound address once clients can connect. Files in
     ``cleanup`` (and the socket file) are removed on the way out.
     """
-    server = ManagerServer(address, authkey)
+    server = ManagerServer(address, authkey, lease_grace=lease_grace)
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)

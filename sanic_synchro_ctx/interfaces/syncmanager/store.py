@@ -71,7 +71,13 @@ class Store:
         "batch",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, lease_grace: bool = False) -> None:
+        """``lease_grace``: this store replaces one that died, whose leases may still be in
+        use (their holders do not know yet): a lease on any name is granted only once as
+        long as it asks for has passed since this store started (every holder of a name
+        asks for the same ttl, as a leader task's or one call site's do; a lease of the old
+        store then ended), as Chubby's master fail-over does."""
+        self._granting = _now() if lease_grace else None
         self._data: dict[str, bytes] = {}
         self._expiry: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
@@ -281,6 +287,8 @@ class Store:
         fencing token) on success, else (the holder's token, 0)."""
         with self._mutex:
             now = _now()
+            if self._granting is not None and now < self._granting + ttl:
+                return "", 0  # a lease of the store that died may still run: wait
             held = self._locks.get(name)
             if held is not None and held[1] > now and held[0] != token:
                 return held[0], 0
@@ -337,6 +345,8 @@ class Store:
         holder whose lease ended has left)."""
         with self._mutex:
             now = _now()
+            if self._granting is not None and now < self._granting + ttl:
+                return False  # as lock_acquire
             self._forget_ended_leases(now)
             holders = self._semaphores.setdefault(name, {})
             for gone in [holder for holder, deadline in holders.items() if deadline <= now]:

@@ -90,15 +90,25 @@ def wait_stopped(pid: int) -> None:
 
 
 class RedisServer:
-    """One ``redis-server`` without persistence; can be killed and started again."""
+    """One ``redis-server``, without persistence unless ``durable`` (an append-only file
+    written through on every write: ``appendfsync always``); can be killed and started
+    again."""
 
-    def __init__(self, directory: Path, *, cluster: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        cluster: bool = False,
+        port: int | None = None,
+        durable: bool = False,
+    ) -> None:
         self.port = port or free_port(with_bus=True)
         #: A port chosen here and never served on may be taken before the server binds it
         #: (another test run on this machine): the first start then moves to another one.
         self.movable = port is None
         self.directory = directory
         self.cluster = cluster
+        self.durable = durable
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -117,7 +127,8 @@ class RedisServer:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.durable else "no",
+            "--appendfsync", "always",
             "--dir", str(self.directory),
             "--logfile", str(self.directory / f"redis-{self.port}.log"),
         ]  # fmt: skip

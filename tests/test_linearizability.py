@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 from sanic_synchro_ctx.context import SynchroContext
 from sanic_synchro_ctx.interfaces.memory import InMemory
 
-from .backends import wait_stopped
+from .backends import RedisServer, wait_stopped
 from .histories import (
     LIMIT,
     LOCK,
@@ -191,7 +192,8 @@ def test_two_holders_of_one_lock_and_tokens_going_back_are_caught() -> None:
 #: Where each fault applies. A stall freezes the backend's process (SIGSTOP) for longer than
 #: the timeout; a cancellation ends async operations after 0 to 2 ms (interfaces whose
 #: operations never suspend cannot be cancelled mid-way); a client process killed with
-#: SIGKILL leaves its operations in flight unanswered.
+#: SIGKILL leaves its operations in flight unanswered; a Redis that writes every write
+#: through to its append-only file is killed with SIGKILL and started again.
 NEMESES = {
     "none": [
         "inmemory",
@@ -212,32 +214,49 @@ NEMESES = {
         "memcache",
         "lmdb",
     ],
+    "restart": ["aioredis", "asyncio_redis"],
 }
 RUNS = [(kind, nemesis) for nemesis, kinds in NEMESES.items() for kind in kinds]
 
 
-def backend_of(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int | None]:
-    """The URL of ``kind`` on the session's servers (each wait bounded by TIMEOUT), and the
-    pid of the backend's process (None: none to freeze)."""
+@dataclass
+class Target:
+    """What the clients reach (``url``), and the faults the test can apply to it."""
+
+    url: str
+    pid: int | None = None  # the backend's process, to freeze
+    server: RedisServer | None = None  # a private server, to kill and start again
+
+
+def backend_of(kind: str, request: pytest.FixtureRequest, tmp_path: Path, nemesis: str) -> Target:
+    """``kind`` on the session's servers, each wait bounded by TIMEOUT; for a restart, on a
+    private Redis that writes every write through to its append-only file."""
     bound = f"timeout={TIMEOUT:g}"
+    if nemesis == "restart":
+        server = RedisServer(tmp_path / "redis", durable=True)
+        server.directory.mkdir()
+        request.addfinalizer(server.stop)
+        server.start()
+        scheme = "redis" if kind == "aioredis" else "asyncio-redis"
+        return Target(f"{scheme}://127.0.0.1:{server.port}/0?{bound}", server=server)
     if kind == "syncmanager":
         manager = request.getfixturevalue("manager_process")
         keyfile = tmp_path / "authkey"
         keyfile.write_bytes(manager.authkey)
         keyfile.chmod(0o600)
-        return f"manager://{manager.address}?authkey_file={keyfile}&{bound}", manager.pid
+        return Target(f"manager://{manager.address}?authkey_file={keyfile}&{bound}", manager.pid)
     if kind in ("aioredis", "asyncio_redis"):
         server = request.getfixturevalue("redis_server")
         scheme = "redis" if kind == "aioredis" else "asyncio-redis"
-        return f"{scheme}://127.0.0.1:{server.port}/0?{bound}", server.process.pid
+        return Target(f"{scheme}://127.0.0.1:{server.port}/0?{bound}", server.process.pid)
     if kind == "aioredis-cluster":
         node = request.getfixturevalue("redis_cluster").nodes[0]
-        return f"redis+cluster://127.0.0.1:{node.port}?{bound}", None
+        return Target(f"redis+cluster://127.0.0.1:{node.port}?{bound}")
     if kind == "memcache":
         server = request.getfixturevalue("memcached_server")
-        return f"memcached://127.0.0.1:{server.port}?{bound}", server.process.pid
+        return Target(f"memcached://127.0.0.1:{server.port}?{bound}", server.process.pid)
     if kind == "lmdb":
-        return f"lmdb://{tmp_path / 'store'}", None
+        return Target(f"lmdb://{tmp_path / 'store'}")
     raise ValueError(f"no URL for {kind!r}")
 
 
@@ -246,7 +265,7 @@ def _events(paths: list[Path]) -> int:
 
 
 def record_processes(
-    url: str, tmp_path: Path, nemesis: str, pid: int | None, seed: int, mode: str = "ops"
+    target: Target, tmp_path: Path, nemesis: str, seed: int, mode: str = "ops"
 ) -> list[Path]:
     """Where PROCESSES client processes on ``url`` under ``nemesis`` recorded their events
     (``mode``: "ops" on keys, or "holds" of a lock and a semaphore)."""
@@ -255,7 +274,7 @@ def record_processes(
     processes = []
     for number, out in enumerate(outs):
         spec = {
-            "url": url,
+            "url": target.url,
             "prefix": f"lin{seed}:",
             "seed": f"{seed}:{number}",
             "ops": OPS if mode == "ops" else HOLD_OPS,
@@ -278,6 +297,7 @@ def record_processes(
         )
     try:
         if nemesis == "stall":
+            pid = target.pid
             assert pid is not None
             wait_for(lambda: _events(outs) >= 60, what="clients under way")
             os.kill(pid, signal.SIGSTOP)
@@ -286,6 +306,11 @@ def record_processes(
                 time.sleep(STALL)  # the fault itself: a backend frozen past the timeout
             finally:
                 os.kill(pid, signal.SIGCONT)
+        elif nemesis == "restart":
+            assert target.server is not None
+            wait_for(lambda: _events(outs) >= 60, what="clients under way")
+            target.server.kill()  # kill -9: what it acknowledged is in its append-only file
+            target.server.start()
         elif nemesis == "kill-client":
             wait_for(lambda: _events(outs[:1]) >= 60, what="the first client under way")
             processes[0].kill()
@@ -318,10 +343,10 @@ async def test_histories_are_linearizable(
             recorder.close()
         history = read([tmp_path / "inmemory.jsonl"])
     else:
-        url, pid = backend_of(kind, request, tmp_path)
-        outs = await asyncio.to_thread(record_processes, url, tmp_path, nemesis, pid, seed)
+        target = backend_of(kind, request, tmp_path, nemesis)
+        outs = await asyncio.to_thread(record_processes, target, tmp_path, nemesis, seed)
         history = read(outs)
-    if nemesis in ("stall", "cancel"):
+    if nemesis in ("stall", "cancel", "restart"):
         unanswered = sum(not one.known for one in history)
         assert unanswered > 0, "the fault left no operation unanswered: it was not exercised"
     if nemesis == "kill-client":
@@ -382,8 +407,8 @@ async def test_locks_and_semaphores_never_admit_too_many(
     if kind == "inmemory":
         holds = await _holds_in_process(attach("memory://", f"hold{seed}:"), tmp_path, seed)
     else:
-        url, pid = backend_of(kind, request, tmp_path)
-        outs = await asyncio.to_thread(record_processes, url, tmp_path, nemesis, pid, seed, "holds")
+        target = backend_of(kind, request, tmp_path, nemesis)
+        outs = await asyncio.to_thread(record_processes, target, tmp_path, nemesis, seed, "holds")
         holds = read_holds(outs)
     locks = [hold for hold in holds if hold.name == LOCK]
     places = [hold for hold in holds if hold.name == SEMAPHORE]

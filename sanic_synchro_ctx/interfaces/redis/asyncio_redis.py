@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from ...batching import DEFAULT_MAX_BATCH, Batcher, Outcome, batch_limit
 from ...checks import check_timeout
 from ...deadlines import bounded
-from ...errors import SynchroError, SynchroValueError, missing_client
+from ...errors import SynchroConnectionError, SynchroError, SynchroValueError, missing_client
 from ...notifications import Deliver, Listener
 from ...serializer import Serializer
 from ..base import DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT
@@ -151,6 +151,10 @@ _MISSING: Any = object()
 _SCAN_COUNT = 1000
 
 
+#: Error replies of a Redis that is up but does not serve commands yet.
+_NOT_SERVING = ("LOADING ", "MASTERDOWN ")
+
+
 class _Corked:
     """Stands in for a connection's transport while a batch is issued: keeps the writes,
     so that the whole batch goes out in one send."""
@@ -232,7 +236,9 @@ class _Session(RedisSession):
     async def incrby(self, key: bytes, by: int) -> int:
         try:
             value: int = await self.run(lambda redis: redis.incrby(key, by))
-        except self._errors.ErrorReply:
+        except self._errors.ErrorReply as exc:
+            if str(exc).startswith(_NOT_SERVING):  # not a refusal: Redis is not serving yet
+                raise
             raise IncrementRefused from None
         return value
 
@@ -473,6 +479,20 @@ class AsyncioRedis(RedisInterface):
         errors = module.exceptions
         self.connection_errors = (errors.NotConnectedError, errors.TimeoutError, OSError)
         super().__init__(prefix=prefix, serializer=serializer, max_value_size=max_value_size)
+
+    def map_error(self, exc: Exception) -> SynchroError:
+        """As the base does, and a Redis that answers but does not serve yet (``LOADING``
+        its data after a restart, ``MASTERDOWN``) is unreachable too: redis-py raises its
+        ConnectionError subclasses there, asyncio_redis a plain ErrorReply (which read as a
+        SynchroError said nothing of the backend coming back)."""
+        if isinstance(exc, self._module.exceptions.ErrorReply) and str(exc).startswith(
+            _NOT_SERVING
+        ):
+            return SynchroConnectionError(
+                f"AsyncioRedis: Redis is not serving yet ({exc}); the operation was not "
+                "applied, and it was not sent again"
+            )
+        return super().map_error(exc)
 
     # -- sessions -------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -37,6 +38,7 @@ from .histories import (
     run_holders,
 )
 from .linearizability import MISSING, Hold, Op, check, linearizable, overlaps, tokens_out_of_order
+from .proxy import FaultyProxy
 from .servers import wait_for
 
 #: Operations per client of a default run (SYNCHRO_SOAK_OPS for `make soak`).
@@ -193,7 +195,9 @@ def test_two_holders_of_one_lock_and_tokens_going_back_are_caught() -> None:
 #: the timeout; a cancellation ends async operations after 0 to 2 ms (interfaces whose
 #: operations never suspend cannot be cancelled mid-way); a client process killed with
 #: SIGKILL leaves its operations in flight unanswered; a Redis that writes every write
-#: through to its append-only file is killed with SIGKILL and started again.
+#: through to its append-only file is killed with SIGKILL and started again; a proxy
+#: between the clients and the backend delays every chunk, then passes nothing while
+#: keeping connections open (half-open) for longer than the timeout, then resets them all.
 NEMESES = {
     "none": [
         "inmemory",
@@ -215,6 +219,7 @@ NEMESES = {
         "lmdb",
     ],
     "restart": ["aioredis", "asyncio_redis"],
+    "proxy": ["aioredis", "asyncio_redis", "memcache"],
 }
 RUNS = [(kind, nemesis) for nemesis, kinds in NEMESES.items() for kind in kinds]
 
@@ -226,12 +231,21 @@ class Target:
     url: str
     pid: int | None = None  # the backend's process, to freeze
     server: RedisServer | None = None  # a private server, to kill and start again
+    proxy: FaultyProxy | None = None  # what the clients connect through
 
 
 def backend_of(kind: str, request: pytest.FixtureRequest, tmp_path: Path, nemesis: str) -> Target:
     """``kind`` on the session's servers, each wait bounded by TIMEOUT; for a restart, on a
     private Redis that writes every write through to its append-only file."""
     bound = f"timeout={TIMEOUT:g}"
+    if nemesis == "proxy":
+        direct = backend_of(kind, request, tmp_path, "none")
+        place = urlsplit(direct.url)
+        assert place.port is not None
+        proxy = FaultyProxy(place.port).start()
+        request.addfinalizer(proxy.stop)
+        url = urlunsplit(place._replace(netloc=f"127.0.0.1:{proxy.port}"))
+        return Target(url, proxy=proxy)
     if nemesis == "restart":
         server = RedisServer(tmp_path / "redis", durable=True)
         server.directory.mkdir()
@@ -306,6 +320,18 @@ def record_processes(
                 time.sleep(STALL)  # the fault itself: a backend frozen past the timeout
             finally:
                 os.kill(pid, signal.SIGCONT)
+        elif nemesis == "proxy":
+            proxy = target.proxy
+            assert proxy is not None
+            wait_for(lambda: _events(outs) >= 60, what="clients under way")
+            # the faults themselves, each for a set time: slow, then silent, then reset
+            proxy.delay = 0.05
+            time.sleep(0.5)
+            proxy.delay = 0.0
+            proxy.hold()
+            time.sleep(STALL)
+            proxy.release()
+            proxy.reset_all()
         elif nemesis == "restart":
             assert target.server is not None
             wait_for(lambda: _events(outs) >= 60, what="clients under way")
@@ -346,7 +372,7 @@ async def test_histories_are_linearizable(
         target = backend_of(kind, request, tmp_path, nemesis)
         outs = await asyncio.to_thread(record_processes, target, tmp_path, nemesis, seed)
         history = read(outs)
-    if nemesis in ("stall", "cancel", "restart"):
+    if nemesis in ("stall", "cancel", "restart", "proxy"):
         unanswered = sum(not one.known for one in history)
         assert unanswered > 0, "the fault left no operation unanswered: it was not exercised"
     if nemesis == "kill-client":

@@ -40,10 +40,17 @@ COUNTERS = ["c0", "c1"]
 ABSENT = "<absent>"
 
 
-def next_operation(rng: random.Random) -> tuple[str, str, tuple[Any, ...]]:
-    """A random operation: (key, name, arguments)."""
+#: Operations of a client on one set of keys before it moves to new ones: each key's
+#: history stays short however long a run is (keys are checked one by one, and the
+#: search grows with the unanswered operations a key gathers), so a soak scales.
+ROUND = 60
+
+
+def next_operation(rng: random.Random, number: int) -> tuple[str, str, tuple[Any, ...]]:
+    """A random operation, the client's ``number``-th: (key, name, arguments)."""
+    suffix = f"@{number // ROUND}"
     if rng.random() < 0.5:
-        key = rng.choice(REGISTERS)
+        key = rng.choice(REGISTERS) + suffix
         value = rng.randint(1, 5)
         name = rng.choice(
             ["get", "get", "set", "compare_and_set", "setdefault", "replace", "delete"]
@@ -53,7 +60,7 @@ def next_operation(rng: random.Random) -> tuple[str, str, tuple[Any, ...]]:
         if name == "compare_and_set":
             return key, name, (rng.randint(1, 5), value)
         return key, name, (value,)
-    key = rng.choice(COUNTERS)
+    key = rng.choice(COUNTERS) + suffix
     name = rng.choice(["increment", "increment", "decrement", "get", "get", "delete"])
     if name in ("get", "delete"):
         return key, name, ()
@@ -114,8 +121,8 @@ async def run_clients(ctx: SynchroContext, spec: dict[str, Any], recorder: Recor
 
     async def async_client(number: int) -> None:
         rng = random.Random(f"{seed}:{number}")
-        for _ in range(ops):
-            key, name, args = next_operation(rng)
+        for number in range(ops):
+            key, name, args = next_operation(rng, number)
             ident = recorder.invoke(key, name, args)
             try:
                 if rng.random() < cancel:
@@ -133,8 +140,8 @@ async def run_clients(ctx: SynchroContext, spec: dict[str, Any], recorder: Recor
         rng = random.Random(f"{seed}:blocking")
         front = ctx.sync
         try:
-            for _ in range(ops):
-                key, name, args = next_operation(rng)
+            for number in range(ops):
+                key, name, args = next_operation(rng, number)
                 ident = recorder.invoke(key, name, args)
                 try:
                     value = _call(front, key, name, args)

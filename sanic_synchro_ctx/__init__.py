@@ -10,6 +10,8 @@ import typing as _typing
 
 from .compat import SanicSynchroCtx
 from .config import interface_from_url
+from .connect import connect
+from .context import BlockingSynchroContext, SynchroContext
 from .errors import (
     LockNotOwned,
     LockTimeout,
@@ -38,6 +40,7 @@ __all__ = [
     "AIORedis",
     "AsyncioRedis",
     "BaseSynchroInterface",
+    "BlockingSynchroContext",
     "InMemory",
     "LMDB",
     "LockNotOwned",
@@ -48,6 +51,7 @@ __all__ = [
     "SyncManager",
     "Synchro",
     "SynchroConnectionError",
+    "SynchroContext",
     "SynchroError",
     "SynchroInspector",
     "SynchroSerializationError",
@@ -55,6 +59,7 @@ __all__ = [
     "SynchroUnsupported",
     "SynchroValueError",
     "__version__",
+    "connect",
     "interface_from_url",
 ]
 

@@ -1,6 +1,6 @@
-"""``python -m sanic_synchro_ctx serve``: see :mod:`.interfaces.syncmanager.command`."""
+"""``python -m sanic_synchro_ctx``: the data commands and ``serve`` (see :mod:`.cli`)."""
 
-from .interfaces.syncmanager.command import main
+from .cli import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -147,6 +147,13 @@ class SynchroContext:
     def aio(self) -> SynchroContext:
         return self
 
+    async def __aenter__(self) -> SynchroContext:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """``async with connect(...) as ctx:`` closes this process's connections at the end."""
+        await self._interface.aclose()
+
     def get(self, key: str, default: Any = None) -> Awaitable[Any]:
         """The value of ``key``, or ``default`` when it is missing (a stored None is returned)."""
         _await_refused()
@@ -339,6 +346,13 @@ class BlockingSynchroContext:
     @property
     def sync(self) -> BlockingSynchroContext:
         return self
+
+    def __enter__(self) -> BlockingSynchroContext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """``with connect(...).sync as ctx:`` closes this thread's connections at the end."""
+        self._interface.close()
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when it is missing (a stored None is returned)."""

@@ -182,6 +182,7 @@ class _Binding:
         "listener",
         "loop",
         "reporter",
+        "withdraw",
     )
 
     def __init__(self, interface: BaseSynchroInterface, defaults: Mapping[str, Any]) -> None:
@@ -192,6 +193,8 @@ class _Binding:
         self.defaults = defaults
         #: What start() handed over, when the main process's listener ran in this process.
         self.handover: Any = None
+        #: Removes what the main process published of its embedded manager (for connect()).
+        self.withdraw: Callable[[], None] | None = None
         #: The loop of the server running in this process (where signals are dispatched).
         self.loop: asyncio.AbstractEventLoop | None = None
         #: The leader tasks running in this process's server.
@@ -625,12 +628,29 @@ class Synchro:
         binding.handover = handover
         if handover is not None:
             setattr(app.shared_ctx, self.slot, _pack(handover))
+        self._publish(app, binding)
+
+    def _publish(self, app: Sanic[Any, Any], binding: _Binding) -> None:
+        """Tell other processes of this user where the embedded manager listens, so that
+        ``connect("manager://", app=...)`` and the command line find it."""
+        from .interfaces.syncmanager import SyncManager
+        from .interfaces.syncmanager.published import publish
+
+        handover = binding.handover
+        if isinstance(binding.interface, SyncManager) and isinstance(handover, tuple):
+            address, authkey = handover
+            if isinstance(address, str):
+                binding.withdraw = publish(app.name, self.name, address, authkey)
 
     def _main_process_stop(self, app: Sanic[Any, Any]) -> None:
         from sanic.log import logger
 
-        interface = self._binding(app).interface
+        binding = self._binding(app)
+        interface = binding.interface
         description = repr(interface)
+        withdraw, binding.withdraw = binding.withdraw, None
+        if withdraw is not None:
+            withdraw()
         interface.stop()
         logger.info("Synchro %r: stopped %s", self.name, description)
 

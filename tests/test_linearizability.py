@@ -244,7 +244,7 @@ def backend_of(kind: str, request: pytest.FixtureRequest, tmp_path: Path, nemesi
         assert place.port is not None
         proxy = FaultyProxy(place.port).start()
         request.addfinalizer(proxy.stop)
-        url = urlunsplit(place._replace(netloc=f"127.0.0.1:{proxy.port}"))
+        url = urlunsplit((place.scheme, f"127.0.0.1:{proxy.port}", place.path, place.query, ""))
         return Target(url, proxy=proxy)
     if nemesis == "restart":
         server = RedisServer(tmp_path / "redis", durable=True)

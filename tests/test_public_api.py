@@ -16,6 +16,7 @@ PUBLIC = {
     "AIORedis",
     "AsyncioRedis",
     "BaseSynchroInterface",
+    "BlockingSynchroContext",
     "InMemory",
     "LMDB",
     "LockNotOwned",
@@ -26,6 +27,7 @@ PUBLIC = {
     "SyncManager",
     "Synchro",
     "SynchroConnectionError",
+    "SynchroContext",
     "SynchroError",
     "SynchroInspector",
     "SynchroSerializationError",
@@ -33,6 +35,7 @@ PUBLIC = {
     "SynchroUnsupported",
     "SynchroValueError",
     "__version__",
+    "connect",
     "interface_from_url",
 }
 

@@ -9,6 +9,8 @@ Environment knobs:
     SYNCHRO_MEMCACHED   the memcached port for Memcache
     SYNCHRO_LMDB_PATH   LMDB's directory (unset: a private one for the app's lifetime)
     SYNCHRO_PREFIX      an explicit key prefix (tests sharing one Redis keep apart)
+    SYNCHRO_APP_NAME    the app's name (default workers_app): its default namespace, and
+                        the name its embedded manager is published under
     SYNCHRO_FACTORY=1   call init_app inside before_server_start (factory style)
     SYNCHRO_FORK=1      Sanic.start_method = "fork"
     SYNCHRO_LEADER=<s>  run the leader task "recorder" with this ttl (seconds)
@@ -47,7 +49,9 @@ from tests.apps.readiness import add_main_ready
 if os.environ.get("SYNCHRO_FORK") == "1":
     Sanic.start_method = "fork"
 
-app = Sanic("workers_app", inspector_class=SynchroInspector)  # used with SANIC_INSPECTOR=1
+app = Sanic(  # the inspector is used with SANIC_INSPECTOR=1
+    os.environ.get("SYNCHRO_APP_NAME", "workers_app"), inspector_class=SynchroInspector
+)
 
 
 def make_interface():

@@ -104,6 +104,55 @@ def test_inspect_synchro_shows_every_worker_and_their_operations(
         assert set(shown["synchro"]["workers"]) == set(found["workers"])
 
 
+def command(port: int, *args: str) -> Any:
+    """The Inspector's answer to ``synchro ARGS`` (a data command), over its HTTP API."""
+    reply = request(port, "/synchro", method="POST", json_body={"args": list(args)}, timeout=30)
+    reply.raise_for_status()
+    return reply.json()["result"]
+
+
+def test_inspect_synchro_gets_and_sets_keys_of_the_running_app(
+    tmp_path: Path, app_name: str
+) -> None:
+    """``sanic inspect synchro set KEY JSON`` / ``get KEY``: the workers see the value at
+    once; a missing key, bad JSON and a wrong command say so."""
+    port = free_port()
+    env = {
+        "SYNCHRO_APP_NAME": app_name,
+        "SANIC_INSPECTOR": "true",
+        "SANIC_INSPECTOR_HOST": "127.0.0.1",
+        "SANIC_INSPECTOR_PORT": str(port),
+    }
+    with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
+        server.wait_workers(2)
+        wait_for(lambda: _answers(port), timeout=60, what="the Inspector")
+        assert command(port, "set", "flag", '{"beta": true}') == {
+            "key": "flag",
+            "set": {"beta": True},
+        }
+        seen = [reply["value"] for reply in server.from_every_worker("/get/flag", 2).values()]
+        assert seen == [{"beta": True}, {"beta": True}]
+        server.get("/inc")
+        assert command(port, "get", "counter") == {"key": "counter", "value": 1}
+        assert command(port, "get", "nothing") == {"key": "nothing", "missing": True}
+        assert "not JSON" in command(port, "set", "flag", "{oops")["error"]
+        assert "usage" in command(port, "delete", "flag")["error"]
+        assert command(port, "get", "flag")["value"] == {"beta": True}  # unchanged
+        printed = subprocess.run(  # what a user types: positional arguments after the action
+            [sys.executable, "-m", "sanic", "inspect", "synchro", "get", "counter",
+             "--port", str(port)],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        assert json.loads(printed.stdout) == {"key": "counter", "value": 1}
+
+
+def _answers(port: int) -> bool:
+    try:
+        return request(port, "/", timeout=2).status_code == 200
+    except TransportError:
+        return False
+
+
 def test_a_report_says_when_the_backend_is_unreachable() -> None:
     import asyncio
 

@@ -9,7 +9,7 @@ See the README and the documentation for interfaces, operations and run modes.
 import typing as _typing
 
 from .compat import SanicSynchroCtx
-from .config import interface_from_url
+from .config import interface_from_url, register_scheme
 from .connect import connect
 from .context import BlockingSynchroContext, SynchroContext
 from .errors import (
@@ -61,6 +61,7 @@ __all__ = [
     "__version__",
     "connect",
     "interface_from_url",
+    "register_scheme",
 ]
 
 

@@ -29,6 +29,7 @@ URL                                    interface
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
@@ -37,7 +38,11 @@ from .errors import SynchroValueError
 from .interfaces.base import BaseSynchroInterface
 from .masking import check_userinfo, mask_password
 
-__all__ = ["DEFAULT_URL", "SCHEMES", "interface_from_url", "mask_password"]
+__all__ = ["DEFAULT_URL", "SCHEMES", "interface_from_url", "mask_password", "register_scheme"]
+
+#: Packages add URL schemes here: ``[project.entry-points."sanic_synchro_ctx.schemes"]``
+#: ``myscheme = "mypackage.module:builder"`` (see :func:`register_scheme`).
+ENTRY_POINTS = "sanic_synchro_ctx.schemes"
 
 #: What ``Synchro(app)`` uses when ``app.config`` names no URL.
 DEFAULT_URL = "manager://"
@@ -112,6 +117,8 @@ def interface_from_url(url: str, **options: Any) -> BaseSynchroInterface:
     except ValueError as exc:
         raise SynchroValueError(f"cannot read synchro URL {shown!r}: {exc}") from None
     scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        _load_entry_point(scheme)
     if scheme not in SCHEMES:
         raise SynchroValueError(
             f"unknown synchro URL scheme {parts.scheme!r} in {shown!r}; valid schemes: "
@@ -297,3 +304,59 @@ _BUILDERS: dict[
     "redis+sentinel": _redis_sentinel,
     "lmdb": _lmdb,
 }
+
+
+def register_scheme(
+    scheme: str,
+    builder: Callable[..., BaseSynchroInterface],
+    *,
+    options: Mapping[str, Callable[[str], Any]] | None = None,
+) -> None:
+    """Make ``interface_from_url`` (and ``SANIC_SYNCHRO_URL``, ``connect()``, the command
+    line) build interfaces of a URL scheme of a package's own.
+
+    ``builder(url, **options)`` gets the URL without its query string and the options:
+    those of the query string, each converted by its function in ``options`` (a query
+    option not named there is refused, listing the valid ones), ``prefix`` and
+    ``max_value_size`` (every interface takes them), and the keyword options of the call.
+    A scheme this package builds itself cannot be replaced. A package can also declare its
+    schemes as entry points of the group ``sanic_synchro_ctx.schemes`` (name: the scheme;
+    value: ``module:builder``): they are registered when first asked for.
+    """
+    if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
+        raise SynchroValueError(f"{scheme!r} is not a URL scheme (letters, digits, + - .)")
+    name = scheme.lower()
+    if name in _BUILDERS and name not in _REGISTERED:
+        raise SynchroValueError(f"{name}:// is built in; it cannot be replaced")
+    if not callable(builder):
+        raise SynchroValueError(f"the builder of {name}:// must be callable, not {builder!r}")
+    SCHEMES[name] = {**_COMMON, **(options or {})}
+    _REGISTERED.add(name)
+
+    def build(
+        parts: SplitResult, port: int | None, given: dict[str, Any], shown: str
+    ) -> BaseSynchroInterface:
+        plain = urlunsplit((parts.scheme, parts.netloc, parts.path, "", parts.fragment))
+        made = builder(plain, **given)
+        if not isinstance(made, BaseSynchroInterface):
+            raise SynchroValueError(
+                f"the builder of {name}:// returned {type(made).__name__}, not an interface"
+            )
+        return made
+
+    _BUILDERS[name] = build
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+#: Schemes added by register_scheme() (which may be registered again).
+_REGISTERED: set[str] = set()
+
+
+def _load_entry_point(scheme: str) -> None:
+    """Register ``scheme`` from the entry point of that name, if a package declares one."""
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINTS):
+        if point.name.lower() == scheme:
+            register_scheme(scheme, point.load())
+            return

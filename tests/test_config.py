@@ -334,3 +334,62 @@ def test_sanic_synchro_url_switches_a_running_app_to_redis(
             server.stop()
     finally:
         raw.close()
+
+
+# -- schemes of other packages ------------------------------------------------------------------
+
+
+def test_a_registered_scheme_builds_its_interface_with_its_options() -> None:
+    from sanic_synchro_ctx import register_scheme
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def build(url: str, *, shards: int = 1, **common: Any) -> InMemory:
+        calls.append((url, {"shards": shards, **common}))
+        return InMemory(**common)
+
+    register_scheme("shardmem", build, options={"shards": int})
+    made = interface_from_url("shardmem://somewhere/path?shards=3&prefix=app")
+    assert isinstance(made, InMemory)
+    assert calls == [("shardmem://somewhere/path", {"shards": 3, "prefix": "app"})]
+    with pytest.raises(SynchroValueError, match=r"unknown option 'bogus'.*shards"):
+        interface_from_url("shardmem://x?bogus=1")
+    with pytest.raises(SynchroValueError, match="option 'shards'"):
+        interface_from_url("shardmem://x?shards=many")
+    register_scheme("shardmem", build)  # a registered scheme may be registered again
+
+
+def test_schemes_that_cannot_be_registered_are_refused() -> None:
+    from sanic_synchro_ctx import register_scheme
+
+    with pytest.raises(SynchroValueError, match="built in"):
+        register_scheme("redis", lambda url, **options: InMemory())
+    with pytest.raises(SynchroValueError, match="not a URL scheme"):
+        register_scheme("no scheme", lambda url, **options: InMemory())
+    register_scheme("notaninterface", lambda url, **options: object())
+    with pytest.raises(SynchroValueError, match="returned object, not an interface"):
+        interface_from_url("notaninterface://")
+
+
+def test_a_package_declares_a_scheme_as_an_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installed package's entry point of group sanic_synchro_ctx.schemes is registered
+    when its scheme is first asked for (a distribution laid out as pip installs one)."""
+    (tmp_path / "entry_scheme_pkg.py").write_text(
+        "from sanic_synchro_ctx import InMemory\n"
+        "def build(url, **options):\n"
+        "    made = InMemory(**options)\n"
+        "    made.built_from = url\n"
+        "    return made\n"
+    )
+    info = tmp_path / "entry_scheme_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: entry-scheme-pkg\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[sanic_synchro_ctx.schemes]\nentrymem = entry_scheme_pkg:build\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    made = interface_from_url("entrymem://here?prefix=p")
+    assert isinstance(made, InMemory)
+    assert made.built_from == "entrymem://here"  # type: ignore[attr-defined]

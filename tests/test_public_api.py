@@ -37,6 +37,7 @@ PUBLIC = {
     "__version__",
     "connect",
     "interface_from_url",
+    "register_scheme",
 }
 
 

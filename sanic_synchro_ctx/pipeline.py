@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .batching import Outcome
 from .errors import SynchroError, SynchroValueError
+from .operations import EVERYTHING, PIPELINED, touched
 
 if TYPE_CHECKING:
     from .interfaces.base import BaseSynchroInterface
@@ -47,14 +48,9 @@ _STATE_NAMES = {_QUEUED: "queued", _DONE: "done", _NOT_RUN: "not run", _INTERRUP
 #: differently: in one step where it would otherwise read something afterwards).
 in_pipeline: ContextVar[bool] = ContextVar("synchro_in_pipeline", default=False)
 
-#: The operations a pipeline queues (the interface's methods of these names run them).
-OPERATIONS = frozenset(
-    {
-        "get", "set", "delete", "get_many", "update", "set_default", "setdefault",
-        "increment", "decrement", "rate_limit", "replace", "compare_and_set", "expire",
-        "ttl", "locked", "keys", "clear",
-    }
-)  # fmt: skip
+#: The operations a pipeline queues (the interface's methods of these names run them):
+#: the table's (operations.py).
+OPERATIONS = PIPELINED
 
 
 def check_calls(calls: Sequence[Call]) -> None:
@@ -275,28 +271,6 @@ class BlockingPipeline(_Queue):
             self._abandon(_INTERRUPTED)
 
 
-#: What a namespace-wide operation touches (every key).
-_EVERYTHING = ("*",)
-
-
-def _touches(call: Call) -> Sequence[Any]:
-    """The keys an operation reads or writes (locks apart from keys of the same name)."""
-    name, args, _ = call
-    if name in ("keys", "clear"):
-        return _EVERYTHING
-    if name == "delete":
-        return args
-    if name == "get_many":
-        keys = args[0]
-        return [keys] if isinstance(keys, str) else list(keys)
-    if name in ("update", "set_default"):
-        mapping = args[0]
-        return list(mapping) if isinstance(mapping, Mapping) else [mapping]
-    if name == "locked":
-        return [("lock", args[0])]
-    return args[:1]
-
-
 def waves(calls: Sequence[Call]) -> list[list[int]]:
     """Split ``calls`` into runs (indices) in which no two operations touch the same key,
     for backends that do not run a round trip's operations in the order they were sent:
@@ -307,15 +281,15 @@ def waves(calls: Sequence[Call]) -> list[list[int]]:
     seen: set[Any] = set()
     for index, call in enumerate(calls):
         try:
-            touched = _touches(call)
-            clash = touched is _EVERYTHING or "*" in seen or any(k in seen for k in touched)
-        except TypeError:  # not keys (the operation fails on its own): run it alone
-            clash, touched = True, _EVERYTHING
+            keys = touched(call[0], call[1])
+            clash = keys is EVERYTHING or "*" in seen or any(k in seen for k in keys)
+        except (TypeError, IndexError):  # no keys (the operation fails on its own): alone
+            clash, keys = True, EVERYTHING
         if clash and current:
             result.append(current)
             current, seen = [], set()
         current.append(index)
-        seen.update(touched)
+        seen.update(keys)
     if current:
         result.append(current)
     return result

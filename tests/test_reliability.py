@@ -122,6 +122,40 @@ def test_a_killed_manager_never_lets_two_leaders_run(tmp_path: Path, ttl: float)
         assert end < start, f"two leaders at once: {runs}"
 
 
+@pytest.mark.parametrize("kind", ["aioredis", "asyncio_redis"])
+def test_a_redis_restarted_empty_never_lets_two_leaders_run(tmp_path: Path, kind: str) -> None:
+    """A Redis without persistence killed and started again under a running leader task:
+    the new server grants no lease while one of the old server's could still run, and the
+    old leader learns at its next renewal that its lease is gone: the runs never overlap."""
+    ttl = 6.0  # renewals every 2 s: a follower polls (every second at most) before
+    redis = RedisServer(tmp_path).start()
+    log = tmp_path / "leaders.log"
+    env = {
+        "SYNCHRO_INTERFACE": kind,
+        "SYNCHRO_REDIS_URL": redis.url,
+        "SYNCHRO_LEADER": str(ttl),
+        "SYNCHRO_LEADER_LOG": str(log),
+    }
+    try:
+        with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
+            server.wait_workers(2)
+            wait_for(lambda: len(_leader_runs(log)) == 1, what="a leader running")
+            redis.kill()
+            redis.start()
+            restarted = time.monotonic()
+            wait_for(
+                lambda: any(first > restarted for first, _ in _leader_runs(log).values()),
+                timeout=4 * ttl + 10,
+                what="a leader again after the restart",
+            )
+    finally:
+        redis.stop()
+    print("RESTARTED", restarted, sorted(_leader_runs(log).values()))
+    runs = sorted(_leader_runs(log).values())
+    for (_, end), (start, _) in itertools.pairwise(runs):
+        assert end < start, f"two leaders at once: {runs}"
+
+
 def _zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as handle:

@@ -38,6 +38,8 @@ _CHUNK = 500
 #: kept FENCE_MEMORY seconds (fencing.py).
 FENCE_MARK = "\x00fence\x00"
 _FENCE_MS = milliseconds(FENCE_MEMORY)
+#: Length of a Redis run_id, which every lease script's answer starts with.
+_RUN_ID = 40
 
 
 class IncrementRefused(Exception):
@@ -255,14 +257,27 @@ class RedisInterface(NetworkInterface[RedisSession]):
         for start in range(0, len(found), _CHUNK):
             await session.delete(found[start : start + _CHUNK])
 
+    #: The run_id of the Redis server this interface met (scripts.py, "Store loss").
+    _met_server = ""
+
+    def _server_answer(self, raw: Any) -> str:
+        """A lease script's answer without the server's run_id, which it remembers once
+        that server's grace period ("=") is over."""
+        answer = decode_key(raw)
+        rest = answer[_RUN_ID:]
+        if rest != "=":
+            self._met_server = answer[:_RUN_ID]
+        return rest
+
     async def raw_lock_acquire(self, key: str, token: str, ttl: float) -> tuple[str | None, int]:
         session = self._sessions.current() or await self.session()
         keys = [encode_key(key), encode_key(FENCE_MARK + key[len(LOCK_MARK) :])]
-        answer = decode_key(
-            await session.script("lock_acquire", keys, [token, milliseconds(ttl), _FENCE_MS])
-        )
+        arguments = [token, milliseconds(ttl), _FENCE_MS, self._met_server]
+        answer = self._server_answer(await session.script("lock_acquire", keys, arguments))
         if answer[:1] == "+":
             return None, int(answer[1:])
+        if answer[:1] == "=":  # a new server's grace period: held by whoever held it before
+            return "", 0
         return answer[1:], 0
 
     async def raw_lock_extend(self, key: str, token: str, ttl: float) -> bool:
@@ -278,8 +293,9 @@ class RedisInterface(NetworkInterface[RedisSession]):
 
     async def raw_semaphore_acquire(self, key: str, token: str, limit: int, ttl: float) -> bool:
         session = self._sessions.current() or await self.session()
-        args = [token, limit, milliseconds(ttl)]
-        return bool(await session.script("semaphore_acquire", [encode_key(key)], args))
+        args = [token, limit, milliseconds(ttl), self._met_server]
+        answer = await session.script("semaphore_acquire", [encode_key(key)], args)
+        return self._server_answer(answer) == "1"
 
     async def raw_semaphore_release(self, key: str, token: str) -> bool:
         session = self._sessions.current() or await self.session()

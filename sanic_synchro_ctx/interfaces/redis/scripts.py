@@ -155,11 +155,37 @@ end
 return value
 """
 
-# Answers "+<fencing token>" when the lock was taken, else "-<holder's token>". The token is
-# the server's clock in microseconds, or one more than the name's last token (KEYS[2], kept
-# ARGV[3] ms) when that is not lower: see fencing.py. string.format: Lua would write a
-# number of 16 digits with an exponent.
-LOCK_ACQUIRE = """
+# Store loss: a Redis that restarted without persistence (or failed over to a replica that
+# had not seen every write) lost the leases it granted, and their holders do not know yet.
+# Each acquire says which server the caller last met (its run_id, "" for none); a server
+# the caller did not meet, up for less than the lease asked for (+1 s: whole seconds),
+# grants nothing yet: every lease the old one granted could still run (a grace period, as
+# Chubby's master fail-over does; every holder of one name asks for the same lease). Every
+# answer starts with the server's run_id (40 characters), for the caller to remember.
+_SERVER = """
+local info = redis.call('INFO', 'server')
+local run_id = string.match(info, 'run_id:(%w+)')
+local function in_grace(known, lease_ms)
+  if known == '' or known == run_id then
+    return false
+  end
+  local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+  return uptime * 1000 < tonumber(lease_ms) + 1000
+end
+"""
+
+# Answers "<run_id>+<fencing token>" when the lock was taken, "<run_id>-<holder's token>"
+# when it is held, "<run_id>=" in a grace period. ARGV: owner, lease (ms), how long to keep
+# the name's last token (ms), the server the caller last met. The token is the server's
+# clock in microseconds, or one more than the name's last token (KEYS[2]) when that is not
+# lower: see fencing.py. string.format: Lua would write a number of 16 digits with an
+# exponent.
+LOCK_ACQUIRE = (
+    _SERVER
+    + """
+if in_grace(ARGV[4], ARGV[2]) then
+  return run_id .. '='
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local clock = redis.call('TIME')
   local fence = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -169,10 +195,11 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   end
   fence = string.format('%d', fence)
   redis.call('SET', KEYS[2], fence, 'PX', ARGV[3])
-  return '+' .. fence
+  return run_id .. '+' .. fence
 end
-return '-' .. (redis.call('GET', KEYS[1]) or '')
+return run_id .. '-' .. (redis.call('GET', KEYS[1]) or '')
 """
+)
 
 LOCK_EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -183,18 +210,24 @@ return 0
 
 # A sorted set of holders, scored by the end of their lease (ms); the set itself expires
 # with the last lease.
+# Answers "<run_id>1" when a place was taken, "<run_id>0" when none is free, "<run_id>="
+# in a grace period (as LOCK_ACQUIRE's). ARGV: owner, limit, lease (ms), the server last met.
 SEMAPHORE_ACQUIRE = (
     _NOW
+    + _SERVER
     + """
+if in_grace(ARGV[4], ARGV[3]) then
+  return run_id .. '='
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
     and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
+  return run_id .. '0'
 end
 redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[3]), ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last[2]) - now_ms))
-return 1
+return run_id .. '1'
 """
 )
 

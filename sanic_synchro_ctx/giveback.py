@@ -2,9 +2,9 @@
 
 An attempt that timed out or was cancelled after its request left may still take the lock
 when the backend gets to it: a backend frozen past the timeout processes the queued request
-when it resumes, maybe after a release sent at once on another connection (measured: 5 of
-20 runs over the embedded manager and memcached). The lock would then be held by nobody for
-its whole lease. So the attempt's owner token, which no one else ever holds, is released
+when it resumes, maybe after a release sent at once on another connection (measured: 4 to 5
+of 20 runs over the embedded manager and memcached). The lock would then be held by nobody
+for its whole lease. So the attempt's owner token, which no one else ever holds, is released
 again by this process's give-back thread until a release succeeds, or until ``ttl`` seconds
 passed since the backend last failed to answer (a lease taken later than that would have
 been answered), and never longer than ten leases. Each release is an ordinary, bounded

@@ -63,8 +63,28 @@ def connect(
         raise SynchroValueError(
             "name the namespace: connect(..., app='<the app's name>') or prefix=..."
         )
+    _refuse_private(interface)
     interface.attach(None)
     return SynchroContext(interface)
+
+
+def _refuse_private(interface: BaseSynchroInterface) -> None:
+    """SynchroValueError for an interface that would give this process a store of its own
+    where the caller means an app's: a SyncManager with no address, an LMDB with no path."""
+    from .interfaces.lmdb import LMDB
+    from .interfaces.syncmanager import SyncManager
+
+    if isinstance(interface, SyncManager) and interface.address is None:
+        raise SynchroValueError(
+            "SyncManager() without an address would be a store of this process alone: use "
+            "connect('manager://', app=...) for a running app's manager, or "
+            "SyncManager(address=..., authkey=...)"
+        )
+    if isinstance(interface, LMDB) and interface.path is None:
+        raise SynchroValueError(
+            "LMDB() without a path would be a store of this process alone: give the path "
+            "the app uses (lmdb:///path)"
+        )
 
 
 def _from_url(url: str, namespace: str | None, app: str | None, name: str) -> BaseSynchroInterface:

@@ -16,6 +16,7 @@ from sanic_synchro_ctx import (
     SynchroConnectionError,
     SynchroContext,
     SynchroValueError,
+    SyncManager,
     connect,
 )
 
@@ -183,6 +184,10 @@ def test_connect_refuses_what_it_cannot_use() -> None:
         connect("manager://")
     with pytest.raises(SynchroConnectionError, match="no running app 'absent'"):
         connect("manager://", app="absent")
+    with pytest.raises(SynchroValueError, match="store of this process alone"):
+        connect(SyncManager(), app="a")  # would be a private store, not the app's
+    with pytest.raises(SynchroValueError, match="store of this process alone"):
+        connect("lmdb://", app="a")
     not_a_target: Any = 42
     with pytest.raises(TypeError, match="a URL or an interface"):
         connect(not_a_target, app="a")

@@ -155,8 +155,9 @@ end
 return value
 """
 
-# Store loss: a Redis that restarted without persistence (or failed over to a replica that
-# had not seen every write) lost the leases it granted, and their holders do not know yet.
+# Store loss: a Redis that restarted without persistence lost the leases it granted, and
+# their holders do not know yet. (A replica promoted by a failover has been up long: this
+# does not cover a lease it never received; wait_replicas= makes one receive it.)
 # Each acquire says which server the caller last met (its run_id, "" for none); a server
 # the caller did not meet, up for less than the lease asked for (+1 s: whole seconds),
 # grants nothing yet: every lease the old one granted could still run (a grace period, as

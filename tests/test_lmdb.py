@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -154,13 +156,18 @@ def test_fork_start_method(tmp_path: Path) -> None:
 def test_the_private_directory_lives_as_long_as_the_app(tmp_path: Path) -> None:
     """LMDB() without a path makes its directory in the temporary directory (TMPDIR, here
     one of this test's own, so nothing else writes there) and removes it at shutdown."""
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
+    # short: Python's multiprocessing (Sanic's worker state) binds an AF_UNIX socket in
+    # TMPDIR, whose path may not exceed 107 bytes (under tmp_path it failed once the run
+    # counter of pytest's base directory reached three digits)
+    temporary = Path(tempfile.mkdtemp(prefix="lmdb-"))
     env = {"SYNCHRO_INTERFACE": "lmdb", "TMPDIR": str(temporary)}
-    with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
-        server.wait_workers(2)
-        made = [name for name in os.listdir(temporary) if "lmdb" in name]
-        assert len(made) == 1, made
-        assert (temporary / made[0] / "data.mdb").exists()
-    (directory,) = made
-    wait_for(lambda: not (temporary / directory).exists(), what="removed")
+    try:
+        with SanicServer.cli(tmp_path, "--workers", "2", env=env) as server:
+            server.wait_workers(2)
+            made = [name for name in os.listdir(temporary) if "lmdb" in name]
+            assert len(made) == 1, made
+            assert (temporary / made[0] / "data.mdb").exists()
+        (directory,) = made
+        wait_for(lambda: not (temporary / directory).exists(), what="removed")
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)

@@ -299,9 +299,16 @@ class _Session(RedisSession):
                 self.scripts[name] = script
             try:
                 return await self.run(_evaluation(script.sha, keys, encoded))
-            except self._errors.ScriptKilledError:
-                # Any error reply to EVALSHA comes as ScriptKilledError. Send the script
-                # again only if Redis did not have it (NOSCRIPT: it never ran).
+            except self._errors.ScriptKilledError as exc:
+                # Any error reply to EVALSHA comes as ScriptKilledError (the reply as its
+                # context). A Redis not serving yet (LOADING) ran nothing: unreachable.
+                reply = exc.__context__
+                if isinstance(reply, self._errors.ErrorReply) and str(reply).startswith(
+                    _NOT_SERVING
+                ):
+                    raise reply from None
+                # Send the script again only if Redis did not have it (NOSCRIPT: it never
+                # ran).
                 self.scripts.pop(name, None)
                 exists = await self.run(functools.partial(_script_exists, script.sha))
                 if attempt == 2 or exists[0]:

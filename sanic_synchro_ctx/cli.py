@@ -136,9 +136,7 @@ def _run(ctx: BlockingSynchroContext, args: argparse.Namespace) -> int:
         _print(ctx.publish(args.channel, _json(args.message, "the message")))
     elif command == "stats":
         _print(ctx.interface.stats())
-    elif command == "clear":
-        if not args.yes:
-            raise _Usage("clear deletes every key of the namespace: add --yes")
+    elif command == "clear":  # --yes checked before connecting
         ctx.clear()
     return OK
 

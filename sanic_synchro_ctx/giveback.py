@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .interfaces.base import BaseSynchroInterface
 
-__all__ = ["give_back"]
+__all__ = ["give_back", "undo"]
 
 #: Seconds between two releases of one owner: doubling from the first to the last.
 FIRST_DELAY = 0.05
@@ -105,3 +105,14 @@ def give_back(interface: BaseSynchroInterface, release: Release, ttl: float) -> 
     if not _threads:
         _threads.append(_GiveBack())
     _threads[0].add(interface, release, ttl)
+
+
+async def undo(interface: BaseSynchroInterface, release: Release, ttl: float) -> None:
+    """After an attempt that failed or was cancelled: ``release()`` now, and if that did
+    not release anything (the attempt may not have been applied yet), again in the
+    background (:func:`give_back`). Never raises: the attempt's own error goes on."""
+    released = False
+    with contextlib.suppress(Exception):
+        released = await release()
+    if not released:
+        give_back(interface, release, ttl)

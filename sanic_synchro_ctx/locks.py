@@ -39,7 +39,7 @@ from .errors import (
     SynchroTypeError,
     SynchroValueError,
 )
-from .giveback import give_back
+from .giveback import undo
 
 if TYPE_CHECKING:
     from .interfaces.base import BaseSynchroInterface
@@ -155,11 +155,7 @@ class _LockBase:
         try:
             return await interface.acquire_lock(name, owner, self._ttl)
         except BaseException:
-            released = False
-            with contextlib.suppress(Exception):
-                released = await interface.release_lock(name, owner)
-            if not released:  # maybe not taken yet: see giveback
-                give_back(interface, lambda: interface.release_lock(name, owner), self._ttl)
+            await undo(interface, lambda: interface.release_lock(name, owner), self._ttl)
             raise
 
     def _acquired(self, owner: str, fence: int) -> None:
@@ -480,11 +476,7 @@ class _SemaphoreBase:
         try:
             return await interface.acquire_semaphore(name, owner, self._limit, self._ttl)
         except BaseException:
-            released = False
-            with contextlib.suppress(Exception):
-                released = await interface.release_semaphore(name, owner)
-            if not released:  # maybe not taken yet: see giveback
-                give_back(interface, lambda: interface.release_semaphore(name, owner), self._ttl)
+            await undo(interface, lambda: interface.release_semaphore(name, owner), self._ttl)
             raise
 
     def _start(self) -> tuple[str, _Wait]:

@@ -25,7 +25,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +121,8 @@ async def run_clients(ctx: SynchroContext, spec: dict[str, Any], recorder: Recor
 
     async def async_client(number: int) -> None:
         rng = random.Random(f"{seed}:{number}")
-        for number in range(ops):
-            key, name, args = next_operation(rng, number)
+        for made in range(ops):
+            key, name, args = next_operation(rng, made)
             ident = recorder.invoke(key, name, args)
             try:
                 if rng.random() < cancel:
@@ -140,8 +140,8 @@ async def run_clients(ctx: SynchroContext, spec: dict[str, Any], recorder: Recor
         rng = random.Random(f"{seed}:blocking")
         front = ctx.sync
         try:
-            for number in range(ops):
-                key, name, args = next_operation(rng, number)
+            for made in range(ops):
+                key, name, args = next_operation(rng, made)
                 ident = recorder.invoke(key, name, args)
                 try:
                     value = _call(front, key, name, args)
@@ -153,12 +153,26 @@ async def run_clients(ctx: SynchroContext, spec: dict[str, Any], recorder: Recor
         finally:
             ctx.interface.close_thread()
 
+    await _together(async_client, blocking_client, spec["tasks"])
+
+
+async def _together(
+    async_client: Callable[[int], Awaitable[None]], blocking_client: Callable[[], None], tasks: int
+) -> None:
+    """``tasks`` async clients on this loop and the blocking one on a thread, to the end."""
     thread = asyncio.get_running_loop().run_in_executor(None, blocking_client)
-    await asyncio.gather(*(async_client(number) for number in range(spec["tasks"])), thread)
+    await asyncio.gather(*(async_client(number) for number in range(tasks)), thread)
 
 
 #: The lock and the semaphore (of LIMIT places) the holding clients take turns on.
 LOCK, SEMAPHORE, LIMIT = "lock", "pool", 2
+
+
+def _take(front: Any, rng: random.Random) -> tuple[str, Any]:
+    """The lock or a place of the semaphore, at random: (its name, the object to hold)."""
+    if rng.random() < 0.5:
+        return LOCK, front.lock(LOCK, ttl=5, timeout=10)
+    return SEMAPHORE, front.semaphore(SEMAPHORE, LIMIT, ttl=5, timeout=10)
 
 
 async def run_holders(ctx: SynchroContext, spec: dict[str, Any], recorder: Recorder) -> None:
@@ -171,16 +185,12 @@ async def run_holders(ctx: SynchroContext, spec: dict[str, Any], recorder: Recor
     async def async_client(number: int) -> None:
         rng = random.Random(f"{seed}:{number}")
         for _ in range(ops):
-            lock = rng.random() < 0.5
+            held, taken = _take(ctx, rng)
             try:
-                if lock:
-                    taken: Any = ctx.lock(LOCK, ttl=5, timeout=10)
-                else:
-                    taken = ctx.semaphore(SEMAPHORE, LIMIT, ttl=5, timeout=10)
                 async with taken:
                     start = time.monotonic()
                     await asyncio.sleep(rng.uniform(0, 2 * pause))
-                    recorder.hold(LOCK if lock else SEMAPHORE, start, taken)
+                    recorder.hold(held, start, taken)
             except SynchroConnectionError:
                 pass  # not taken, or its release unknown: recorded only once held
 
@@ -189,23 +199,18 @@ async def run_holders(ctx: SynchroContext, spec: dict[str, Any], recorder: Recor
         front = ctx.sync
         try:
             for _ in range(ops):
-                lock = rng.random() < 0.5
+                held, taken = _take(front, rng)
                 try:
-                    if lock:
-                        taken: Any = front.lock(LOCK, ttl=5, timeout=10)
-                    else:
-                        taken = front.semaphore(SEMAPHORE, LIMIT, ttl=5, timeout=10)
                     with taken:
                         start = time.monotonic()
                         time.sleep(rng.uniform(0, 2 * pause))
-                        recorder.hold(LOCK if lock else SEMAPHORE, start, taken)
+                        recorder.hold(held, start, taken)
                 except SynchroConnectionError:
                     pass
         finally:
             ctx.interface.close_thread()
 
-    thread = asyncio.get_running_loop().run_in_executor(None, blocking_client)
-    await asyncio.gather(*(async_client(number) for number in range(spec["tasks"])), thread)
+    await _together(async_client, blocking_client, spec["tasks"])
 
 
 def read_holds(paths: list[Path]) -> list[Hold]:
@@ -275,9 +280,6 @@ def main(argv: list[str]) -> None:
     finally:
         recorder.close()
 
-
-Spec = dict[str, Any]
-Factory = Callable[[], SynchroContext]
 
 if __name__ == "__main__":
     main(sys.argv)

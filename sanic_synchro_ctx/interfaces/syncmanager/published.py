@@ -17,7 +17,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from ...errors import SynchroConnectionError
-from .process import read_authkey_file, runtime_directory
+from .process import runtime_directory
 
 __all__ = ["find", "publish"]
 
@@ -62,7 +62,7 @@ def find(app: str, name: str) -> tuple[str, str]:
     try:
         with open(address_path, "rb") as handle:
             address = handle.read().decode("utf-8")
-        read_authkey_file(key_path)
+        os.stat(key_path)  # read by the interface: here only whether it is there
     except FileNotFoundError:
         raise SynchroConnectionError(
             f"no running app {app!r} (Synchro {name!r}) of this user publishes an embedded "

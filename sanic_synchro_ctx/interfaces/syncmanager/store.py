@@ -347,10 +347,8 @@ class Store:
             now = _now()
             if self._granting is not None and now < self._granting + ttl:
                 return False  # as lock_acquire
-            self._forget_ended_leases(now)
+            self._forget_ended_leases(now)  # this name's ended holders included
             holders = self._semaphores.setdefault(name, {})
-            for gone in [holder for holder, deadline in holders.items() if deadline <= now]:
-                del holders[gone]
             if token not in holders and len(holders) >= limit:
                 return False
             holders[token] = now + ttl

@@ -155,6 +155,12 @@ _SCAN_COUNT = 1000
 _NOT_SERVING = ("LOADING ", "MASTERDOWN ")
 
 
+def _not_serving(exc: BaseException | None, errors: Any) -> bool:
+    """Whether ``exc`` is the error reply of a Redis that does not serve yet (``errors``:
+    asyncio_redis's exceptions module): it ran nothing, and is unreachable for now."""
+    return isinstance(exc, errors.ErrorReply) and str(exc).startswith(_NOT_SERVING)
+
+
 class _Corked:
     """Stands in for a connection's transport while a batch is issued: keeps the writes,
     so that the whole batch goes out in one send."""
@@ -237,7 +243,7 @@ class _Session(RedisSession):
         try:
             value: int = await self.run(lambda redis: redis.incrby(key, by))
         except self._errors.ErrorReply as exc:
-            if str(exc).startswith(_NOT_SERVING):  # not a refusal: Redis is not serving yet
+            if _not_serving(exc, self._errors):  # not a refusal: Redis is not serving yet
                 raise
             raise IncrementRefused from None
         return value
@@ -303,9 +309,7 @@ class _Session(RedisSession):
                 # Any error reply to EVALSHA comes as ScriptKilledError (the reply as its
                 # context). A Redis not serving yet (LOADING) ran nothing: unreachable.
                 reply = exc.__context__
-                if isinstance(reply, self._errors.ErrorReply) and str(reply).startswith(
-                    _NOT_SERVING
-                ):
+                if _not_serving(reply, self._errors):
                     raise reply from None
                 # Send the script again only if Redis did not have it (NOSCRIPT: it never
                 # ran).
@@ -492,9 +496,7 @@ class AsyncioRedis(RedisInterface):
         its data after a restart, ``MASTERDOWN``) is unreachable too: redis-py raises its
         ConnectionError subclasses there, asyncio_redis a plain ErrorReply (which read as a
         SynchroError said nothing of the backend coming back)."""
-        if isinstance(exc, self._module.exceptions.ErrorReply) and str(exc).startswith(
-            _NOT_SERVING
-        ):
+        if _not_serving(exc, self._module.exceptions):
             return SynchroConnectionError(
                 f"AsyncioRedis: Redis is not serving yet ({exc}); the operation was not "
                 "applied, and it was not sent again"

@@ -5,11 +5,15 @@ A missing server binary fails the run (``make test`` installs them); it is never
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .ports import PortTaken, free_port, lost_port, start_moving
@@ -87,6 +91,28 @@ def wait_stopped(pid: int) -> None:
                 return
         time.sleep(0.005)
     raise AssertionError(f"process {pid} was not stopped")
+
+
+@contextlib.contextmanager
+def frozen(pid: int, watchdog: float = 20.0) -> Iterator[threading.Event]:
+    """SIGSTOP process ``pid`` for the block; a watchdog thaws it after ``watchdog`` s (so
+    a call that waits for the thaw ends, and the test can see that it waited: the event)."""
+    thawed = threading.Event()
+
+    def thaw_later() -> None:
+        if not thawed.wait(watchdog):
+            os.kill(pid, signal.SIGCONT)
+            thawed.set()
+
+    os.kill(pid, signal.SIGSTOP)
+    wait_stopped(pid)
+    threading.Thread(target=thaw_later, daemon=True).start()
+    try:
+        yield thawed
+    finally:
+        if not thawed.is_set():
+            thawed.set()
+            os.kill(pid, signal.SIGCONT)
 
 
 class RedisServer:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +35,7 @@ from sanic_synchro_ctx import (
 from sanic_synchro_ctx.interfaces.base import BaseSynchroInterface
 from sanic_synchro_ctx.leader import Leadership
 
-from .backends import MemcachedServer, RedisServer, wait_stopped
+from .backends import MemcachedServer, RedisServer, frozen
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -52,26 +51,9 @@ class Backend:
         self.pid = pid
         self.make = make
 
-    @contextlib.contextmanager
-    def frozen(self, watchdog: float = 20.0) -> Iterator[threading.Event]:
-        """SIGSTOP the backend for the block; a watchdog thaws it after ``watchdog`` s
-        (so a call that waits for the thaw ends, and the test can see that it waited)."""
-        thawed = threading.Event()
-
-        def thaw_later() -> None:
-            if not thawed.wait(watchdog):
-                os.kill(self.pid, signal.SIGCONT)
-                thawed.set()
-
-        os.kill(self.pid, signal.SIGSTOP)
-        wait_stopped(self.pid)
-        threading.Thread(target=thaw_later, daemon=True).start()
-        try:
-            yield thawed
-        finally:
-            if not thawed.is_set():
-                thawed.set()
-                os.kill(self.pid, signal.SIGCONT)
+    def frozen(self, watchdog: float = 20.0) -> contextlib.AbstractContextManager[threading.Event]:
+        """SIGSTOP the backend for the block (see backends.frozen)."""
+        return frozen(self.pid, watchdog)
 
 
 @pytest.fixture(params=FREEZABLE)

@@ -25,7 +25,7 @@ import pytest
 from sanic_synchro_ctx.context import SynchroContext
 from sanic_synchro_ctx.interfaces.memory import InMemory
 
-from .backends import RedisServer, wait_stopped
+from .backends import RedisServer, frozen
 from .histories import (
     LIMIT,
     LOCK,
@@ -310,20 +310,15 @@ def record_processes(
             )
         )
     try:
-        if nemesis == "stall":
-            pid = target.pid
-            assert pid is not None
+        if nemesis in ("stall", "proxy", "restart"):
             wait_for(lambda: _events(outs) >= 60, what="clients under way")
-            os.kill(pid, signal.SIGSTOP)
-            try:
-                wait_stopped(pid)
+        if nemesis == "stall":
+            assert target.pid is not None
+            with frozen(target.pid):
                 time.sleep(STALL)  # the fault itself: a backend frozen past the timeout
-            finally:
-                os.kill(pid, signal.SIGCONT)
         elif nemesis == "proxy":
             proxy = target.proxy
             assert proxy is not None
-            wait_for(lambda: _events(outs) >= 60, what="clients under way")
             # the faults themselves, each for a set time: slow, then silent, then reset
             proxy.delay = 0.05
             time.sleep(0.5)
@@ -334,7 +329,6 @@ def record_processes(
             proxy.reset_all()
         elif nemesis == "restart":
             assert target.server is not None
-            wait_for(lambda: _events(outs) >= 60, what="clients under way")
             target.server.kill()  # kill -9: what it acknowledged is in its append-only file
             target.server.start()
         elif nemesis == "kill-client":

@@ -229,6 +229,14 @@ def _places(hosts: str, default_port: int, what: str, shown: str) -> list[tuple[
     return places
 
 
+def _database(text: str, shown: str) -> int:
+    """The database a URL's path names (none: 0); SynchroValueError unless one number."""
+    text = text or "0"
+    if not (text.isascii() and text.isdigit()):
+        raise SynchroValueError(f"{shown!r}: the database must be a number, not {text!r}")
+    return int(text)
+
+
 def _redis_sentinel(
     parts: SplitResult, port: int | None, options: dict[str, Any], shown: str
 ) -> BaseSynchroInterface:
@@ -247,11 +255,9 @@ def _redis_sentinel(
         raise SynchroValueError(
             f"{shown!r}: name the service: redis+sentinel://host:port,.../service/db"
         )
-    db_text = db_text or "0"
-    if not (db_text.isascii() and db_text.isdigit()):
-        raise SynchroValueError(f"{shown!r}: the database must be a number, not {db_text!r}")
+    db = _database(db_text, shown)
     _socket_timeouts(options)
-    return AIORedis.from_sentinel(sentinels, service, db=int(db_text), **options)
+    return AIORedis.from_sentinel(sentinels, service, db=db, **options)
 
 
 def _asyncio_redis(
@@ -259,13 +265,9 @@ def _asyncio_redis(
 ) -> BaseSynchroInterface:
     from .interfaces.redis import AsyncioRedis
 
-    db_text = parts.path.strip("/") or "0"
-    if not (db_text.isascii() and db_text.isdigit()):
-        raise SynchroValueError(f"{shown!r}: the database must be a number, not {db_text!r}")
+    db = _database(parts.path.strip("/"), shown)
     password = unquote(parts.password) if parts.password else None
-    return AsyncioRedis(
-        parts.hostname or "127.0.0.1", port or 6379, int(db_text), password, **options
-    )
+    return AsyncioRedis(parts.hostname or "127.0.0.1", port or 6379, db, password, **options)
 
 
 def _memcached(
